@@ -1,0 +1,205 @@
+"""Direct loops compiled by numba: ``@njit(parallel=True, cache=True)``.
+
+The loops are the definition, ordered so the innermost loop runs along an output row (unit
+stride in memory when the convolution stride is 1). Each parallel iteration owns the output it
+writes, so no two threads ever add into the same element:
+
+- forward: one (image, output channel) plane per iteration;
+- ``dx``: one (image, input channel) plane of the padded input gradient per iteration;
+- ``dw``: one (output channel, input channel) filter slice per iteration.
+
+``cache=True`` writes the compiled code next to this module, so a new process loads it instead
+of compiling again. Everything is validated (``_checks``) and made contiguous before any
+compiled code runs, so no input can read out of bounds.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from kernels._checks import Context, check_backward, check_conv2d, check_pool2d
+
+name = "numba"
+description = "numba @njit direct loops, parallel over (image, channel) planes, cached compilation"
+
+
+@njit(cache=True, parallel=True)
+def _conv_forward(xpad, w, y, sh, sw, dh, dw, groups):
+    N, K, Ho, Wo = y.shape
+    _, Cg, R, S = w.shape
+    Kg = K // groups
+    for nk in prange(N * K):
+        n, k = nk // K, nk % K
+        c0 = (k // Kg) * Cg
+        for c in range(Cg):
+            for r in range(R):
+                for s in range(S):
+                    wv = w[k, c, r, s]
+                    for i in range(Ho):
+                        row = i * sh + r * dh
+                        for j in range(Wo):
+                            y[n, k, i, j] += wv * xpad[n, c0 + c, row, j * sw + s * dw]
+
+
+@njit(cache=True, parallel=True)
+def _conv_backward_data(dy, w, dxpad, sh, sw, dh, dw, groups):
+    N, K, Ho, Wo = dy.shape
+    _, Cg, R, S = w.shape
+    C = dxpad.shape[1]
+    Kg = K // groups
+    for nc in prange(N * C):
+        n, c = nc // C, nc % C
+        k0, cc = (c // Cg) * Kg, c % Cg
+        for k in range(k0, k0 + Kg):
+            for r in range(R):
+                for s in range(S):
+                    wv = w[k, cc, r, s]
+                    for i in range(Ho):
+                        row = i * sh + r * dh
+                        for j in range(Wo):
+                            dxpad[n, c, row, j * sw + s * dw] += wv * dy[n, k, i, j]
+
+
+@njit(cache=True, parallel=True)
+def _conv_backward_weight(dy, xpad, dw_out, sh, sw, dh, dw, groups):
+    N, K, Ho, Wo = dy.shape
+    _, Cg, R, S = dw_out.shape
+    Kg = K // groups
+    for kc in prange(K * Cg):
+        k, cc = kc // Cg, kc % Cg
+        c = (k // Kg) * Cg + cc
+        for r in range(R):
+            for s in range(S):
+                acc = dw_out[k, cc, r, s]  # zero, in the output's dtype
+                for n in range(N):
+                    for i in range(Ho):
+                        row = i * sh + r * dh
+                        for j in range(Wo):
+                            acc += dy[n, k, i, j] * xpad[n, c, row, j * sw + s * dw]
+                dw_out[k, cc, r, s] = acc
+
+
+@njit(cache=True, parallel=True)
+def _maxpool_forward(xpad, y, argmax, R, S, sh, sw):
+    N, C, Ho, Wo = y.shape
+    for nc in prange(N * C):
+        n, c = nc // C, nc % C
+        for i in range(Ho):
+            for j in range(Wo):
+                # Row-major taps, moving only on a strictly larger value: ties keep the first.
+                # A NaN beats any number (as np.argmax has it), so it propagates.
+                best = xpad[n, c, i * sh, j * sw]
+                best_t = 0
+                for r in range(R):
+                    for s in range(S):
+                        v = xpad[n, c, i * sh + r, j * sw + s]
+                        if v > best or (v != v and best == best):
+                            best = v
+                            best_t = r * S + s
+                y[n, c, i, j] = best
+                argmax[n, c, i, j] = best_t
+
+
+@njit(cache=True, parallel=True)
+def _maxpool_backward(dy, argmax, dxpad, S, sh, sw):
+    N, C, Ho, Wo = dy.shape
+    for nc in prange(N * C):
+        n, c = nc // C, nc % C
+        for i in range(Ho):
+            for j in range(Wo):
+                t = argmax[n, c, i, j]
+                dxpad[n, c, i * sh + t // S, j * sw + t % S] += dy[n, c, i, j]
+
+
+@njit(cache=True, parallel=True)
+def _avgpool_forward(xpad, y, R, S, sh, sw):
+    N, C, Ho, Wo = y.shape
+    for nc in prange(N * C):
+        n, c = nc // C, nc % C
+        for i in range(Ho):
+            for j in range(Wo):
+                total = y[n, c, i, j]  # zero, in the output's dtype
+                for r in range(R):
+                    for s in range(S):
+                        total += xpad[n, c, i * sh + r, j * sw + s]
+                y[n, c, i, j] = total / (R * S)
+
+
+@njit(cache=True, parallel=True)
+def _avgpool_backward(dy, dxpad, R, S, sh, sw):
+    N, C, Ho, Wo = dy.shape
+    for nc in prange(N * C):
+        n, c = nc // C, nc % C
+        for i in range(Ho):
+            for j in range(Wo):
+                share = dy[n, c, i, j] / (R * S)
+                for r in range(R):
+                    for s in range(S):
+                        dxpad[n, c, i * sh + r, j * sw + s] += share
+
+
+def _pad(x, padding, value: float = 0.0):
+    ph, pw = padding
+    return np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=value)
+
+
+def _padded_zeros(p):
+    return np.zeros((p.N, p.C, p.H + 2 * p.padding[0], p.W + 2 * p.padding[1]), dtype=p.dtype)
+
+
+def _crop(xpad, p):
+    ph, pw = p.padding
+    return xpad[:, :, ph : ph + p.H, pw : pw + p.W].copy()
+
+
+def conv2d_forward(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1):
+    p = check_conv2d(x, w, b, stride, padding, dilation, groups)
+    xpad = _pad(x, p.padding)  # np.pad returns a fresh C-contiguous array
+    w = np.ascontiguousarray(w)
+    y = np.zeros(p.y_shape, dtype=p.dtype)
+    _conv_forward(xpad, w, y, *p.stride, *p.dilation, p.groups)
+    if b is not None:
+        y += b[None, :, None, None]
+    return y, Context(name, "conv2d", p, {"xpad": xpad, "w": w})
+
+
+def conv2d_backward(dy, ctx):
+    p = check_backward(dy, ctx, name, "conv2d")
+    xpad, w = ctx.saved["xpad"], ctx.saved["w"]
+    dy = np.ascontiguousarray(dy)
+    dxpad = np.zeros_like(xpad)
+    _conv_backward_data(dy, w, dxpad, *p.stride, *p.dilation, p.groups)
+    dw = np.zeros_like(w)
+    _conv_backward_weight(dy, xpad, dw, *p.stride, *p.dilation, p.groups)
+    db = dy.sum(axis=(0, 2, 3)) if p.has_bias else None
+    return _crop(dxpad, p), dw, db
+
+
+def maxpool2d_forward(x, kernel_size, *, stride=None, padding=0):
+    p = check_pool2d(x, kernel_size, stride, padding)
+    y = np.empty(p.y_shape, dtype=p.dtype)
+    argmax = np.empty(p.y_shape, dtype=np.int64)
+    _maxpool_forward(_pad(x, p.padding, -np.inf), y, argmax, *p.kernel_size, *p.stride)
+    return y, Context(name, "maxpool2d", p, {"argmax": argmax})
+
+
+def maxpool2d_backward(dy, ctx):
+    p = check_backward(dy, ctx, name, "maxpool2d")
+    dxpad = _padded_zeros(p)
+    _maxpool_backward(np.ascontiguousarray(dy), ctx.saved["argmax"], dxpad, p.kernel_size[1], *p.stride)
+    return _crop(dxpad, p)
+
+
+def avgpool2d_forward(x, kernel_size, *, stride=None, padding=0):
+    p = check_pool2d(x, kernel_size, stride, padding)
+    y = np.zeros(p.y_shape, dtype=p.dtype)
+    _avgpool_forward(_pad(x, p.padding), y, *p.kernel_size, *p.stride)
+    return y, Context(name, "avgpool2d", p, {})
+
+
+def avgpool2d_backward(dy, ctx):
+    p = check_backward(dy, ctx, name, "avgpool2d")
+    dxpad = _padded_zeros(p)
+    _avgpool_backward(np.ascontiguousarray(dy), dxpad, *p.kernel_size, *p.stride)
+    return _crop(dxpad, p)

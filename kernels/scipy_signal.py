@@ -1,0 +1,149 @@
+"""scipy.signal correlations per image-channel plane (seed 000's method), pooling by scipy.ndimage.
+
+Forward: each output plane is the sum over its group's input channels of a 'valid'
+``correlate2d`` of the padded plane with the dilated filter (zeros between taps), kept at every
+stride-th position. Backward, with ``dy_up`` the output gradient spread back out to stride
+spacing (zeros between):
+
+- ``dx``: a 'full' ``convolve2d`` of ``dy_up`` with the dilated filter (a transposed convolution);
+- ``dw``: a 'valid' ``correlate2d`` of the padded input with ``dy_up``, kept at every
+  dilation-th offset.
+
+The correlations are direct sums (never FFT), so integer-valued inputs give exact results.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage, signal
+
+from kernels._checks import Context, check_backward, check_conv2d, check_pool2d
+
+name = "scipy"
+description = "scipy.signal.correlate2d per image-channel plane; pooling with scipy.ndimage filters"
+
+
+def _pad(x, padding, value: float = 0.0):
+    ph, pw = padding
+    return np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=value)
+
+
+def _crop(xpad, p):
+    ph, pw = p.padding
+    return xpad[:, :, ph : ph + p.H, pw : pw + p.W].copy()
+
+
+def _spread(a, step: tuple[int, int]):
+    """Place a[..., i, j] at [..., i*step_h, j*step_w] of a zero array (zeros between)."""
+    h, w = a.shape[-2:]
+    out = np.zeros((*a.shape[:-2], step[0] * (h - 1) + 1, step[1] * (w - 1) + 1), dtype=a.dtype)
+    out[..., :: step[0], :: step[1]] = a
+    return out
+
+
+def conv2d_forward(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1):
+    p = check_conv2d(x, w, b, stride, padding, dilation, groups)
+    xpad = _pad(x, p.padding)
+    w_dilated = _spread(w, p.dilation)
+    Cg, Kg = p.C // p.groups, p.K // p.groups
+    sh, sw = p.stride
+    y = np.empty(p.y_shape, dtype=p.dtype)
+    for n in range(p.N):
+        for k in range(p.K):
+            c0 = k // Kg * Cg
+            plane = sum(
+                signal.correlate2d(xpad[n, c0 + c], w_dilated[k, c], mode="valid")
+                for c in range(Cg)
+            )
+            y[n, k] = plane[::sh, ::sw]
+            if b is not None:
+                y[n, k] += b[k]
+    return y, Context(name, "conv2d", p, {"xpad": xpad, "w_dilated": w_dilated})
+
+
+def conv2d_backward(dy, ctx):
+    p = check_backward(dy, ctx, name, "conv2d")
+    xpad, w_dilated = ctx.saved["xpad"], ctx.saved["w_dilated"]
+    Cg, Kg = p.C // p.groups, p.K // p.groups
+    dh, dw_ = p.dilation
+    dy_up = _spread(dy, p.stride)
+    full_h = dy_up.shape[2] + w_dilated.shape[2] - 1  # rows of a 'full' convolution, <= padded H
+    full_w = dy_up.shape[3] + w_dilated.shape[3] - 1
+    dxpad = np.zeros_like(xpad)
+    dw = np.empty((p.K, Cg, p.R, p.S), dtype=p.dtype)
+    for k in range(p.K):
+        c0 = k // Kg * Cg
+        for c in range(Cg):
+            dw_plane = 0
+            for n in range(p.N):
+                dxpad[n, c0 + c, :full_h, :full_w] += signal.convolve2d(
+                    dy_up[n, k], w_dilated[k, c], mode="full"
+                )
+                dw_plane = dw_plane + signal.correlate2d(xpad[n, c0 + c], dy_up[n, k], mode="valid")
+            dw[k, c] = dw_plane[: dh * (p.R - 1) + 1 : dh, : dw_ * (p.S - 1) + 1 : dw_]
+    db = dy.sum(axis=(0, 2, 3)) if p.has_bias else None
+    return _crop(dxpad, p), dw, db
+
+
+def _windows_at_stride(filtered, p):
+    """Keep the filter outputs whose window starts at a multiple of the stride.
+
+    ndimage centres a size-R window on its output pixel: output q covers q - R//2 ... so the
+    window that starts at row i*sh is reported at row i*sh + R//2.
+    """
+    (R, S), (sh, sw) = p.kernel_size, p.stride
+    return filtered[
+        :, :, R // 2 : R // 2 + sh * (p.out_h - 1) + 1 : sh, S // 2 : S // 2 + sw * (p.out_w - 1) + 1 : sw
+    ]
+
+
+def maxpool2d_forward(x, kernel_size, *, stride=None, padding=0):
+    p = check_pool2d(x, kernel_size, stride, padding)
+    xpad = _pad(x, p.padding, -np.inf)
+    size = (1, 1, *p.kernel_size)
+    y = _windows_at_stride(ndimage.maximum_filter(xpad, size=size, mode="nearest"), p).copy()
+    # maximum_filter does not propagate NaN; the interface does, so mark those windows again.
+    nan_windows = _windows_at_stride(
+        ndimage.maximum_filter(np.isnan(xpad), size=size, mode="nearest"), p
+    )
+    y[nan_windows] = np.nan
+    return y, Context(name, "maxpool2d", p, {"xpad": xpad, "y": y})
+
+
+def maxpool2d_backward(dy, ctx):
+    p = check_backward(dy, ctx, name, "maxpool2d")
+    xpad, y = ctx.saved["xpad"], ctx.saved["y"]
+    (R, S), (sh, sw) = p.kernel_size, p.stride
+    # The gradient goes to the first tap in row-major order that holds the window's maximum.
+    claimed = np.zeros(p.y_shape, dtype=bool)
+    dxpad = np.zeros_like(xpad)
+    for r in range(R):
+        for s in range(S):
+            tap = (slice(None), slice(None),
+                   slice(r, r + sh * (p.out_h - 1) + 1, sh), slice(s, s + sw * (p.out_w - 1) + 1, sw))
+            v = xpad[tap]
+            hit = ((v == y) | (np.isnan(v) & np.isnan(y))) & ~claimed
+            dxpad[tap] += np.where(hit, dy, 0)
+            claimed |= hit
+    return _crop(dxpad, p)
+
+
+def avgpool2d_forward(x, kernel_size, *, stride=None, padding=0):
+    p = check_pool2d(x, kernel_size, stride, padding)
+    xpad = _pad(x, p.padding)
+    mean = ndimage.uniform_filter(xpad, size=(1, 1, *p.kernel_size), mode="constant")
+    return _windows_at_stride(mean, p).copy(), Context(name, "avgpool2d", p, {})
+
+
+def avgpool2d_backward(dy, ctx):
+    p = check_backward(dy, ctx, name, "avgpool2d")
+    R, S = p.kernel_size
+    ph, pw = p.padding
+    # dx[q] is the mean of the stride-spread gradient over the R x S positions ending at q:
+    # spread dy, shift it by (R-1, S-1), and the mean filter's window starting at q collects it.
+    dy_up = _spread(dy, p.stride)
+    shifted = np.zeros((p.N, p.C, p.H + 2 * ph + R - 1, p.W + 2 * pw + S - 1), dtype=p.dtype)
+    shifted[:, :, R - 1 : R - 1 + dy_up.shape[2], S - 1 : S - 1 + dy_up.shape[3]] = dy_up
+    mean = ndimage.uniform_filter(shifted, size=(1, 1, R, S), mode="constant")
+    starts = mean[:, :, R // 2 :, S // 2 :]  # the window starting at q is reported at q + R//2
+    return starts[:, :, ph : ph + p.H, pw : pw + p.W].copy()
