@@ -1,0 +1,71 @@
+"""Every backend x every function x the case grid, against the float64 reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import kernels
+from cases import (
+    CONV_CASES,
+    DTYPES,
+    POOL_CASES,
+    assert_matches,
+    conv_expected,
+    conv_inputs,
+    pool_expected,
+    pool_inputs,
+)
+
+POOL_OPS = ("maxpool2d", "avgpool2d")
+
+backends = pytest.mark.parametrize("backend", kernels.names())
+dtypes = pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+conv_cases = pytest.mark.parametrize("case", CONV_CASES, ids=lambda c: c.id)
+pool_cases = pytest.mark.parametrize("case", POOL_CASES, ids=lambda c: c.id)
+pool_ops = pytest.mark.parametrize("op", POOL_OPS)
+
+
+@dtypes
+@conv_cases
+@backends
+def test_conv2d_forward(backend, case, dtype):
+    x, w, b, _ = conv_inputs(case, dtype)
+    y, _ = kernels.get(backend).conv2d_forward(x, w, b, **case.params)
+    assert_matches(y, conv_expected(case, dtype)[0], "conv2d", dtype, "y")
+
+
+@dtypes
+@conv_cases
+@backends
+def test_conv2d_backward(backend, case, dtype):
+    be = kernels.get(backend)
+    x, w, b, dy = conv_inputs(case, dtype)
+    _, ctx = be.conv2d_forward(x, w, b, **case.params)
+    dx, dw, db = be.conv2d_backward(dy, ctx)
+    _, dx_ref, dw_ref, db_ref = conv_expected(case, dtype)
+    assert_matches(dx, dx_ref, "conv2d", dtype, "dx")
+    assert_matches(dw, dw_ref, "conv2d", dtype, "dw")
+    assert_matches(db, db_ref, "conv2d", dtype, "db")
+
+
+@dtypes
+@pool_cases
+@pool_ops
+@backends
+def test_pool_forward(backend, op, case, dtype):
+    x, _ = pool_inputs(case, op, dtype)
+    y, _ = getattr(kernels.get(backend), f"{op}_forward")(x, case.kernel_size, **case.params)
+    assert_matches(y, pool_expected(case, op, dtype)[0], op, dtype, "y")
+
+
+@dtypes
+@pool_cases
+@pool_ops
+@backends
+def test_pool_backward(backend, op, case, dtype):
+    be = kernels.get(backend)
+    x, dy = pool_inputs(case, op, dtype)
+    _, ctx = getattr(be, f"{op}_forward")(x, case.kernel_size, **case.params)
+    dx = getattr(be, f"{op}_backward")(dy, ctx)
+    assert_matches(dx, pool_expected(case, op, dtype)[1], op, dtype, "dx")

@@ -1,0 +1,59 @@
+"""The registry: names, availability, lookup errors, and life without numba."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import kernels
+
+
+def test_names_are_the_five_backends_in_canonical_order():
+    assert kernels.names() == ("naive", "scipy", "im2col", "stride_tricks", "numba")
+
+
+def test_every_backend_is_available_here():
+    assert kernels.available() == dict.fromkeys(kernels.names())
+
+
+@pytest.mark.parametrize("name", [*kernels.names(), "reference"])
+def test_backends_follow_the_protocol(name):
+    be = kernels.reference if name == "reference" else kernels.get(name)
+    assert isinstance(be, kernels.Backend)
+    assert be.name == name
+    assert be.description and "\n" not in be.description
+
+
+def test_reference_is_not_a_registered_backend():
+    assert "reference" not in kernels.names()
+
+
+def test_unknown_backend_lists_the_valid_names():
+    with pytest.raises(ValueError, match=r"unknown backend 'cuda'; choose one of: naive, scipy, im2col, stride_tricks, numba"):
+        kernels.get("cuda")
+
+
+def test_kernels_imports_and_explains_without_numba():
+    script = textwrap.dedent(
+        """
+        import sys
+        sys.modules["numba"] = None  # makes 'import numba' raise ImportError, as if not installed
+        import numpy as np
+        import kernels
+        reasons = kernels.available()
+        assert reasons["numba"] and "numba" in reasons["numba"], reasons
+        assert all(reasons[name] is None for name in kernels.names() if name != "numba"), reasons
+        try:
+            kernels.get("numba")
+        except kernels.BackendUnavailable as exc:
+            print("unavailable:", exc)
+        y, _ = kernels.get("im2col").conv2d_forward(np.ones((1, 1, 3, 3)), np.ones((1, 1, 2, 2)))
+        assert (y == 4).all()
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("unavailable: backend 'numba' is unavailable: import of numba halted")
