@@ -13,15 +13,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from kernels._arrays import crop, pad, padded_zeros
 from kernels._checks import Context, check_backward, check_conv2d, check_pool2d
 
 name = "im2col"
 description = "im2col column matrix + one BLAS GEMM per group; col2im for the input gradient"
-
-
-def _pad(x, padding, value: float = 0.0):
-    ph, pw = padding
-    return np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=value)
 
 
 def _tap(p, r: int, s: int) -> tuple[slice, slice]:
@@ -51,19 +47,18 @@ def im2col(xpad, p):
 def col2im(dcols, p):
     """Adjoint of ``im2col``: sum every column entry back into its pixel, then drop the padding."""
     R, S = _kernel(p)
-    (ph, pw) = p.padding
-    dxpad = np.zeros((p.N, p.C, p.H + 2 * ph, p.W + 2 * pw), dtype=dcols.dtype)
+    dxpad = padded_zeros(p)
     for r in range(R):
         for s in range(S):
             rows, columns = _tap(p, r, s)
             dxpad[:, :, rows, columns] += dcols[:, r, s].transpose(1, 0, 2, 3)
-    return dxpad[:, :, ph : ph + p.H, pw : pw + p.W].copy()
+    return crop(dxpad, p)
 
 
 def conv2d_forward(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1):
     p = check_conv2d(x, w, b, stride, padding, dilation, groups)
     G, Kg = p.groups, p.K // p.groups
-    cols = im2col(_pad(x, p.padding), p).reshape(G, -1, p.N * p.out_h * p.out_w)
+    cols = im2col(pad(x, p.padding), p).reshape(G, -1, p.N * p.out_h * p.out_w)
     y = np.matmul(w.reshape(G, Kg, -1), cols)  # (G, Kg, N*Ho*Wo)
     y = np.ascontiguousarray(y.reshape(p.K, p.N, p.out_h, p.out_w).transpose(1, 0, 2, 3))
     if b is not None:
@@ -86,7 +81,7 @@ def conv2d_backward(dy, ctx):
 def _pool_columns(x, p, fill: float):
     """Windows as columns: (R*S, C, N, Ho, Wo) with the taps in row-major order first."""
     R, S = p.kernel_size
-    cols = im2col(_pad(x, p.padding, fill), p)
+    cols = im2col(pad(x, p.padding, fill), p)
     return cols.transpose(1, 2, 0, 3, 4, 5).reshape(R * S, p.C, p.N, p.out_h, p.out_w)
 
 

@@ -9,15 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from kernels._arrays import crop, pad, padded_zeros
 from kernels._checks import Context, check_backward, check_conv2d, check_pool2d
 
 name = "naive"
 description = "explicit Python loops over output pixels (seed 002); the baseline"
-
-
-def _pad(x, padding, value: float = 0.0):
-    ph, pw = padding
-    return np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=value)
 
 
 def _window(p, i: int, j: int, dilation=(1, 1), size=None) -> tuple[slice, slice]:
@@ -30,14 +26,9 @@ def _window(p, i: int, j: int, dilation=(1, 1), size=None) -> tuple[slice, slice
     )
 
 
-def _crop(xpad, p):
-    ph, pw = p.padding
-    return xpad[:, :, ph : ph + p.H, pw : pw + p.W].copy()
-
-
 def conv2d_forward(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1):
     p = check_conv2d(x, w, b, stride, padding, dilation, groups)
-    xpad = _pad(x, p.padding)
+    xpad = pad(x, p.padding)
     Cg, Kg = p.C // p.groups, p.K // p.groups
     y = np.empty(p.y_shape, dtype=p.dtype)
     for n in range(p.N):
@@ -67,12 +58,12 @@ def conv2d_backward(dy, ctx):
                     dxpad[n, cin, rows, cols] += dy[n, k, i, j] * w[k]
                     dw[k] += dy[n, k, i, j] * xpad[n, cin, rows, cols]
     db = dy.sum(axis=(0, 2, 3)) if p.has_bias else None
-    return _crop(dxpad, p), dw, db
+    return crop(dxpad, p), dw, db
 
 
 def maxpool2d_forward(x, kernel_size, *, stride=None, padding=0):
     p = check_pool2d(x, kernel_size, stride, padding)
-    xpad = _pad(x, p.padding, -np.inf)
+    xpad = pad(x, p.padding, -np.inf)
     y = np.empty(p.y_shape, dtype=p.dtype)
     argmax = np.empty(p.y_shape, dtype=np.int64)
     for n in range(p.N):
@@ -90,20 +81,20 @@ def maxpool2d_forward(x, kernel_size, *, stride=None, padding=0):
 def maxpool2d_backward(dy, ctx):
     p = check_backward(dy, ctx, name, "maxpool2d")
     argmax = ctx.saved["argmax"]
-    (sh, sw), (R, S) = p.stride, p.kernel_size
-    dxpad = np.zeros((p.N, p.C, p.H + 2 * p.padding[0], p.W + 2 * p.padding[1]), dtype=p.dtype)
+    (sh, sw), S = p.stride, p.kernel_size[1]
+    dxpad = padded_zeros(p)
     for n in range(p.N):
         for c in range(p.C):
             for i in range(p.out_h):
                 for j in range(p.out_w):
                     r, s = divmod(int(argmax[n, c, i, j]), S)
                     dxpad[n, c, i * sh + r, j * sw + s] += dy[n, c, i, j]
-    return _crop(dxpad, p)
+    return crop(dxpad, p)
 
 
 def avgpool2d_forward(x, kernel_size, *, stride=None, padding=0):
     p = check_pool2d(x, kernel_size, stride, padding)
-    xpad = _pad(x, p.padding)
+    xpad = pad(x, p.padding)
     y = np.empty(p.y_shape, dtype=p.dtype)
     for n in range(p.N):
         for c in range(p.C):
@@ -116,10 +107,10 @@ def avgpool2d_forward(x, kernel_size, *, stride=None, padding=0):
 def avgpool2d_backward(dy, ctx):
     p = check_backward(dy, ctx, name, "avgpool2d")
     R, S = p.kernel_size
-    dxpad = np.zeros((p.N, p.C, p.H + 2 * p.padding[0], p.W + 2 * p.padding[1]), dtype=p.dtype)
+    dxpad = padded_zeros(p)
     for n in range(p.N):
         for c in range(p.C):
             for i in range(p.out_h):
                 for j in range(p.out_w):
                     dxpad[n, c][_window(p, i, j, size=p.kernel_size)] += dy[n, c, i, j] / (R * S)
-    return _crop(dxpad, p)
+    return crop(dxpad, p)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from kernels._arrays import crop, pad, padded_zeros
 from kernels._checks import Context, check_backward, check_conv2d, check_pool2d
 
 name = "numba"
@@ -139,23 +140,9 @@ def _avgpool_backward(dy, dxpad, R, S, sh, sw):
                         dxpad[n, c, i * sh + r, j * sw + s] += share
 
 
-def _pad(x, padding, value: float = 0.0):
-    ph, pw = padding
-    return np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=value)
-
-
-def _padded_zeros(p):
-    return np.zeros((p.N, p.C, p.H + 2 * p.padding[0], p.W + 2 * p.padding[1]), dtype=p.dtype)
-
-
-def _crop(xpad, p):
-    ph, pw = p.padding
-    return xpad[:, :, ph : ph + p.H, pw : pw + p.W].copy()
-
-
 def conv2d_forward(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1):
     p = check_conv2d(x, w, b, stride, padding, dilation, groups)
-    xpad = _pad(x, p.padding)  # np.pad returns a fresh C-contiguous array
+    xpad = pad(x, p.padding)  # np.pad returns a fresh C-contiguous array
     w = np.ascontiguousarray(w)
     y = np.zeros(p.y_shape, dtype=p.dtype)
     _conv_forward(xpad, w, y, *p.stride, *p.dilation, p.groups)
@@ -173,33 +160,33 @@ def conv2d_backward(dy, ctx):
     dw = np.zeros_like(w)
     _conv_backward_weight(dy, xpad, dw, *p.stride, *p.dilation, p.groups)
     db = dy.sum(axis=(0, 2, 3)) if p.has_bias else None
-    return _crop(dxpad, p), dw, db
+    return crop(dxpad, p), dw, db
 
 
 def maxpool2d_forward(x, kernel_size, *, stride=None, padding=0):
     p = check_pool2d(x, kernel_size, stride, padding)
     y = np.empty(p.y_shape, dtype=p.dtype)
     argmax = np.empty(p.y_shape, dtype=np.int64)
-    _maxpool_forward(_pad(x, p.padding, -np.inf), y, argmax, *p.kernel_size, *p.stride)
+    _maxpool_forward(pad(x, p.padding, -np.inf), y, argmax, *p.kernel_size, *p.stride)
     return y, Context(name, "maxpool2d", p, {"argmax": argmax})
 
 
 def maxpool2d_backward(dy, ctx):
     p = check_backward(dy, ctx, name, "maxpool2d")
-    dxpad = _padded_zeros(p)
+    dxpad = padded_zeros(p)
     _maxpool_backward(np.ascontiguousarray(dy), ctx.saved["argmax"], dxpad, p.kernel_size[1], *p.stride)
-    return _crop(dxpad, p)
+    return crop(dxpad, p)
 
 
 def avgpool2d_forward(x, kernel_size, *, stride=None, padding=0):
     p = check_pool2d(x, kernel_size, stride, padding)
     y = np.zeros(p.y_shape, dtype=p.dtype)
-    _avgpool_forward(_pad(x, p.padding), y, *p.kernel_size, *p.stride)
+    _avgpool_forward(pad(x, p.padding), y, *p.kernel_size, *p.stride)
     return y, Context(name, "avgpool2d", p, {})
 
 
 def avgpool2d_backward(dy, ctx):
     p = check_backward(dy, ctx, name, "avgpool2d")
-    dxpad = _padded_zeros(p)
+    dxpad = padded_zeros(p)
     _avgpool_backward(np.ascontiguousarray(dy), dxpad, *p.kernel_size, *p.stride)
-    return _crop(dxpad, p)
+    return crop(dxpad, p)

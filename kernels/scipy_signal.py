@@ -17,20 +17,11 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage, signal
 
+from kernels._arrays import crop, pad
 from kernels._checks import Context, check_backward, check_conv2d, check_pool2d
 
 name = "scipy"
 description = "scipy.signal.correlate2d per image-channel plane; pooling with scipy.ndimage filters"
-
-
-def _pad(x, padding, value: float = 0.0):
-    ph, pw = padding
-    return np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=value)
-
-
-def _crop(xpad, p):
-    ph, pw = p.padding
-    return xpad[:, :, ph : ph + p.H, pw : pw + p.W].copy()
 
 
 def _spread(a, step: tuple[int, int]):
@@ -43,7 +34,7 @@ def _spread(a, step: tuple[int, int]):
 
 def conv2d_forward(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1):
     p = check_conv2d(x, w, b, stride, padding, dilation, groups)
-    xpad = _pad(x, p.padding)
+    xpad = pad(x, p.padding)
     w_dilated = _spread(w, p.dilation)
     Cg, Kg = p.C // p.groups, p.K // p.groups
     sh, sw = p.stride
@@ -82,7 +73,7 @@ def conv2d_backward(dy, ctx):
                 dw_plane = dw_plane + signal.correlate2d(xpad[n, c0 + c], dy_up[n, k], mode="valid")
             dw[k, c] = dw_plane[: dh * (p.R - 1) + 1 : dh, : dw_ * (p.S - 1) + 1 : dw_]
     db = dy.sum(axis=(0, 2, 3)) if p.has_bias else None
-    return _crop(dxpad, p), dw, db
+    return crop(dxpad, p), dw, db
 
 
 def _windows_at_stride(filtered, p):
@@ -99,7 +90,7 @@ def _windows_at_stride(filtered, p):
 
 def maxpool2d_forward(x, kernel_size, *, stride=None, padding=0):
     p = check_pool2d(x, kernel_size, stride, padding)
-    xpad = _pad(x, p.padding, -np.inf)
+    xpad = pad(x, p.padding, -np.inf)
     size = (1, 1, *p.kernel_size)
     y = _windows_at_stride(ndimage.maximum_filter(xpad, size=size, mode="nearest"), p).copy()
     # maximum_filter does not propagate NaN; the interface does, so mark those windows again.
@@ -125,12 +116,12 @@ def maxpool2d_backward(dy, ctx):
             hit = ((v == y) | (np.isnan(v) & np.isnan(y))) & ~claimed
             dxpad[tap] += np.where(hit, dy, 0)
             claimed |= hit
-    return _crop(dxpad, p)
+    return crop(dxpad, p)
 
 
 def avgpool2d_forward(x, kernel_size, *, stride=None, padding=0):
     p = check_pool2d(x, kernel_size, stride, padding)
-    xpad = _pad(x, p.padding)
+    xpad = pad(x, p.padding)
     mean = ndimage.uniform_filter(xpad, size=(1, 1, *p.kernel_size), mode="constant")
     return _windows_at_stride(mean, p).copy(), Context(name, "avgpool2d", p, {})
 

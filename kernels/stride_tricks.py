@@ -15,15 +15,11 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from kernels._arrays import crop, pad, padded_zeros
 from kernels._checks import Context, check_backward, check_conv2d, check_pool2d
 
 name = "stride_tricks"
 description = "as_strided window views (no copies) contracted with einsum"
-
-
-def _pad(x, padding, value: float = 0.0):
-    ph, pw = padding
-    return np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=value)
 
 
 def windows(a, groups: int, out: tuple[int, int], kernel: tuple[int, int], stride, dilation):
@@ -69,7 +65,7 @@ def _input_gradient(dy, kernel, p, dilation, groups):
 def conv2d_forward(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1):
     p = check_conv2d(x, w, b, stride, padding, dilation, groups)
     G = p.groups
-    view = windows(_pad(x, p.padding), G, (p.out_h, p.out_w), (p.R, p.S), p.stride, p.dilation)
+    view = windows(pad(x, p.padding), G, (p.out_h, p.out_w), (p.R, p.S), p.stride, p.dilation)
     w_g = w.reshape(G, p.K // G, p.C // G, p.R, p.S)
     y = np.einsum("ngchwrs,gkcrs->ngkhw", view, w_g, optimize=True).reshape(p.y_shape)
     y = np.ascontiguousarray(y)
@@ -90,7 +86,7 @@ def conv2d_backward(dy, ctx):
 
 
 def _pool_view(x, p, fill: float):
-    view = windows(_pad(x, p.padding, fill), 1, (p.out_h, p.out_w), p.kernel_size, p.stride, (1, 1))
+    view = windows(pad(x, p.padding, fill), 1, (p.out_h, p.out_w), p.kernel_size, p.stride, (1, 1))
     return view[:, 0]  # (N, C, Ho, Wo, R, S)
 
 
@@ -106,14 +102,14 @@ def maxpool2d_forward(x, kernel_size, *, stride=None, padding=0):
 def maxpool2d_backward(dy, ctx):
     p = check_backward(dy, ctx, name, "maxpool2d")
     argmax = ctx.saved["argmax"]
-    (R, S), (sh, sw), (ph, pw) = p.kernel_size, p.stride, p.padding
-    dxpad = np.zeros((p.N, p.C, p.H + 2 * ph, p.W + 2 * pw), dtype=p.dtype)
+    (R, S), (sh, sw) = p.kernel_size, p.stride
+    dxpad = padded_zeros(p)
     for r in range(R):
         for s in range(S):
             rows = slice(r, r + sh * (p.out_h - 1) + 1, sh)
             cols = slice(s, s + sw * (p.out_w - 1) + 1, sw)
             dxpad[:, :, rows, cols] += np.where(argmax == r * S + s, dy, 0)
-    return dxpad[:, :, ph : ph + p.H, pw : pw + p.W].copy()
+    return crop(dxpad, p)
 
 
 def avgpool2d_forward(x, kernel_size, *, stride=None, padding=0):

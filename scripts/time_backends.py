@@ -72,7 +72,7 @@ def main() -> None:
     except (OSError, StopIteration):
         pass
     lines = [
-        f"Forward+backward conv2d, float32, median of the rounds shown; ratio to the fastest in the same run.",
+        "Forward+backward conv2d, float32, median of the rounds shown; ratio to the fastest in the same run.",
         f"Machine: {cpu}, {args.threads} threads (BLAS: {blas}; numba {numba.__version__}: {numba.get_num_threads()} threads); "
         f"numpy {np.__version__}, Python {platform.python_version()}.",
         "",

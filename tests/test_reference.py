@@ -22,6 +22,13 @@ FD_POOL_CASES = [
 ]
 
 
+def conv_arrays(case, rng):
+    """Normal float64 x, w and b for a conv case."""
+    x = rng.standard_normal((case.N, case.C, case.H, case.W))
+    w = rng.standard_normal((case.K, case.C // case.groups, case.R, case.S))
+    return x, w, rng.standard_normal(case.K)
+
+
 def conv_by_definition(x, w, b, stride, padding, dilation, groups):
     """The interface's formula, one scalar at a time."""
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
@@ -43,10 +50,7 @@ def conv_by_definition(x, w, b, stride, padding, dilation, groups):
 
 @pytest.mark.parametrize("case", FD_CONV_CASES, ids=lambda c: c.id)
 def test_conv_forward_is_the_definition(case):
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((case.N, case.C, case.H, case.W))
-    w = rng.standard_normal((case.K, case.C // case.groups, case.R, case.S))
-    b = rng.standard_normal(case.K)
+    x, w, b = conv_arrays(case, np.random.default_rng(0))
     y, _ = reference.conv2d_forward(x, w, b, **case.params)
     pairs = {k: (v, v) if isinstance(v, int) else v for k, v in case.params.items() if k != "groups"}
     np.testing.assert_allclose(y, conv_by_definition(x, w, b, **pairs, groups=case.groups), rtol=1e-12)
@@ -99,9 +103,7 @@ def numerical_gradient(f, a, eps=1e-6):
 @pytest.mark.parametrize("case", FD_CONV_CASES, ids=lambda c: c.id)
 def test_conv_backward_matches_finite_differences(case):
     rng = np.random.default_rng(1)
-    x = rng.standard_normal((case.N, case.C, case.H, case.W))
-    w = rng.standard_normal((case.K, case.C // case.groups, case.R, case.S))
-    b = rng.standard_normal(case.K)
+    x, w, b = conv_arrays(case, rng)
     y, ctx = reference.conv2d_forward(x, w, b, **case.params)
     dy = rng.standard_normal(y.shape)
 

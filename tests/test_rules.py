@@ -4,7 +4,6 @@ NaN and Inf propagate."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Callable
 
