@@ -15,6 +15,7 @@ import numpy as np
 
 from kernels._arrays import crop, pad, padded_zeros
 from kernels._checks import Context, check_backward, check_conv2d, check_pool2d
+from kernels._phases import span
 
 name = "im2col"
 description = "im2col column matrix + one BLAS GEMM per group; col2im for the input gradient"
@@ -58,8 +59,10 @@ def col2im(dcols, p):
 def conv2d_forward(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1):
     p = check_conv2d(x, w, b, stride, padding, dilation, groups)
     G, Kg = p.groups, p.K // p.groups
-    cols = im2col(pad(x, p.padding), p).reshape(G, -1, p.N * p.out_h * p.out_w)
-    y = np.matmul(w.reshape(G, Kg, -1), cols)  # (G, Kg, N*Ho*Wo)
+    with span("im2col"):
+        cols = im2col(pad(x, p.padding), p).reshape(G, -1, p.N * p.out_h * p.out_w)
+    with span("gemm"):
+        y = np.matmul(w.reshape(G, Kg, -1), cols)  # (G, Kg, N*Ho*Wo)
     y = np.ascontiguousarray(y.reshape(p.K, p.N, p.out_h, p.out_w).transpose(1, 0, 2, 3))
     if b is not None:
         y += b[None, :, None, None]
@@ -71,9 +74,11 @@ def conv2d_backward(dy, ctx):
     cols, w = ctx.saved["cols"], ctx.saved["w"]
     G, Kg = p.groups, p.K // p.groups
     dy_g = dy.transpose(1, 0, 2, 3).reshape(G, Kg, -1)  # (G, Kg, N*Ho*Wo)
-    dw = np.matmul(dy_g, cols.transpose(0, 2, 1)).reshape(w.shape)
-    dcols = np.matmul(w.reshape(G, Kg, -1).transpose(0, 2, 1), dy_g)  # (G, Cg*R*S, N*Ho*Wo)
-    dx = col2im(dcols.reshape(p.C, p.R, p.S, p.N, p.out_h, p.out_w), p)
+    with span("gemm"):
+        dw = np.matmul(dy_g, cols.transpose(0, 2, 1)).reshape(w.shape)
+        dcols = np.matmul(w.reshape(G, Kg, -1).transpose(0, 2, 1), dy_g)  # (G, Cg*R*S, N*Ho*Wo)
+    with span("col2im"):
+        dx = col2im(dcols.reshape(p.C, p.R, p.S, p.N, p.out_h, p.out_w), p)
     db = dy.sum(axis=(0, 2, 3)) if p.has_bias else None
     return dx, dw, db
 

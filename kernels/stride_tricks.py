@@ -17,6 +17,7 @@ from numpy.lib.stride_tricks import as_strided
 
 from kernels._arrays import crop, pad, padded_zeros
 from kernels._checks import Context, check_backward, check_conv2d, check_pool2d
+from kernels._phases import span
 
 name = "stride_tricks"
 description = "as_strided window views (no copies) contracted with einsum"
@@ -53,21 +54,25 @@ def _input_gradient(dy, kernel, p, dilation, groups):
     """
     (R, S), (dh, dw), (ph, pw) = kernel.shape[-2:], dilation, p.padding
     border = (dh * (R - 1), dw * (S - 1))
-    z = _spread_with_border(
-        dy, p.stride, border, (p.H + 2 * ph + border[0], p.W + 2 * pw + border[1])
-    )
+    with span("spread"):
+        z = _spread_with_border(
+            dy, p.stride, border, (p.H + 2 * ph + border[0], p.W + 2 * pw + border[1])
+        )
     # Only the rows and columns of dxpad that are not padding are needed: start the view there.
     view = windows(z[:, :, ph:, pw:], groups, (p.H, p.W), (R, S), (1, 1), dilation)
-    dx = np.einsum("ngkhwrs,gkcrs->ngchw", view, kernel[..., ::-1, ::-1], optimize=True)
+    with span("einsum"):
+        dx = np.einsum("ngkhwrs,gkcrs->ngchw", view, kernel[..., ::-1, ::-1], optimize=True)
     return dx.reshape(p.N, p.C, p.H, p.W)
 
 
 def conv2d_forward(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1):
     p = check_conv2d(x, w, b, stride, padding, dilation, groups)
     G = p.groups
-    view = windows(pad(x, p.padding), G, (p.out_h, p.out_w), (p.R, p.S), p.stride, p.dilation)
+    with span("pad"):
+        view = windows(pad(x, p.padding), G, (p.out_h, p.out_w), (p.R, p.S), p.stride, p.dilation)
     w_g = w.reshape(G, p.K // G, p.C // G, p.R, p.S)
-    y = np.einsum("ngchwrs,gkcrs->ngkhw", view, w_g, optimize=True).reshape(p.y_shape)
+    with span("einsum"):
+        y = np.einsum("ngchwrs,gkcrs->ngkhw", view, w_g, optimize=True).reshape(p.y_shape)
     y = np.ascontiguousarray(y)
     if b is not None:
         y += b[None, :, None, None]
@@ -79,7 +84,8 @@ def conv2d_backward(dy, ctx):
     view, w_g = ctx.saved["view"], ctx.saved["w_g"]
     G = p.groups
     dy_g = dy.reshape(p.N, G, p.K // G, p.out_h, p.out_w)
-    dw = np.einsum("ngkhw,ngchwrs->gkcrs", dy_g, view, optimize=True).reshape(p.K, -1, p.R, p.S)
+    with span("einsum"):
+        dw = np.einsum("ngkhw,ngchwrs->gkcrs", dy_g, view, optimize=True).reshape(p.K, -1, p.R, p.S)
     dx = _input_gradient(dy, w_g, p, p.dilation, G)
     db = dy.sum(axis=(0, 2, 3)) if p.has_bias else None
     return np.ascontiguousarray(dx), np.ascontiguousarray(dw), db

@@ -1,0 +1,5 @@
+import sys
+
+from convbench.cli import main
+
+sys.exit(main())

@@ -1,0 +1,206 @@
+"""The ``convbench`` command: list, run, report, compare."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from dataclasses import asdict
+from pathlib import Path
+
+import kernels
+from convbench import __version__
+
+PLAN_OPTIONS = ("suite", "backends", "ops", "directions", "dtype", "threads", "match", "batch",
+                "budget", "rounds", "max_time")
+
+
+class UsageError(Exception):
+    """A bad command line: one line to stderr, exit status 2."""
+
+
+def _csv(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _ints(option: str, text: str) -> list[int]:
+    try:
+        return [int(part) for part in _csv(text)]
+    except ValueError:
+        raise UsageError(f"{option} takes comma-separated whole numbers; got {text!r}") from None
+
+
+def cmd_list(args) -> int:
+    from convbench.problems import OPS
+    from convbench.suites import load_suite, suite_names
+
+    print("Backends:")
+    for name, reason in kernels.available().items():
+        description = kernels.get(name).description if reason is None else f"unavailable: {reason}"
+        print(f"  {name:<14} {description}")
+    print("\nSuites (convbench run --suite NAME, or a path to a suite CSV or benchdnn file):")
+    for name in suite_names():
+        problems = load_suite(name)
+        ops = sorted({p.op for p in problems})
+        print(f"  {name:<14} {len(problems):>3} problems ({', '.join(ops)})")
+    print(f"\nOps: {', '.join(OPS)}")
+    return 0
+
+
+def _plan_from_args(args):
+    from convbench.runner import Plan
+
+    backends = list(kernels.names()) if args.backends in (None, "all") else _csv(args.backends)
+    return Plan(
+        suites=_csv(args.suite or "seeds"),
+        backends=backends,
+        **{k: v for k, v in dict(
+            ops=None if args.ops in (None, "all") else _csv(args.ops),
+            directions=None if args.directions in (None, "all") else _csv(args.directions),
+            dtypes=_csv(args.dtype) if args.dtype else None,
+            threads=_ints("--threads", args.threads) if args.threads else None,
+            match=args.match, batch=args.batch, budget=args.budget, rounds=args.rounds,
+            max_time=args.max_time,
+        ).items() if v is not None},
+    )
+
+
+def cmd_run(args) -> int:
+    from tqdm import tqdm
+
+    from convbench.results import RunDirectory
+    from convbench.runner import Plan, Runner
+
+    run = RunDirectory(args.out)
+    if args.resume:
+        given = [f"--{o.replace('_', '-')}" for o in PLAN_OPTIONS if getattr(args, o) is not None]
+        if given:
+            raise UsageError(f"--resume finishes the plan saved in {run.path}/plan.json; drop {', '.join(given)}")
+        if not run.exists:
+            raise UsageError(f"--resume: {run.path} holds no run to finish (no plan.json)")
+        plan = Plan(**run.plan())
+    else:
+        if run.exists:
+            raise UsageError(f"{run.path} already holds a run; finish it with --resume or choose another --out")
+        try:
+            plan = _plan_from_args(args)
+            plan.problems()  # fail now, not after the machine has been measured, if nothing matches
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        run.create(asdict(plan))
+
+    noted: list[str] = []
+
+    def on_row(row: dict) -> None:
+        bar.update(1)
+        if row["status"] in ("wrong", "error") or row.get("noisy"):
+            what = "noisy (IQR > 10 % of median)" if row["status"] == "ok" else f"{row['status']}: {row['reason']}"
+            note = f"{row['suite']}/{row['problem']} {row['backend']} {row['direction']}: {what}"
+            noted.append(note)
+            bar.write(note)
+
+    runner = Runner(plan, run, on_row)
+    pending = runner.pending()
+    bar = tqdm(total=len(pending), unit="measurement", desc=f"convbench run -> {run.path}", disable=args.quiet)
+    try:
+        runner.execute()
+    except KeyboardInterrupt:
+        bar.close()
+        print(f"interrupted: {len(run.rows())} measurements are kept in {run.path}; "
+              f"finish with: convbench run --resume --out {run.path}", file=sys.stderr)
+        return 130
+    bar.close()
+    statuses = {}
+    for row in run.rows():
+        statuses[row["status"]] = statuses.get(row["status"], 0) + 1
+    summary = ", ".join(f"{n} {s}" for s, n in sorted(statuses.items()))
+    print(f"{len(pending)} measured now; {run.path} holds {summary}. Next: convbench report {run.path}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from convbench.report import write_report
+
+    written = write_report(args.run, plots=not args.no_plots)
+    print("\n".join(str(p) for p in written))
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from convbench.compare import compare
+
+    table, regressions = compare(args.old, args.new, threshold=args.threshold)
+    print(table)
+    if regressions:
+        print(f"{regressions} measurement(s) slower by more than {args.threshold:.0%} beyond noise", file=sys.stderr)
+        return 1
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="convbench",
+        description="Benchmark CPU conv2d and pooling backends: verified against a float64 reference, "
+                    "timed per direction, written row by row so nothing measured is lost.",
+    )
+    top.add_argument("--version", action="version", version=f"convbench {__version__}")
+    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sub.add_parser("list", help="backends (with availability), suites and ops").set_defaults(fn=cmd_list)
+
+    run = sub.add_parser(
+        "run", help="measure suites of problems on backends",
+        description="Measure every selected problem on every selected backend, dtype, thread count and "
+                    "direction. Each measurement is checked against kernels.reference first, timed by "
+                    "adaptive repeats (median, IQR), and appended to OUT/measurements.jsonl at once.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    run.add_argument("--suite", help="comma-separated suite names (see `convbench list`) or paths; default seeds")
+    run.add_argument("--backends", help="comma-separated backends, or all; default all")
+    run.add_argument("--ops", help="comma-separated: conv2d, maxpool2d, avgpool2d, or all; default all")
+    run.add_argument("--directions", help="comma-separated: forward, backward, forward+backward; default all")
+    run.add_argument("--dtype", help="comma-separated: float32, float64; default float32")
+    run.add_argument("--threads", help="comma-separated thread counts to sweep, e.g. 1,2; default all cores")
+    run.add_argument("--match", metavar="REGEX", help="only problems whose name matches")
+    run.add_argument("--batch", type=int, metavar="N", help="override every problem's batch size")
+    run.add_argument("--budget", type=float, metavar="SECONDS", help="repeat each measurement for about this long; default 1")
+    run.add_argument("--rounds", type=int, metavar="N", help="exactly N timed rounds instead of a time budget")
+    run.add_argument("--max-time", type=float, metavar="SECONDS",
+                     help="skip a measurement whose single call is estimated to take longer; default 10")
+    run.add_argument("--out", required=True, metavar="DIR", help="run directory (created; must not hold a run unless --resume)")
+    run.add_argument("--resume", action="store_true", help="finish the interrupted run in --out with its saved plan")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.set_defaults(fn=cmd_run)
+
+    report = sub.add_parser("report", help="Markdown tables and PNG plots of a run",
+                            description="Write RUN/report.md (per-problem tables, ratios to the best, "
+                                        "geometric-mean speedups, winners) and RUN/plots/*.png.")
+    report.add_argument("run", metavar="RUN", help="a run directory")
+    report.add_argument("--no-plots", action="store_true", help="tables only")
+    report.set_defaults(fn=cmd_report)
+
+    comp = sub.add_parser("compare", help="per-problem ratios of two runs, with a noise-aware verdict",
+                          description="Compare NEW with OLD measurement by measurement. Exit status 1 when "
+                                      "something is slower by more than --threshold beyond its noise.")
+    comp.add_argument("old", metavar="OLD", help="the baseline run directory")
+    comp.add_argument("new", metavar="NEW", help="the run directory to judge")
+    comp.add_argument("--threshold", type=float, default=0.10, help="a slowdown ratio above 1 + THRESHOLD fails (default 0.10)")
+    comp.set_defaults(fn=cmd_compare)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    warnings.simplefilter("default")
+    try:
+        return args.fn(args)
+    except UsageError as exc:
+        print(f"convbench: {exc}", file=sys.stderr)
+        return 2
+    except (ValueError, FileNotFoundError, OSError) as exc:
+        print(f"convbench {args.command}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,153 @@
+"""Results that are never lost: one JSON line per measurement, appended and synced as it completes.
+
+A run directory holds
+
+- ``plan.json``: what the run was asked to measure (``--resume`` reads it back);
+- ``sessions.jsonl``: one line per invocation, with the machine's metadata (CPU, cores, OS,
+  library versions, BLAS and its threads, git commit, time, measured SGEMM peak and copy
+  bandwidth per thread count);
+- ``measurements.jsonl``: one line per measurement, naming its session.
+
+A killed run loses at most the measurement in flight; a half-written last line is skipped when
+reading.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import uuid
+import warnings
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+PLAN, SESSIONS, MEASUREMENTS = "plan.json", "sessions.jsonl", "measurements.jsonl"
+STATUSES = ("ok", "wrong", "skipped", "error", "unavailable")
+
+
+def _versions() -> dict:
+    import numpy
+    import scipy
+
+    import convbench
+
+    versions = {"python": platform.python_version(), "numpy": numpy.__version__,
+                "scipy": scipy.__version__, "convbench": convbench.__version__}
+    try:
+        import numba
+
+        versions["numba"] = numba.__version__
+    except ImportError:
+        versions["numba"] = None
+    return versions
+
+
+def _git_commit() -> str | None:
+    here = Path(__file__).resolve().parent
+    try:
+        done = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=12"], cwd=here,
+                              capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() or None if done.returncode == 0 else None
+
+
+def machine_metadata() -> dict:
+    """What the figures depend on: CPU, cores, OS, versions, BLAS, commit, time."""
+    import cpuinfo
+    from threadpoolctl import threadpool_info
+
+    cpu = cpuinfo.get_cpu_info()
+    return {
+        "cpu": cpu.get("brand_raw") or platform.processor() or platform.machine(),
+        "cpu_flags_avx512": "avx512f" in cpu.get("flags", []),
+        "cpu_flags_avx2": "avx2" in cpu.get("flags", []),
+        "cores": os.cpu_count(),
+        "os": platform.platform(),
+        **{f"{name}_version": version for name, version in _versions().items()},
+        "blas": ", ".join(f"{i.get('internal_api')} {i.get('version')}" for i in threadpool_info()
+                          if i.get("user_api") == "blas") or None,
+        "git_commit": _git_commit(),
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def _append_line(path: Path, record: dict) -> None:
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record, default=str) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _read_lines(path: Path) -> list[dict]:
+    records = []
+    if not path.exists():
+        return records
+    lines = path.read_text(encoding="utf-8").splitlines()
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if number == len(lines):  # the line in flight when the run was killed
+                warnings.warn(f"{path}:{number}: skipping a half-written last line", stacklevel=3)
+            else:
+                raise ValueError(f"{path}:{number}: not a JSON line") from None
+    return records
+
+
+class RunDirectory:
+    """Where one run's plan, sessions and measurements live."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    @property
+    def exists(self) -> bool:
+        return (self.path / PLAN).exists()
+
+    def create(self, plan: dict) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        (self.path / PLAN).write_text(json.dumps(plan, indent=2) + "\n")
+
+    def plan(self) -> dict:
+        return json.loads((self.path / PLAN).read_text())
+
+    def start_session(self, metadata: dict) -> str:
+        session = uuid.uuid4().hex[:12]
+        _append_line(self.path / SESSIONS, {"session": session, **metadata})
+        return session
+
+    def append(self, row: dict) -> None:
+        _append_line(self.path / MEASUREMENTS, row)
+
+    def rows(self) -> list[dict]:
+        return _read_lines(self.path / MEASUREMENTS)
+
+    def sessions(self) -> list[dict]:
+        return _read_lines(self.path / SESSIONS)
+
+
+def load_results(path: str | Path) -> pd.DataFrame:
+    """Every measurement of a run directory as a DataFrame, with its session's metadata as columns.
+
+    ``path`` is a run directory (or its ``measurements.jsonl``). Columns include ``problem``,
+    ``op``, the shape fields, ``backend``, ``direction``, ``dtype``, ``threads``, ``status``,
+    ``median_s``, ``iqr_s``, ``min_s``, ``rounds``, ``gflops`` and the session's ``cpu`` and
+    versions.
+    """
+    path = Path(path)
+    run = RunDirectory(path.parent if path.name == MEASUREMENTS else path)
+    if not (run.path / MEASUREMENTS).exists():
+        raise FileNotFoundError(f"{run.path} holds no {MEASUREMENTS}: is it a convbench run directory?")
+    frame = pd.DataFrame(run.rows())
+    sessions = pd.DataFrame(run.sessions())
+    if frame.empty or sessions.empty:
+        return frame
+    sessions = sessions[[c for c in sessions.columns if c == "session" or c not in frame.columns]]
+    return frame.merge(sessions, on="session", how="left")

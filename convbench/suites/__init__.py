@@ -1,0 +1,181 @@
+"""Problem suites: CSV tables shipped in ``convbench/suites/``, or oneDNN benchdnn batch files.
+
+A suite CSV has one named layer per row::
+
+    name,op,N,C,H,W,K,R,S,stride,padding,dilation,groups,repeat
+    conv1,conv2d,1,3,224,224,64,7,7,2,3,1,1,1
+
+``stride``, ``padding`` and ``dilation`` are an int or ``HxW`` (``2x1``); for pooling rows K
+equals C and (R, S) is the window. ``repeat`` counts how often the layer occurs in its model.
+Suites are append-only: a row's name and shape never change once published.
+
+A benchdnn file has one problem descriptor per line, ``mb8ic64ih56oc64kh3ph1n"resnet_2a"``;
+``#`` starts a comment; ``--alg=max|avg_p`` (pooling) and ``--mb=N`` option lines apply to the
+lines after them and other ``--`` options are ignored. A descriptor with ``oc`` is a
+convolution, one without is a pooling problem. As in benchdnn, missing width fields copy the
+height ones, ``oh`` / ``ow`` are checked against the computed output size, and dilation counts
+from 0 (``dh1`` is a dilation of 2).
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from importlib import resources
+from pathlib import Path
+
+from convbench.problems import OPS, Problem
+
+COLUMNS = ("name", "op", "N", "C", "H", "W", "K", "R", "S", "stride", "padding", "dilation", "groups", "repeat")
+
+
+class SuiteError(ValueError):
+    """A suite file or descriptor that cannot be read; the message names the line and the field."""
+
+
+def suite_names() -> list[str]:
+    """The suites shipped with convbench."""
+    return sorted(p.name.removesuffix(".csv") for p in resources.files("convbench.suites").iterdir()
+                  if p.name.endswith(".csv"))
+
+
+def _int(text: str, where: str, field: str, minimum: int) -> int:
+    try:
+        value = int(text)
+    except (TypeError, ValueError):
+        raise SuiteError(f"{where}: field {field!r} must be an integer; got {text!r}") from None
+    if value < minimum:
+        raise SuiteError(f"{where}: field {field!r} must be >= {minimum}; got {value}")
+    return value
+
+
+def _pair(text: str, where: str, field: str, minimum: int) -> tuple[int, int]:
+    parts = str(text).lower().split("x")
+    if len(parts) > 2:
+        raise SuiteError(f"{where}: field {field!r} must be an int or HxW; got {text!r}")
+    values = [_int(p, where, field, minimum) for p in parts]
+    return (values[0], values[-1])
+
+
+def _problem(where: str, **fields) -> Problem:
+    try:
+        return Problem(**fields)
+    except ValueError as exc:
+        raise SuiteError(f"{where}: {exc}") from None
+
+
+def read_csv(path: str | Path, text: str | None = None) -> list[Problem]:
+    """Problems from a suite CSV (``text`` instead of reading ``path``, if given)."""
+    text = Path(path).read_text() if text is None else text
+    lines = text.splitlines()
+    reader = csv.DictReader(line for line in lines)
+    missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
+    if missing:
+        raise SuiteError(f"{path}:1: the header lacks the column(s) {', '.join(missing)}")
+    problems, seen = [], set()
+    for row in reader:
+        where = f"{path}:{reader.line_num}"
+        name = (row["name"] or "").strip()
+        if not re.fullmatch(r"[A-Za-z0-9_.\-]+", name):
+            raise SuiteError(f"{where}: field 'name' must be letters, digits, '_', '.' or '-'; got {name!r}")
+        if name in seen:
+            raise SuiteError(f"{where}: field 'name': {name!r} appears twice")
+        seen.add(name)
+        if row["op"] not in OPS:
+            raise SuiteError(f"{where}: field 'op' must be one of {', '.join(OPS)}; got {row['op']!r}")
+        ints = {f: _int(row[f], where, f, 1) for f in ("N", "C", "H", "W", "K", "R", "S", "groups", "repeat")}
+        problems.append(_problem(
+            where, name=name, op=row["op"], **ints,
+            stride=_pair(row["stride"], where, "stride", 1),
+            padding=_pair(row["padding"], where, "padding", 0),
+            dilation=_pair(row["dilation"], where, "dilation", 1),
+        ))
+    return problems
+
+
+_FIELD = re.compile(r'([a-z]+)(\d+|"[^"]*")')
+_KNOWN = {"g", "mb", "ic", "ih", "iw", "oc", "oh", "ow", "kh", "kw", "sh", "sw", "ph", "pw", "dh", "dw", "n"}
+
+
+def parse_descriptor(text: str, where: str = "descriptor", alg: str = "max", mb: int | None = None) -> Problem:
+    """One benchdnn descriptor (``mb8ic64ih56oc64kh3ph1n"resnet_2a"``) as a Problem."""
+    fields: dict[str, str] = {}
+    position = 0
+    for match in _FIELD.finditer(text):
+        if match.start() != position:
+            raise SuiteError(f"{where}: cannot read {text[position:match.start()]!r} at column {position + 1}")
+        key, value = match.groups()
+        if key not in _KNOWN:
+            raise SuiteError(f"{where}: unknown field {key!r} (3-D fields such as id/kd are not supported)")
+        if key in fields:
+            raise SuiteError(f"{where}: field {key!r} appears twice")
+        fields[key] = value
+        position = match.end()
+    if position != len(text):
+        raise SuiteError(f"{where}: cannot read {text[position:]!r} at column {position + 1}")
+    for key in ("ic", "ih", "kh"):
+        if key not in fields:
+            raise SuiteError(f"{where}: field {key!r} is required")
+    get = lambda key, default, minimum: _int(fields.get(key, default), where, key, minimum)  # noqa: E731
+    ih, kh, sh, ph, dh = get("ih", None, 1), get("kh", None, 1), get("sh", 1, 1), get("ph", 0, 0), get("dh", 0, 0)
+    shape = dict(
+        N=mb or get("mb", 2, 1),  # benchdnn's default minibatch is 2
+        C=get("ic", None, 1), H=ih, W=get("iw", ih, 1), R=kh, S=get("kw", kh, 1),
+        stride=(sh, get("sw", sh, 1)), padding=(ph, get("pw", ph, 0)),
+    )
+    name = fields.get("n", '""')[1:-1] or text
+    if "oc" in fields:
+        problem = _problem(where, name=name, op="conv2d", K=get("oc", None, 1), groups=get("g", 1, 1),
+                           dilation=(dh + 1, get("dw", dh, 0) + 1), **shape)
+    else:
+        for key in ("g", "dh", "dw"):
+            if key in fields:
+                raise SuiteError(f"{where}: field {key!r} does not apply to pooling (no 'oc' given)")
+        op = {"max": "maxpool2d", "pooling_max": "maxpool2d", "avg_p": "avgpool2d",
+              "pooling_avg_include_padding": "avgpool2d"}.get(alg)
+        if op is None:
+            raise SuiteError(f"{where}: pooling algorithm {alg!r} is not supported; use max or avg_p")
+        problem = _problem(where, name=name, op=op, K=shape["C"], **shape)
+    for key, computed in (("oh", problem.out_h), ("ow", problem.out_w)):
+        if key in fields and _int(fields[key], where, key, 1) != computed:
+            raise SuiteError(f"{where}: field {key!r} is {fields[key]} but the other fields give {computed}")
+    return problem
+
+
+def read_benchdnn(path: str | Path, text: str | None = None) -> list[Problem]:
+    """Problems from a benchdnn batch file, one descriptor per line."""
+    text = Path(path).read_text() if text is None else text
+    problems, alg, mb = [], "max", None
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.split("#", 1)[0].strip()
+        where = f"{path}:{number}"
+        if not line:
+            continue
+        if line.startswith("--"):
+            for option in line.split():
+                key, _, value = option.partition("=")
+                if key == "--alg":
+                    alg = value
+                elif key == "--mb":
+                    mb = _int(value, where, "--mb", 0) or None  # benchdnn: 0 keeps each line's own mb
+                elif key == "--reset":
+                    alg, mb = "max", None
+            continue
+        problems.append(parse_descriptor(line, where, alg, mb))
+    return problems
+
+
+def load_suite(name_or_path: str, batch: int | None = None) -> list[Problem]:
+    """A shipped suite by name, or a suite CSV or benchdnn file by path; ``batch`` overrides N."""
+    if name_or_path in suite_names():
+        text = resources.files("convbench.suites").joinpath(f"{name_or_path}.csv").read_text()
+        problems = read_csv(f"suites/{name_or_path}.csv", text)
+    elif Path(name_or_path).is_file():
+        path = Path(name_or_path)
+        first = path.read_text().lstrip().split(",", 1)[0]
+        problems = read_csv(path) if first == "name" else read_benchdnn(path)
+    else:
+        raise SuiteError(
+            f"suite {name_or_path!r} is neither a shipped suite ({', '.join(suite_names())}) nor a file"
+        )
+    return [p.with_batch(batch) for p in problems] if batch else problems
