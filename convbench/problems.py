@@ -54,6 +54,8 @@ class Problem:
             raise ValueError(f"op must be one of {', '.join(OPS)}; got {self.op!r}")
         if self.op != "conv2d" and (self.K != self.C or self.dilation != (1, 1) or self.groups != 1):
             raise ValueError(f"{self.name}: a pooling problem has K == C, dilation 1 and groups 1")
+        if self.C % self.groups or self.K % self.groups:
+            raise ValueError(f"{self.name}: groups={self.groups} must divide C={self.C} and K={self.K}")
         if self.out_h < 1 or self.out_w < 1:
             raise ValueError(f"{self.name}: the kernel is larger than the padded input")
 
@@ -120,9 +122,12 @@ class Problem:
         """A cut-down problem for estimating the time of a slow backend, and the work ratio.
 
         The probe keeps the channels and the kernel and cuts the batch to 1 and the image so the
-        output is at most ``outputs`` x ``outputs``: every backend here does work in proportion
-        to the number of output pixels once the channels and the kernel are fixed.
+        output is at most ``outputs`` x ``outputs``: beyond a fixed cost per call, every backend
+        here does work in proportion to the number of output pixels once the channels and the
+        kernel are fixed. The ratio is the full problem's output pixels over the probe's.
         """
+        if self.N == 1 and self.out_h <= outputs and self.out_w <= outputs:
+            return self, 1.0
         ho, wo = min(self.out_h, outputs), min(self.out_w, outputs)
         small = replace(
             self,
@@ -131,7 +136,7 @@ class Problem:
             W=min(self.W, (wo - 1) * self.stride[1] + self.dilation[1] * (self.S - 1) + 1),
             padding=(0, 0) if self.out_h > outputs or self.out_w > outputs else self.padding,
         )
-        if small.out_h < 1 or small.out_w < 1 or small == self:
+        if small.out_h < 1 or small.out_w < 1:
             return self, 1.0
         return small, (self.N * self.out_h * self.out_w) / (small.N * small.out_h * small.out_w)
 

@@ -1,0 +1,96 @@
+"""PNG plots of a run: GFLOP/s and speedup per layer, a roofline, phase breakdowns."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never open a window
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from convbench.report import _backend_order  # noqa: E402
+
+DIRECTION = "forward+backward"
+
+
+def _bars(ax, table: pd.DataFrame, ylabel: str) -> None:
+    backends = list(table.columns)
+    width = 0.8 / len(backends)
+    x = np.arange(len(table.index))
+    for i, backend in enumerate(backends):
+        ax.bar(x + (i - (len(backends) - 1) / 2) * width, table[backend].to_numpy(dtype=float), width, label=backend)
+    ax.set_xticks(x, table.index, rotation=45, ha="right", fontsize=8)
+    ax.set_yscale("log")
+    ax.set_ylabel(ylabel)
+    ax.grid(axis="y", alpha=0.3, which="both")
+    ax.legend(fontsize=8, ncols=min(5, len(backends)))
+
+
+def _save(fig, out: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def write_plots(frame: pd.DataFrame, folder: Path) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    ok = frame[(frame.status == "ok") & (frame.direction == DIRECTION)]
+    written = []
+    for (threads, dtype, suite), rows in ok.groupby(["threads", "dtype", "suite"], sort=False):
+        tag = f"{suite}-{dtype}-{threads}t"
+        title = f"{suite}, {DIRECTION}, {dtype}, {threads} thread(s)"
+        order = list(dict.fromkeys(rows.problem))
+        columns = _backend_order(rows.backend)
+        gflops = rows.pivot_table(index="problem", columns="backend", values="gflops").reindex(order)[columns]
+        fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(order) + 3), 4.5))
+        _bars(ax, gflops, "GFLOP/s")
+        ax.axhline(rows.peak_gflops.median(), color="k", ls="--", lw=1)
+        ax.set_title(f"GFLOP/s per layer: {title} (dashed: SGEMM peak)")
+        written.append(_save(fig, folder / f"gflops-{tag}.png"))
+
+        times = rows.pivot_table(index="problem", columns="backend", values="median_s").reindex(order)
+        if "naive" in times:
+            speedup = times.rdiv(times["naive"], axis=0).drop(columns="naive")
+            fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(order) + 3), 4.5))
+            _bars(ax, speedup[[c for c in columns if c != "naive"]], "speedup over naive")
+            ax.set_title(f"Speedup over naive: {title}")
+            written.append(_save(fig, folder / f"speedup-{tag}.png"))
+
+        phased = rows[rows.phases.notna()] if "phases" in rows else rows.iloc[:0]
+        if len(phased):
+            fig, axes = plt.subplots(1, phased.backend.nunique(), figsize=(12, 4.5), squeeze=False)
+            for ax, (backend, group) in zip(axes[0], phased.groupby("backend")):
+                shares = pd.DataFrame([
+                    {**r.phases, "other": max(0.0, r.median_s - sum(r.phases.values()))} for r in group.itertuples()
+                ], index=group.problem).reindex([p for p in order if p in set(group.problem)])
+                shares = shares.div(shares.sum(axis=1), axis=0)
+                shares.plot.bar(stacked=True, ax=ax, width=0.8, fontsize=8)
+                ax.set_title(f"{backend}: share of one call", fontsize=10)
+                ax.set_ylim(0, 1)
+                ax.legend(fontsize=7)
+            fig.suptitle(f"Phase breakdown: {title}")
+            written.append(_save(fig, folder / f"phases-{tag}.png"))
+
+    conv = frame[(frame.status == "ok") & (frame.op == "conv2d")]
+    for threads, rows in conv.groupby("threads"):
+        fig, ax = plt.subplots(figsize=(7, 5))
+        for backend in _backend_order(rows.backend):
+            r = rows[rows.backend == backend]
+            ax.scatter(r.intensity, r.gflops, s=14, label=backend, alpha=0.75)
+        peak, bandwidth = rows.peak_gflops.median(), rows.bandwidth_gbs.median()
+        ai = np.logspace(np.log10(rows.intensity.min() / 2), np.log10(rows.intensity.max() * 2), 200)
+        ax.plot(ai, np.minimum(peak, bandwidth * ai), "k--", lw=1,
+                label=f"roof: {peak:.0f} GFLOP/s SGEMM, {bandwidth:.0f} GB/s copy")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("arithmetic intensity (FLOP per byte moved, at least)")
+        ax.set_ylabel("achieved GFLOP/s")
+        ax.set_title(f"Roofline: conv2d, every direction, {threads} thread(s)")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+        written.append(_save(fig, folder / f"roofline-{threads}t.png"))
+    return written

@@ -1,0 +1,132 @@
+"""``convbench report RUN``: Markdown tables and PNG plots of a run directory.
+
+The tables follow ``torch.utils.benchmark.Compare``: backends as rows, problems as columns,
+each cell the median time and its ratio to the best backend on that problem, then the winner
+per problem. The summary gives each backend's geometric-mean speedup over ``naive`` and ratio
+to the fastest (over the problems where both were measured), and its whole-model time (the sum
+of median times weighted by how often each layer repeats) where every layer was measured.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+import kernels
+from convbench.results import load_results
+
+DIRECTIONS = ("forward+backward", "forward", "backward")
+
+
+def _duration(seconds: float) -> str:
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
+        if seconds >= scale:
+            return f"{seconds / scale:.3g} {unit}"
+    return f"{seconds / 1e-9:.3g} ns"
+
+
+def _ratio(value: float) -> str:
+    return f"{value:.3g}x" if value < 100 else f"{value:.0f}x"
+
+
+def _backend_order(backends) -> list[str]:
+    known = list(kernels.names())
+    return sorted(set(backends), key=lambda b: (known.index(b) if b in known else len(known), b))
+
+
+def _geomean(values) -> float:
+    values = np.asarray([v for v in values if np.isfinite(v) and v > 0])
+    return float(np.exp(np.log(values).mean())) if len(values) else float("nan")
+
+
+def compare_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """One suite x direction: backends as rows, problems as columns, 'median (x best)' cells."""
+    problems = list(dict.fromkeys(rows["problem"]))
+    backends = _backend_order(rows["backend"])
+    best = rows[rows.status == "ok"].groupby("problem")["median_s"].min()
+    table = pd.DataFrame(index=backends, columns=problems, dtype=object)
+    for _, r in rows.iterrows():
+        if r.status == "ok":
+            cell = f"{_duration(r.median_s)} ({_ratio(r.median_s / best[r.problem])})"
+            table.loc[r.backend, r.problem] = f"**{cell}**" if r.median_s == best[r.problem] else cell
+        else:
+            table.loc[r.backend, r.problem] = r.status
+    winners = rows[rows.status == "ok"].loc[lambda d: d.groupby("problem")["median_s"].idxmin()]
+    table.loc["winner"] = [winners.set_index("problem")["backend"].get(p, "-") for p in problems]
+    return table.fillna("-")
+
+
+def summary_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """One suite x direction: per backend, geometric means over problems and whole-model time."""
+    ok = rows[rows.status == "ok"].pivot_table(index="problem", columns="backend", values="median_s")
+    repeat = rows.drop_duplicates("problem").set_index("problem")["repeat"]
+    best = ok.min(axis=1)
+    out = []
+    for backend in _backend_order(rows["backend"]):
+        times = ok[backend] if backend in ok else pd.Series(dtype=float)
+        complete = times.notna().all() and len(times) == len(repeat)
+        out.append({
+            "backend": backend,
+            "measured": f"{int(times.notna().sum())}/{len(repeat)}",
+            "speedup over naive (geomean)": (
+                _ratio(_geomean(ok["naive"] / times)) if "naive" in ok and backend != "naive" else "-"),
+            "x fastest (geomean)": _ratio(_geomean(times / best)),
+            "wins": int((ok.idxmin(axis=1) == backend).sum()) if len(ok) else 0,
+            "model time (sum x repeat)": _duration(float((times * repeat.reindex(times.index)).sum())) if complete else "-",
+        })
+    return pd.DataFrame(out).set_index("backend")
+
+
+def _machine(frame: pd.DataFrame) -> str:
+    first = frame.iloc[0]
+    lines = [f"- CPU: {first.get('cpu')} ({first.get('cores')} cores), {first.get('os')}",
+             f"- BLAS: {first.get('blas')}; numpy {first.get('numpy_version')}, scipy {first.get('scipy_version')}, "
+             f"numba {first.get('numba_version')}, Python {first.get('python_version')}",
+             f"- convbench commit {first.get('git_commit')}; started {first.get('started')}"]
+    for threads, group in frame.groupby("threads"):
+        lines.append(f"- {threads} thread(s): measured SGEMM peak {group.peak_gflops.median():.1f} GFLOP/s, "
+                     f"copy bandwidth {group.bandwidth_gbs.median():.1f} GB/s")
+    return "\n".join(lines)
+
+
+def write_report(path: str | Path, plots: bool = True) -> list[Path]:
+    """Write RUN/report.md (and RUN/plots/*.png); return the files written."""
+    path = Path(path)
+    frame = load_results(path)
+    if frame.empty:
+        raise ValueError(f"{path} holds no measurements yet")
+    statuses = frame.status.value_counts()
+    parts = [f"# convbench report: {path.name}", "", _machine(frame), "",
+             "Statuses: " + ", ".join(f"{n} {s}" for s, n in statuses.items()) + ".",
+             "Cells: median time (ratio to the best backend on that problem); **bold** is the best. "
+             "Medians and ratios come from one run on one machine.", ""]
+    noisy = frame[frame.get("noisy", False) == True]  # noqa: E712
+    if len(noisy):
+        parts += [f"{len(noisy)} measurement(s) had an IQR above 10 % of their median (noisy).", ""]
+    groups = frame.groupby(["threads", "dtype", "suite"], sort=False)
+    for (threads, dtype, suite), suite_rows in groups:
+        parts.append(f"## {suite} ({dtype}, {threads} thread{'s' if threads > 1 else ''})")
+        parts.append("")
+        for direction in DIRECTIONS:
+            rows = suite_rows[suite_rows.direction == direction]
+            if rows.empty:
+                continue
+            parts += [f"### {direction}", "", summary_table(rows).to_markdown(), "",
+                      compare_table(rows).to_markdown(), ""]
+        skipped = suite_rows[suite_rows.status.isin(["skipped", "wrong", "error", "unavailable"])]
+        if len(skipped):
+            parts += ["Not timed:", ""]
+            parts += [f"- {r.problem} {r.backend} {r.direction}: {r.status}, {r.reason}" for r in skipped.itertuples()]
+            parts.append("")
+    written = []
+    if plots:
+        from convbench.plots import write_plots
+
+        images = write_plots(frame, path / "plots")
+        parts += ["## Plots", ""] + [f"![{p.stem}](plots/{p.name})" for p in images] + [""]
+        written += images
+    report = path / "report.md"
+    report.write_text("\n".join(parts))
+    return [report, *written]

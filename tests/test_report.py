@@ -1,0 +1,63 @@
+"""Report and compare on a small real run."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import asdict
+
+import pytest
+
+from convbench.cli import main
+from convbench.results import MEASUREMENTS, RunDirectory
+from convbench.runner import Plan, Runner
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    path = tmp_path_factory.mktemp("runs") / "small"
+    plan = Plan(suites=["lenet5"], backends=["naive", "im2col", "stride_tricks"], threads=[1], rounds=5)
+    run = RunDirectory(path)
+    run.create(asdict(plan))
+    Runner(plan, run).execute()
+    return path
+
+
+def test_report_writes_tables_and_plots(small_run, capsys):
+    assert main(["report", str(small_run)]) == 0
+    report = (small_run / "report.md").read_text()
+    assert "## lenet5 (float32, 1 thread)" in report and "### forward+backward" in report
+    assert "| winner " in report and "speedup over naive (geomean)" in report
+    for backend in ("naive", "im2col", "stride_tricks"):
+        assert f"| {backend} " in report
+    pngs = sorted(p.name for p in (small_run / "plots").iterdir())
+    assert pngs == ["gflops-lenet5-float32-1t.png", "phases-lenet5-float32-1t.png",
+                    "roofline-1t.png", "speedup-lenet5-float32-1t.png"]
+    assert all((small_run / "plots" / p).read_bytes()[:4] == b"\x89PNG" for p in pngs)
+
+
+def test_compare_a_run_with_itself_finds_no_regression(small_run, capsys):
+    assert main(["compare", str(small_run), str(small_run)]) == 0
+    out = capsys.readouterr().out
+    assert "36 measurements compared: 36 same; 0 regression(s)" in out
+
+
+def test_compare_flags_a_slowdown_beyond_noise(small_run, tmp_path, capsys):
+    slower = tmp_path / "slower"
+    shutil.copytree(small_run, slower)
+    rows = [json.loads(line) for line in (slower / MEASUREMENTS).read_text().splitlines()]
+    for row in rows:  # make im2col's forward three times slower, as a regression would
+        if row["backend"] == "im2col" and row["direction"] == "forward":
+            row["median_s"] *= 3
+    (slower / MEASUREMENTS).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["compare", str(small_run), str(slower), "--threshold", "0.5"]) == 1
+    captured = capsys.readouterr()
+    assert "4 regression(s) beyond 50%" in captured.out and "slower (REGRESSION)" in captured.out
+    assert "4 measurement(s) slower by more than 50% beyond noise" in captured.err
+    assert main(["compare", str(slower), str(small_run)]) == 0  # faster is fine
+    assert "4 faster" in capsys.readouterr().out
+
+
+def test_report_of_a_missing_directory_is_one_clear_line(tmp_path, capsys):
+    assert main(["report", str(tmp_path / "none")]) == 1
+    assert "holds no measurements.jsonl: is it a convbench run directory?" in capsys.readouterr().err

@@ -1,0 +1,134 @@
+"""The runner: real small runs, skips, wrong answers, errors, unavailable backends, resume after a kill."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict
+
+import pytest
+
+import kernels
+from convbench.cli import main
+from convbench.results import MEASUREMENTS, RunDirectory, load_results
+from convbench.runner import Plan, Runner, row_key
+
+
+def execute(tmp_path, **plan_fields) -> list[dict]:
+    plan = Plan(**{"budget": 0.02, "threads": [1], **plan_fields})
+    run = RunDirectory(tmp_path / "run")
+    run.create(asdict(plan))
+    Runner(plan, run).execute()
+    return run.rows()
+
+
+def test_a_small_real_run(tmp_path):
+    rows = execute(tmp_path, suites=["lenet5"], match="conv1", backends=["im2col", "numba"], rounds=3)
+    assert [(r["backend"], r["direction"]) for r in rows] == [
+        (b, d) for b in ("im2col", "numba") for d in ("forward", "backward", "forward+backward")]
+    for r in rows:
+        assert r["status"] == "ok" and r["rounds"] == 3
+        assert r["gflops"] == pytest.approx(r["flops"] / r["median_s"] / 1e9)
+        assert r["max_rel_err"] < 1e-4 and r["peak_mem_bytes"] > 0
+    assert set(rows[0]["phases"]) == {"im2col", "gemm"}  # im2col's forward phases
+    frame = load_results(tmp_path / "run")
+    assert len(frame) == 6 and {"cpu", "numpy_version", "blas", "peaks"} <= set(frame.columns)
+
+
+def test_slow_measurements_are_skipped_with_the_reason(tmp_path):
+    rows = execute(tmp_path, suites=["resnet18"], match="layer1_conv", backends=["naive", "im2col"],
+                   directions=["forward"], max_time=0.5)
+    naive, im2col = rows
+    assert naive["status"] == "skipped" and naive["estimate_s"] > 0.5
+    assert "over the 0.5 s limit (--max-time)" in naive["reason"] and "probe" in naive["reason"]
+    assert im2col["status"] == "ok" and im2col["estimate_s"] < 0.5
+
+
+def test_problems_too_small_to_probe_are_never_skipped(tmp_path):
+    rows = execute(tmp_path, suites=["seeds"], match="seed001_conv$", backends=["naive"],
+                   directions=["forward"], max_time=1e-9)
+    assert rows[0]["status"] == "ok" and rows[0]["estimate_s"] is None
+
+
+def test_wrong_answers_and_errors_are_recorded_and_the_run_goes_on(tmp_path, monkeypatch):
+    monkeypatch.setitem(kernels._REGISTRY, "broken", "broken_backends")
+    monkeypatch.setitem(kernels._REGISTRY, "absent", "no_such_module_anywhere")
+    rows = execute(tmp_path, suites=["seeds"], match="seed002", backends=["broken", "absent", "numba"], rounds=2)
+    status = {(r["problem"], r["backend"], r["direction"]): r for r in rows}
+    conv = status["seed002_conv", "broken", "forward"]
+    assert conv["status"] == "error" and "RuntimeError in probe: backward exploded" in conv["reason"]
+    wrong = execute(tmp_path / "again", suites=["seeds"], match="seed002_conv", backends=["broken"],
+                    directions=["forward"], rounds=2)[0]
+    assert wrong["status"] == "wrong" and "median_s" not in wrong
+    assert wrong["max_rel_err"] > 1e-4 and "against kernels.reference" in wrong["reason"]
+    absent = status["seed002_pool", "absent", "backward"]
+    assert absent["status"] == "unavailable" and "no_such_module_anywhere" in absent["reason"]
+    assert all(status[p, "numba", d]["status"] == "ok" for p in ("seed002_conv", "seed002_pool")
+               for d in ("forward", "backward", "forward+backward"))
+
+
+def run_cli(*args, **kwargs):
+    return subprocess.run([sys.executable, "-m", "convbench", *args], capture_output=True, text=True,
+                          timeout=300, **kwargs)
+
+
+def test_resume_after_a_killed_run_loses_nothing(tmp_path):
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "convbench", "run", "--suite", "seeds,lenet5", "--match", "seed00[12]|conv",
+               "--backends", "naive,im2col", "--directions", "forward", "--threads", "1", "--budget", "0.2",
+               "--out", str(out), "--quiet"]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    measurements = out / MEASUREMENTS
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (not measurements.exists() or len(measurements.read_text().splitlines()) < 3):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = measurements.read_text()
+    kept = len(before.splitlines())
+    assert kept >= 3, "the run should have written rows before it was killed"
+
+    done = run_cli("run", "--out", str(out), "--resume", "--quiet")
+    assert done.returncode == 0, done.stderr
+    after = measurements.read_text()
+    assert after.startswith(before.rsplit("\n", 1)[0])  # every complete row is kept as it was
+    rows = [json.loads(line) for line in after.splitlines()]
+    plan = Plan(**json.loads((out / "plan.json").read_text()))
+    assert sorted(map(row_key, rows)) == sorted(plan.keys())  # each measurement exactly once
+    assert len(rows) > kept and len(RunDirectory(out).sessions()) == 2
+
+
+def test_a_half_written_last_line_is_skipped_with_a_warning(tmp_path):
+    execute(tmp_path, suites=["lenet5"], match="pool1", backends=["numba"], directions=["forward"], rounds=1)
+    with open(tmp_path / "run" / MEASUREMENTS, "a") as f:
+        f.write('{"session": "abc", "suite": "le')
+    with pytest.warns(UserWarning, match="half-written last line"):
+        assert len(load_results(tmp_path / "run")) == 1
+
+
+def test_the_cli_refuses_to_overwrite_or_mix_plans(tmp_path, capsys):
+    execute(tmp_path, suites=["lenet5"], match="pool2", backends=["numba"], directions=["forward"], rounds=1)
+    out = str(tmp_path / "run")
+    assert main(["run", "--suite", "lenet5", "--out", out]) == 2
+    assert "already holds a run; finish it with --resume" in capsys.readouterr().err
+    assert main(["run", "--resume", "--suite", "lenet5", "--out", out]) == 2
+    assert "drop --suite" in capsys.readouterr().err
+    assert main(["run", "--resume", "--out", str(tmp_path / "nothing")]) == 2
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--backends", "cuda"], "backends must be among naive, scipy, im2col, stride_tricks, numba; got cuda"),
+    (["--ops", "conv3d"], "ops must be among conv2d, maxpool2d, avgpool2d; got conv3d"),
+    (["--threads", "two"], "--threads takes comma-separated whole numbers; got 'two'"),
+    (["--match", "zzz"], "no problem in seeds matches"),
+    (["--budget", "0"], "budget must be > 0 seconds; got 0.0"),
+])
+def test_bad_run_arguments_are_one_clear_line(tmp_path, capsys, args, message):
+    assert main(["run", *args, "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not (tmp_path / "x").exists()
