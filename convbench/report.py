@@ -67,6 +67,7 @@ def summary_table(rows: pd.DataFrame) -> pd.DataFrame:
     for backend in _backend_order(rows["backend"]):
         times = ok[backend] if backend in ok else pd.Series(dtype=float)
         complete = times.notna().all() and len(times) == len(repeat)
+        mine = rows[(rows.status == "ok") & (rows.backend == backend)]
         out.append({
             "backend": backend,
             "measured": f"{int(times.notna().sum())}/{len(repeat)}",
@@ -75,6 +76,8 @@ def summary_table(rows: pd.DataFrame) -> pd.DataFrame:
             "x fastest (geomean)": _ratio(_geomean(times / best)),
             "wins": int((ok.idxmin(axis=1) == backend).sum()) if len(ok) else 0,
             "model time (sum x repeat)": _duration(float((times * repeat.reindex(times.index)).sum())) if complete else "-",
+            "% of SGEMM peak (median)": f"{mine.pct_of_peak.median():.2g}" if len(mine) else "-",
+            "largest extra memory": f"{mine.peak_mem_bytes.max() / 2**20:.3g} MiB" if mine.peak_mem_bytes.notna().any() else "-",
         })
     return pd.DataFrame(out).set_index("backend")
 

@@ -154,6 +154,7 @@ class Runner:
                "time": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         if status == "ok":
             row["gflops"] = problem_flops / row["median_s"] / 1e9
+            row["pct_of_peak"] = 100 * row["gflops"] / base["peak_gflops"]
         self.run.append(row)
         self._emitted.add(direction)
         self.on_row(row)
