@@ -6,7 +6,6 @@ import argparse
 import sys
 import warnings
 from dataclasses import asdict
-from pathlib import Path
 
 import kernels
 from convbench import __version__
@@ -34,8 +33,8 @@ def cmd_list(args) -> int:
     from convbench.problems import OPS
     from convbench.suites import load_suite, suite_names
 
-    print("Backends:")
-    for name, reason in kernels.available().items():
+    print("Backends (and outside yardsticks):")
+    for name, reason in kernels.available(include_yardsticks=True).items():
         description = kernels.get(name).description if reason is None else f"unavailable: {reason}"
         print(f"  {name:<14} {description}")
     print("\nSuites (convbench run --suite NAME, or a path to a suite CSV or benchdnn file):")
@@ -48,9 +47,9 @@ def cmd_list(args) -> int:
 
 
 def _plan_from_args(args):
-    from convbench.runner import Plan
+    from convbench.runner import Plan, all_backends
 
-    backends = list(kernels.names()) if args.backends in (None, "all") else _csv(args.backends)
+    backends = all_backends() if args.backends in (None, "all") else _csv(args.backends)
     return Plan(
         suites=_csv(args.suite or "seeds"),
         backends=backends,
@@ -156,7 +155,7 @@ def parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     run.add_argument("--suite", help="comma-separated suite names (see `convbench list`) or paths; default seeds")
-    run.add_argument("--backends", help="comma-separated backends, or all; default all")
+    run.add_argument("--backends", help="comma-separated backends, or all (with torch where installed); default all")
     run.add_argument("--ops", help="comma-separated: conv2d, maxpool2d, avgpool2d, or all; default all")
     run.add_argument("--directions", help="comma-separated: forward, backward, forward+backward; default all")
     run.add_argument("--dtype", help="comma-separated: float32, float64; default float32")

@@ -11,9 +11,17 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+import kernels  # noqa: E402
+
 from convbench.report import _backend_order  # noqa: E402
 
 DIRECTION = "forward+backward"
+
+
+def _color(backend: str) -> str:
+    """One colour per backend in every plot: its place in the registry (yardsticks after)."""
+    order = [*kernels.names(), *kernels.yardsticks()]
+    return f"C{order.index(backend) % 10}" if backend in order else "k"
 
 
 def _bars(ax, table: pd.DataFrame, ylabel: str) -> None:
@@ -21,7 +29,8 @@ def _bars(ax, table: pd.DataFrame, ylabel: str) -> None:
     width = 0.8 / len(backends)
     x = np.arange(len(table.index))
     for i, backend in enumerate(backends):
-        ax.bar(x + (i - (len(backends) - 1) / 2) * width, table[backend].to_numpy(dtype=float), width, label=backend)
+        ax.bar(x + (i - (len(backends) - 1) / 2) * width, table[backend].to_numpy(dtype=float), width,
+               label=backend, color=_color(backend))
     ax.set_xticks(x, table.index, rotation=45, ha="right", fontsize=8)
     ax.set_yscale("log")
     ax.set_ylabel(ylabel)
@@ -80,7 +89,7 @@ def write_plots(frame: pd.DataFrame, folder: Path) -> list[Path]:
         fig, ax = plt.subplots(figsize=(7, 5))
         for backend in _backend_order(rows.backend):
             r = rows[rows.backend == backend]
-            ax.scatter(r.intensity, r.gflops, s=14, label=backend, alpha=0.75)
+            ax.scatter(r.intensity, r.gflops, s=14, label=backend, alpha=0.75, color=_color(backend))
         peak, bandwidth = rows.peak_gflops.median(), rows.bandwidth_gbs.median()
         ai = np.logspace(np.log10(rows.intensity.min() / 2), np.log10(rows.intensity.max() * 2), 200)
         ax.plot(ai, np.minimum(peak, bandwidth * ai), "k--", lw=1,

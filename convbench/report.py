@@ -27,6 +27,11 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 1e-9:.3g} ns"
 
 
+def _mebibytes(count: float) -> str:
+    mib = count / 2**20
+    return f"{mib:.3g} MiB" if mib < 1000 else f"{mib:,.0f} MiB"
+
+
 def _ratio(value: float) -> str:
     return f"{value:.3g}x" if value < 100 else f"{value:.0f}x"
 
@@ -77,7 +82,7 @@ def summary_table(rows: pd.DataFrame) -> pd.DataFrame:
             "wins": int((ok.idxmin(axis=1) == backend).sum()) if len(ok) else 0,
             "model time (sum x repeat)": _duration(float((times * repeat.reindex(times.index)).sum())) if complete else "-",
             "% of SGEMM peak (median)": f"{mine.pct_of_peak.median():.2g}" if len(mine) else "-",
-            "largest extra memory": f"{mine.peak_mem_bytes.max() / 2**20:.3g} MiB" if mine.peak_mem_bytes.notna().any() else "-",
+            "largest extra memory": _mebibytes(mine.peak_mem_bytes.max()) if mine.peak_mem_bytes.notna().any() else "-",
         })
     return pd.DataFrame(out).set_index("backend")
 

@@ -36,12 +36,18 @@ DTYPES = tuple(TOLERANCE)
 SLOW_EXTRAS = 1.0  # seconds: calls slower than this get no extra memory / phase call
 
 
+def all_backends() -> list[str]:
+    """Every backend, plus the outside yardsticks (PyTorch) that are installed here."""
+    reasons = kernels.available(include_yardsticks=True)
+    return [*kernels.names(), *(y for y in kernels.yardsticks() if reasons[y] is None)]
+
+
 @dataclass
 class Plan:
     """What to measure. Serialised to plan.json so ``--resume`` can finish it."""
 
     suites: list[str]
-    backends: list[str] = field(default_factory=lambda: list(kernels.names()))
+    backends: list[str] = field(default_factory=lambda: all_backends())
     ops: list[str] = field(default_factory=lambda: list(OPS))
     directions: list[str] = field(default_factory=lambda: list(DIRECTIONS))
     dtypes: list[str] = field(default_factory=lambda: ["float32"])
@@ -59,7 +65,7 @@ class Plan:
             bad = [v for v in values if v not in allowed]
             if bad or not values:
                 raise ValueError(f"{name} must be among {', '.join(allowed)}; got {', '.join(map(str, values)) or 'nothing'}")
-        known = kernels.names()
+        known = kernels.names() + kernels.yardsticks()
         unknown = [b for b in self.backends if b not in known]
         if unknown or not self.backends:
             raise ValueError(f"backends must be among {', '.join(known)}; got {', '.join(unknown) or 'nothing'}")
@@ -118,7 +124,7 @@ class Runner:
 
     def __init__(self, plan: Plan, run: RunDirectory, on_row: Callable[[dict], None] | None = None):
         self.plan, self.run, self.on_row = plan, run, on_row or (lambda row: None)
-        self._reference: dict[tuple, tuple] = {}
+        self._reference: tuple = (None, None)
 
     def pending(self) -> list[tuple]:
         done = {row_key(r) for r in self.run.rows()}
@@ -128,6 +134,11 @@ class Runner:
         pending = set(self.pending())
         if not pending:
             return
+        for backend in self.plan.backends:  # import now (torch, numba) so thread limits reach them
+            try:
+                kernels.get(backend)
+            except kernels.BackendUnavailable:
+                pass  # recorded as unavailable, cell by cell
         metadata = machine_metadata()
         problems = dict(((s, p.name), p) for s, p in self.plan.problems())
         peaks = {}
@@ -160,12 +171,13 @@ class Runner:
         self.on_row(row)
 
     def _reference_outputs(self, problem: Problem, dtype: str, arrays: dict) -> tuple:
-        key = (problem, dtype)
-        if key not in self._reference:
+        """(y, grads) of kernels.reference, kept for the latest problem only: cells come problem
+        by problem, so every backend of a problem shares one reference computation."""
+        if self._reference[0] != (problem, dtype):
             as64 = {k: v.astype(np.float64) for k, v in arrays.items()}
             y, ctx = problem.forward(kernels.reference, as64)
-            self._reference[key] = (y, problem.backward(kernels.reference, as64, ctx))
-        return self._reference[key]
+            self._reference = ((problem, dtype), (y, problem.backward(kernels.reference, as64, ctx)))
+        return self._reference[1]
 
     def _cell(self, problem: Problem, base: dict, directions: list[str]) -> None:
         self._emitted: set[str] = set()

@@ -9,6 +9,7 @@ is flagged noisy.
 from __future__ import annotations
 
 import os
+import sys
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator
@@ -103,15 +104,21 @@ def threads(count: int) -> Iterator[None]:
         import numba
     except ImportError:
         numba = None
-    previous = numba.get_num_threads() if numba is not None else None
+    torch = sys.modules.get("torch")  # the yardstick, if a run loaded it: same threads for it
+    previous = (numba.get_num_threads() if numba is not None else None,
+                torch.get_num_threads() if torch is not None else None)
     with threadpool_limits(limits=count):
         if numba is not None:
             numba.set_num_threads(count)
+        if torch is not None:
+            torch.set_num_threads(count)
         try:
             yield
         finally:
             if numba is not None:
-                numba.set_num_threads(previous)
+                numba.set_num_threads(previous[0])
+            if torch is not None:
+                torch.set_num_threads(previous[1])
 
 
 def sgemm_peak(seconds: float = 0.5, n: int = 1024) -> float:

@@ -22,7 +22,7 @@ from typing import Any, Protocol, runtime_checkable
 from kernels import reference
 from kernels._checks import ShapeError
 
-__all__ = ["Backend", "BackendUnavailable", "ShapeError", "available", "get", "names", "reference"]
+__all__ = ["Backend", "BackendUnavailable", "ShapeError", "available", "get", "names", "reference", "yardsticks"]
 
 # name -> module. Adding a backend is one module plus one line here.
 _REGISTRY: dict[str, str] = {
@@ -31,6 +31,10 @@ _REGISTRY: dict[str, str] = {
     "im2col": "kernels.im2col",
     "stride_tricks": "kernels.stride_tricks",
     "numba": "kernels.numba_jit",
+}
+# Outside yardsticks: optional, never required, not in names().
+_YARDSTICKS: dict[str, str] = {
+    "torch": "kernels.torch_yardstick",
 }
 
 
@@ -58,11 +62,18 @@ def names() -> tuple[str, ...]:
     return tuple(_REGISTRY)
 
 
+def yardsticks() -> tuple[str, ...]:
+    """Outside yardsticks (PyTorch) that ``get`` also serves where they are installed."""
+    return tuple(_YARDSTICKS)
+
+
 def _load(name: str) -> ModuleType:
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown backend {name!r}; choose one of: {', '.join(_REGISTRY)}")
+    module = _REGISTRY.get(name) or _YARDSTICKS.get(name)
+    if module is None:
+        raise ValueError(f"unknown backend {name!r}; choose one of: {', '.join(_REGISTRY)} "
+                         f"(or the yardstick {', '.join(_YARDSTICKS)})")
     try:
-        return importlib.import_module(_REGISTRY[name])
+        return importlib.import_module(module)
     except ImportError as exc:
         raise BackendUnavailable(f"backend {name!r} is unavailable: {exc}") from exc
 
@@ -80,10 +91,10 @@ def get(name: str) -> Backend:
     return _load(name)
 
 
-def available() -> dict[str, str | None]:
-    """Map every backend name to None if it is usable here, else a one-line reason."""
+def available(include_yardsticks: bool = False) -> dict[str, str | None]:
+    """Map every backend name (and yardstick, if asked) to None if usable here, else a one-line reason."""
     reasons: dict[str, str | None] = {}
-    for name in _REGISTRY:
+    for name in [*_REGISTRY, *(_YARDSTICKS if include_yardsticks else ())]:
         try:
             _load(name)
             reasons[name] = None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -14,6 +13,7 @@ import pytest
 
 import kernels
 from convbench.cli import main
+import convbench
 from convbench.results import MEASUREMENTS, RunDirectory, load_results
 from convbench.runner import Plan, Runner, row_key
 
@@ -35,7 +35,7 @@ def test_a_small_real_run(tmp_path):
         assert r["gflops"] == pytest.approx(r["flops"] / r["median_s"] / 1e9)
         assert r["max_rel_err"] < 1e-4 and r["peak_mem_bytes"] > 0
     assert set(rows[0]["phases"]) == {"im2col", "gemm"}  # im2col's forward phases
-    frame = load_results(tmp_path / "run")
+    frame = convbench.load_results(tmp_path / "run")
     assert len(frame) == 6 and {"cpu", "numpy_version", "blas", "peaks"} <= set(frame.columns)
 
 
@@ -121,7 +121,7 @@ def test_the_cli_refuses_to_overwrite_or_mix_plans(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--backends", "cuda"], "backends must be among naive, scipy, im2col, stride_tricks, numba; got cuda"),
+    (["--backends", "cuda"], "backends must be among naive, scipy, im2col, stride_tricks, numba, torch; got cuda"),
     (["--ops", "conv3d"], "ops must be among conv2d, maxpool2d, avgpool2d; got conv3d"),
     (["--threads", "two"], "--threads takes comma-separated whole numbers; got 'two'"),
     (["--match", "zzz"], "no problem in seeds matches"),

@@ -1,0 +1,71 @@
+"""PyTorch's CPU convolution and pooling behind the kernel interface: an outside yardstick.
+
+Optional and never required: it is listed by ``kernels.yardsticks()``, not ``kernels.names()``,
+and loads only where torch is installed. Forward calls ``torch.nn.functional``; backward asks
+autograd for the gradients, as a PyTorch training step would. Arrays cross as zero-copy views
+(``torch.from_numpy``) where numpy allows, so the timing is PyTorch's, not a copy's.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from kernels._checks import Context, check_backward, check_conv2d, check_pool2d
+
+name = "torch"
+description = f"PyTorch {torch.__version__} CPU (torch.nn.functional + autograd); an outside yardstick"
+
+
+def _tensor(a: np.ndarray, grad: bool = True) -> torch.Tensor:
+    a = a if a.flags.writeable and a.flags.c_contiguous else np.array(a)  # from_numpy wants a writable buffer
+    return torch.from_numpy(a).requires_grad_(grad)
+
+
+def _numpy(t: torch.Tensor | None) -> np.ndarray | None:
+    return None if t is None else t.detach().numpy().copy()
+
+
+def conv2d_forward(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1):
+    p = check_conv2d(x, w, b, stride, padding, dilation, groups)
+    inputs = (_tensor(x), _tensor(w), None if b is None else _tensor(b))
+    y = F.conv2d(*inputs, stride=p.stride, padding=p.padding, dilation=p.dilation, groups=p.groups)
+    return _numpy(y), Context(name, "conv2d", p, {"inputs": inputs, "y": y})
+
+
+def conv2d_backward(dy, ctx):
+    p = check_backward(dy, ctx, name, "conv2d")
+    wanted = [t for t in ctx.saved["inputs"] if t is not None]
+    grads = torch.autograd.grad(ctx.saved["y"], wanted, _tensor(dy, grad=False), retain_graph=True)
+    dx, dw, *db = map(_numpy, grads)
+    return dx, dw, db[0] if p.has_bias else None
+
+
+def _pool_forward(op: str, fn, x, kernel_size, stride, padding):
+    p = check_pool2d(x, kernel_size, stride, padding)
+    xt = _tensor(x)
+    y = fn(xt, p.kernel_size, stride=p.stride, padding=p.padding)
+    return _numpy(y), Context(name, op, p, {"x": xt, "y": y})
+
+
+def _pool_backward(op: str, dy, ctx):
+    check_backward(dy, ctx, name, op)
+    (dx,) = torch.autograd.grad(ctx.saved["y"], [ctx.saved["x"]], _tensor(dy, grad=False), retain_graph=True)
+    return _numpy(dx)
+
+
+def maxpool2d_forward(x, kernel_size, *, stride=None, padding=0):
+    return _pool_forward("maxpool2d", F.max_pool2d, x, kernel_size, stride, padding)
+
+
+def maxpool2d_backward(dy, ctx):
+    return _pool_backward("maxpool2d", dy, ctx)
+
+
+def avgpool2d_forward(x, kernel_size, *, stride=None, padding=0):
+    return _pool_forward("avgpool2d", F.avg_pool2d, x, kernel_size, stride, padding)
+
+
+def avgpool2d_backward(dy, ctx):
+    return _pool_backward("avgpool2d", dy, ctx)
