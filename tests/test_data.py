@@ -1,0 +1,104 @@
+"""IDX reading (gzip and raw, with clear errors), the embedded digits, class selection, standardising."""
+
+from __future__ import annotations
+
+import gzip
+
+import numpy as np
+import pytest
+
+from convbench.data import DataError, embedded_digits, load_idx, prepare, read_idx
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    """An IDX file of unsigned bytes, as the MNIST files are written."""
+    header = bytes([0, 0, 0x08, array.ndim]) + np.array(array.shape, ">u4").tobytes()
+    return header + array.astype(np.uint8).tobytes()
+
+
+def write_split(folder, split="train", n=6, labels=None, compress=True, prefix=""):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(n, 28, 28))
+    labels = np.arange(n) % 10 if labels is None else labels
+    for kind, array, idx in (("images", images, 3), ("labels", labels, 1)):
+        data = idx_bytes(array)
+        name = f"{prefix}{split}-{kind}-idx{idx}-ubyte" + (".gz" if compress else "")
+        (folder / name).write_bytes(gzip.compress(data) if compress else data)
+    return images, labels
+
+
+@pytest.mark.parametrize("compress", [True, False], ids=["gzip", "raw"])
+def test_idx_round_trip(tmp_path, compress):
+    images, labels = write_split(tmp_path, "t10k", compress=compress)
+    digits = load_idx(tmp_path, "test")
+    np.testing.assert_array_equal(digits.images, images)
+    np.testing.assert_array_equal(digits.labels, labels)
+
+
+def test_emnist_images_are_transposed_back(tmp_path):
+    images, _ = write_split(tmp_path, "train", prefix="emnist-digits-")
+    np.testing.assert_array_equal(load_idx(tmp_path, "train").images, images.transpose(0, 2, 1))
+
+
+def test_the_real_layout_of_mnist_test_files_is_read(tmp_path):
+    write_split(tmp_path, "t10k", n=3)
+    assert read_idx(tmp_path / "t10k-images-idx3-ubyte.gz").shape == (3, 28, 28)
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda b: b"\x08\x03" + b[2:], r"wrong magic number 0x0803"),
+    (lambda b: b[:-5], r"the header promises shape \(6, 28, 28\) \(4704 bytes of data\) but the file holds 4699"),
+    (lambda b: b[:6], r"truncated inside its header"),
+    (lambda b: b"", r"wrong magic number 0x\(empty\)"),
+])
+def test_damaged_files_name_the_file(tmp_path, damage, message):
+    write_split(tmp_path, compress=False)
+    path = tmp_path / "train-images-idx3-ubyte"
+    path.write_bytes(damage(path.read_bytes()))
+    with pytest.raises(DataError, match=rf"train-images-idx3-ubyte: {message}"):
+        load_idx(tmp_path, "train")
+
+
+def test_a_truncated_gzip_names_the_file(tmp_path):
+    write_split(tmp_path)
+    path = tmp_path / "train-labels-idx1-ubyte.gz"
+    path.write_bytes(path.read_bytes()[:20])
+    with pytest.raises(DataError, match=r"train-labels-idx1-ubyte.gz: cannot read it"):
+        load_idx(tmp_path, "train")
+
+
+def test_image_and_label_counts_must_agree(tmp_path):
+    write_split(tmp_path, labels=np.arange(5))
+    with pytest.raises(DataError, match=r"train-images-idx3-ubyte.gz holds 6 images but .*train-labels-idx1-ubyte.gz holds 5 labels"):
+        load_idx(tmp_path, "train")
+
+
+def test_missing_files_and_folders(tmp_path):
+    write_split(tmp_path, "train")
+    with pytest.raises(DataError, match=r"no file for the test images; expected one named like t10k-images-idx3-ubyte"):
+        load_idx(tmp_path, "test")
+    with pytest.raises(DataError, match=r"nowhere: no such folder \(--data-dir\)"):
+        load_idx(tmp_path / "nowhere")
+
+
+def test_embedded_digits_are_real_mnist():
+    digits = embedded_digits()
+    assert digits.images.shape == (5000, 28, 28) and digits.images.dtype == np.uint8
+    assert np.bincount(digits.labels).tolist() == [500] * 10
+    # real digits: dark background, bright strokes, and a zero looks hollow in the middle
+    assert np.median(digits.images) == 0 and digits.images.max() == 255
+    zeros = digits.images[digits.labels == 0].mean(axis=0)
+    assert zeros[14, 14] < zeros[14, 7] and zeros[14, 14] < zeros[7, 14]
+
+
+def test_prepare_selects_relabels_splits_and_standardises():
+    p = prepare(embedded_digits(), classes=(3, 1), val_fraction=0.2, seed=1)
+    assert (len(p.x_train), len(p.x_val)) == (800, 200) and p.classes == (3, 1)
+    assert set(p.y_train) == {0, 1} and p.x_train.shape[1:] == (1, 28, 28) and p.x_train.dtype == np.float32
+    pixel_means = p.x_train.mean(axis=0)
+    assert np.abs(pixel_means).max() < 1e-5  # per-pixel standardisation, seed 000's way
+
+
+def test_bad_classes():
+    with pytest.raises(DataError, match=r"--classes 1,11: .* has no class 11"):
+        prepare(embedded_digits(), classes=(1, 11))
