@@ -190,6 +190,71 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_step(args) -> int:
+    from tqdm import tqdm
+
+    from convbench.results import RunDirectory
+    from convbench.runner import all_backends
+    from convbench.step import PARTS, run_steps
+    from convbench.timing import max_threads, usable_cores
+    from convbench.train import MODEL_DEFAULTS
+
+    models = _csv(args.model)
+    unknown = [m for m in models if m not in MODEL_DEFAULTS]
+    if unknown or not models:
+        raise UsageError(f"--model takes {', '.join(MODEL_DEFAULTS)}; got {args.model!r}")
+    batches = _ints("--batch-size", args.batch_size) if args.batch_size else [MODEL_DEFAULTS[m]["batch_size"] for m in models]
+    if len(batches) != len(models) or min(batches) < 1:
+        raise UsageError(f"--batch-size needs one size >= 1 per model ({len(models)}); got {args.batch_size!r}")
+    backends = all_backends() if args.backends in (None, "all") else _csv(args.backends)
+    known = kernels.names() + kernels.yardsticks()
+    if any(b not in known for b in backends):
+        raise UsageError(f"--backends must be among {', '.join(known)}; got {args.backends}")
+    threads = args.threads or usable_cores()
+    if not 1 <= threads <= max_threads():
+        raise UsageError(f"--threads must be between 1 and {max_threads()}; got {threads}")
+    run = RunDirectory(args.out)
+    if run.exists and not args.resume:
+        raise UsageError(f"{run.path} already holds a run; finish it with --resume or choose another --out")
+    if not run.exists:
+        run.create({"command": "step", "models": models, "batches": batches, "backends": backends, "threads": threads})
+    pairs = list(zip(models, batches))
+    bar = tqdm(total=len(pairs) * len(backends) * len(PARTS), unit="measurement", desc="convbench step",
+               disable=args.quiet)
+
+    def on_row(row: dict) -> None:
+        bar.update(1)
+        if row["direction"] == "step":
+            what = (f"{row['median_s'] * 1e3:.3f} ms per step" if row["status"] == "ok"
+                    else f"{row['status']}: {row['reason']}")
+            bar.write(f"{row['problem']} {row['backend']}: {what}")
+
+    try:
+        run_steps(run, pairs, backends, threads, args.dtype, args.budget, args.rounds, on_row)
+    except KeyboardInterrupt:
+        bar.close()
+        print(f"interrupted: finished measurements are in {run.path}; finish with --resume", file=sys.stderr)
+        return 130
+    bar.close()
+    print(f"Next: convbench report {run.path}")
+    return 0
+
+
+def cmd_featuremaps(args) -> int:
+    import os
+
+    from convbench.featuremaps import write_feature_maps
+
+    name = args.backend or os.environ.get("CONVBENCH_BACKEND") or "numba"
+    try:
+        backend = kernels.get(name)
+    except (ValueError, kernels.BackendUnavailable) as exc:
+        raise UsageError(str(exc)) from None
+    for path in write_feature_maps(args.image, backend, Path(args.out), args.seed):
+        print(path)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="convbench",
@@ -260,6 +325,35 @@ def parser() -> argparse.ArgumentParser:
     tr.add_argument("--out", required=True, metavar="DIR", help="where train.json, history.csv and curves.png go")
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
     tr.set_defaults(fn=cmd_train)
+
+    st = sub.add_parser(
+        "step", help="time the full training step of a model per backend",
+        description="Time forward (with the loss), backward and the SGD update of a model's training step on "
+                    "each backend, and the time in conv, pool, dense and other layers. Each backend's first "
+                    "step is checked against the float64 reference's loss. Writes a run directory that "
+                    "`convbench report` and `compare` read.")
+    st.add_argument("--model", default="lenet5", help="comma-separated: seed000, seed002, lenet5 (default lenet5)")
+    st.add_argument("--batch-size", help="comma-separated, one per model (default: seed000 1, seed002 4, lenet5 64)")
+    st.add_argument("--backends", help="comma-separated backends, or all (with torch where installed); default all")
+    st.add_argument("--threads", type=int, help="BLAS and numba threads (default: all cores)")
+    st.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    st.add_argument("--budget", type=float, default=2.0, help="seconds of steps per measurement (default 2)")
+    st.add_argument("--rounds", type=int, help="exactly N timed steps instead")
+    st.add_argument("--out", required=True, metavar="DIR", help="run directory")
+    st.add_argument("--resume", action="store_true", help="finish an interrupted step run in --out")
+    st.add_argument("--quiet", action="store_true", help="no progress bar")
+    st.set_defaults(fn=cmd_step)
+
+    fm = sub.add_parser(
+        "featuremaps", help="seed 003's picture: an image through conv -> ReLU -> pool stacks",
+        description="Pass a grey image through seed 003's three layers (2 edge filters 3x3, 3 random 5x5, "
+                    "1 random 7x7; each followed by ReLU and a 2x2 max-pool) on the chosen backend, and save "
+                    "each layer's maps as OUT/layerN.png.")
+    fm.add_argument("image", nargs="?", help="an image file (default: the photograph matplotlib ships)")
+    fm.add_argument("--backend", help="default $CONVBENCH_BACKEND or numba")
+    fm.add_argument("--seed", type=int, default=0, help="seed of the random filters of layers 2 and 3")
+    fm.add_argument("--out", default="featuremaps", metavar="DIR", help="default ./featuremaps")
+    fm.set_defaults(fn=cmd_featuremaps)
 
     comp = sub.add_parser("compare", help="per-problem ratios of two runs, with a noise-aware verdict",
                           description="Compare NEW with OLD measurement by measurement. Exit status 1 when "

@@ -84,6 +84,25 @@ def write_plots(frame: pd.DataFrame, folder: Path) -> list[Path]:
             fig.suptitle(f"Phase breakdown: {title}")
             written.append(_save(fig, folder / f"phases-{tag}.png"))
 
+    steps = frame[(frame.status == "ok") & (frame.direction == "step")]
+    for (threads, problem), rows in steps.groupby(["threads", "problem"], sort=False):
+        rows = rows.set_index("backend").loc[_backend_order(rows.backend)]
+        update = frame[(frame.status == "ok") & (frame.direction == "update") & (frame.problem == problem)
+                       & (frame.threads == threads)].set_index("backend")["median_s"]
+        parts = pd.DataFrame({f"{kind} layers": rows[f"{kind}_s"] for kind in ("conv", "pool", "dense", "other")})
+        parts["SGD update"] = update.reindex(parts.index)
+        parts["loss and overhead"] = (rows.median_s - parts.sum(axis=1)).clip(lower=0)
+        shares = parts.div(parts.sum(axis=1), axis=0)
+        shares.index = [f"{b} ({rows.median_s[b] * 1e3:.3g} ms)" for b in shares.index]
+        fig, ax = plt.subplots(figsize=(9, 4.5))
+        shares.plot.barh(stacked=True, ax=ax, width=0.7)
+        ax.set_xlim(0, 1)
+        ax.set_xlabel("share of the median training step (its time in brackets)")
+        ax.set_title(f"Training step of {problem}: where the time goes ({threads} thread(s))")
+        ax.invert_yaxis()
+        ax.legend(fontsize=8)
+        written.append(_save(fig, folder / f"step-{problem}-{threads}t.png"))
+
     conv = frame[(frame.status == "ok") & (frame.op == "conv2d")]
     for threads, rows in conv.groupby("threads"):
         fig, ax = plt.subplots(figsize=(7, 5))

@@ -17,7 +17,7 @@ import pandas as pd
 import kernels
 from convbench.results import load_results
 
-DIRECTIONS = ("forward+backward", "forward", "backward")
+DIRECTIONS = ("forward+backward", "forward", "backward", "step", "update")  # the last two: convbench step
 
 
 def _duration(seconds: float) -> str:
@@ -73,6 +73,9 @@ def summary_table(rows: pd.DataFrame) -> pd.DataFrame:
         times = ok[backend] if backend in ok else pd.Series(dtype=float)
         complete = times.notna().all() and len(times) == len(repeat)
         mine = rows[(rows.status == "ok") & (rows.backend == backend)]
+        # training-step rows (convbench step) have no FLOP count and no memory measurement
+        pct = mine["pct_of_peak"].dropna() if "pct_of_peak" in mine else pd.Series(dtype=float)
+        memory = mine["peak_mem_bytes"].dropna() if "peak_mem_bytes" in mine else pd.Series(dtype=float)
         out.append({
             "backend": backend,
             "measured": f"{int(times.notna().sum())}/{len(repeat)}",
@@ -81,8 +84,8 @@ def summary_table(rows: pd.DataFrame) -> pd.DataFrame:
             "x fastest (geomean)": _ratio(_geomean(times / best)),
             "wins": int((ok.idxmin(axis=1) == backend).sum()) if len(ok) else 0,
             "model time (sum x repeat)": _duration(float((times * repeat.reindex(times.index)).sum())) if complete else "-",
-            "% of SGEMM peak (median)": f"{mine.pct_of_peak.median():.2g}" if len(mine) else "-",
-            "largest extra memory": _mebibytes(mine.peak_mem_bytes.max()) if mine.peak_mem_bytes.notna().any() else "-",
+            "% of SGEMM peak (median)": f"{pct.median():.2g}" if len(pct) else "-",
+            "largest extra memory": _mebibytes(memory.max()) if len(memory) else "-",
         })
     return pd.DataFrame(out).set_index("backend")
 

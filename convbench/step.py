@@ -1,0 +1,142 @@
+"""``convbench step``: the full training step (forward, loss, backward, SGD update) per backend.
+
+Each measurement first checks that one step on the backend gives the float64 reference's loss
+(relative 1e-4 in float32), then times steps until the budget is spent, each step split into
+forward (with the loss), backward and update, and by layer kind (conv, pool, dense, other).
+Rows go to the same run directory format as ``convbench run`` (suite ``step``, problem
+``<model>-b<batch>``, direction ``step``, ``forward``, ``backward`` or ``update``), so
+``convbench report`` and ``compare`` read them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+
+import numpy as np
+
+import kernels
+from convbench import timing
+from convbench.data import embedded_digits, prepare
+from convbench.models import build_model
+from convbench.nn import SGD
+from convbench.results import RunDirectory, machine_metadata
+from convbench.runner import TOLERANCE
+from convbench.train import MODEL_DEFAULTS
+
+PARTS = ("step", "forward", "backward", "update")
+KINDS = ("conv", "pool", "dense", "other")
+
+
+class _Timed:
+    """Wraps a layer's forward and backward to add their time to its kind's total."""
+
+    def __init__(self, layer, totals: dict):
+        self.layer, self.totals = layer, totals
+
+    def forward(self, x):
+        start = time.perf_counter()
+        y = self.layer.forward(x)
+        self.totals[self.layer.kind] += time.perf_counter() - start
+        return y
+
+    def backward(self, dy):
+        start = time.perf_counter()
+        dx = self.layer.backward(dy)
+        self.totals[self.layer.kind] += time.perf_counter() - start
+        return dx
+
+
+def _batch(model: str, size: int, dtype: str):
+    data = prepare(embedded_digits(), val_fraction=0.0, dtype=dtype, preprocess=MODEL_DEFAULTS[model]["preprocess"])
+    x, y = data.x_train[:size], data.y_train[:size]
+    return (x, y % 2) if model == "seed000" else (x, y)
+
+
+def _one_step(net, optimizer, x, y, totals: dict) -> dict:
+    """One instrumented step: seconds of forward (with loss), backward and update."""
+    layers = net.layers
+    net.layers = [_Timed(layer, totals) for layer in layers]
+    try:
+        t0 = time.perf_counter()
+        out = net.forward(x)
+        loss, dout = net.loss(out, y)
+        t1 = time.perf_counter()
+        net.backward(dout)
+        t2 = time.perf_counter()
+    finally:
+        net.layers = layers
+    optimizer.step(layers)
+    t3 = time.perf_counter()
+    return {"forward": t1 - t0, "backward": t2 - t1, "update": t3 - t2, "step": t3 - t0, "loss": loss}
+
+
+def measure_step(backend: str, model: str, batch_size: int, dtype: str, budget: float,
+                 rounds: int | None, seed: int = 0) -> dict:
+    """Median seconds of each part of a training step, and of each layer kind; or a 'wrong' verdict."""
+    x, y = _batch(model, batch_size, dtype)
+    reference = build_model(model, kernels.reference, seed=seed, dtype="float64")
+    expected = reference.train_step(x.astype(np.float64), y, SGD(**_sgd(model)))[0]
+    net = build_model(model, kernels.get(backend), seed=seed, dtype=dtype)
+    optimizer = SGD(**_sgd(model))
+    first = _one_step(net, optimizer, x, y, dict.fromkeys(KINDS, 0.0))  # warm-up: numba compiles here
+    error = abs(first["loss"] - expected) / abs(expected)
+    if not error <= TOLERANCE[dtype]:
+        return {"status": "wrong", "max_rel_err": error,
+                "reason": f"first-step loss {first['loss']:.6g} vs the reference's {expected:.6g}"}
+    samples, spent = [], 0.0
+    while (len(samples) < rounds) if rounds else (not samples or (spent < budget and len(samples) < 10_000)):
+        totals = dict.fromkeys(KINDS, 0.0)
+        parts = _one_step(net, optimizer, x, y, totals)
+        parts.update({f"{kind}_s": totals[kind] for kind in KINDS})
+        samples.append(parts)
+        spent += parts["step"]
+    medians = {key: float(np.median([s[key] for s in samples])) for key in samples[0] if key != "loss"}
+    iqr = {key: float(np.subtract(*np.percentile([s[key] for s in samples], [75, 25]))) for key in PARTS}
+    return {"status": "ok", "rounds": len(samples), "medians": medians, "iqr": iqr,
+            "first_call_s": first["step"], "max_rel_err": error}
+
+
+def _sgd(model: str) -> dict:
+    return {k: MODEL_DEFAULTS[model][k] for k in ("lr", "momentum", "decay")}
+
+
+def run_steps(run: RunDirectory, models: list[tuple[str, int]], backends: list[str], threads: int,
+              dtype: str = "float32", budget: float = 2.0, rounds: int | None = None,
+              on_row: Callable[[dict], None] | None = None) -> None:
+    """Measure every (model, batch) x backend into ``run``, skipping what it already holds."""
+    on_row = on_row or (lambda row: None)
+    done = {(r["problem"], r["backend"], r["direction"]) for r in run.rows()}
+    with timing.threads(threads):
+        metadata = machine_metadata()
+        peak, bandwidth = timing.sgemm_peak(), timing.copy_bandwidth()
+        session = run.start_session({**metadata, "peaks": {threads: {"sgemm_gflops": peak, "copy_gbs": bandwidth}}})
+        for model, batch in models:
+            problem = f"{model}-b{batch}"
+            for backend in backends:
+                if all((problem, backend, part) in done for part in PARTS):
+                    continue
+                base = {"session": session, "suite": "step", "problem": problem, "op": "train_step",
+                        "N": batch, "repeat": 1, "backend": backend, "dtype": dtype, "threads": threads,
+                        "peak_gflops": peak, "bandwidth_gbs": bandwidth}
+                try:
+                    result = measure_step(backend, model, batch, dtype, budget, rounds)
+                except kernels.BackendUnavailable as exc:
+                    result = {"status": "unavailable", "reason": str(exc)}
+                except Exception as exc:  # recorded, and the run goes on
+                    result = {"status": "error", "reason": f"{type(exc).__name__}: {exc}"}
+                for part in PARTS:
+                    row = {**base, "direction": part, "status": result["status"],
+                           "time": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+                    if result["status"] == "ok":
+                        row.update(rounds=result["rounds"], median_s=result["medians"][part],
+                                   iqr_s=result["iqr"][part], max_rel_err=result["max_rel_err"],
+                                   noisy=result["iqr"][part] > timing.NOISY_IQR * result["medians"][part])
+                        if part == "step":
+                            row.update({f"{k}_s": result["medians"][f"{k}_s"] for k in KINDS},
+                                       first_call_s=result["first_call_s"])
+                    else:
+                        row.update(reason=result["reason"], max_rel_err=result.get("max_rel_err"))
+                    run.append(row)
+                    on_row(row)

@@ -1,0 +1,87 @@
+"""The train and step commands, end to end on small real runs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import kernels
+from convbench.cli import main
+from convbench.results import RunDirectory, load_results
+from convbench.step import run_steps
+from test_data import write_split
+
+
+def test_train_writes_json_csv_and_png(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--model", "seed002", "--backend", "im2col", "--iterations", "40", "--quiet", "--out", str(out)]) == 0
+    result = json.loads((out / "train.json").read_text())
+    assert {"model", "backend", "test_accuracy", "wall_s"} <= set(result)
+    assert (result["model"], result["backend"], result["iterations"]) == ("seed002", "im2col", 40)
+    assert 0 <= result["test_accuracy"] <= 1 and result["test_images"] == 1000
+    history = pd.read_csv(out / "history.csv")
+    assert list(history.columns) == ["epoch", "step", "train_loss", "train_accuracy", "val_loss", "val_accuracy"]
+    assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert "test accuracy" in capsys.readouterr().out
+
+
+def test_the_backend_can_come_from_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("CONVBENCH_BACKEND", "stride_tricks")
+    assert main(["train", "--model", "seed000", "--classes", "1,7", "--iterations", "20", "--quiet", "--out", str(tmp_path)]) == 0
+    assert json.loads((tmp_path / "train.json").read_text())["backend"] == "stride_tricks"
+
+
+def test_train_reads_idx_folders(tmp_path):
+    write_split(tmp_path, "train", n=40)
+    write_split(tmp_path, "t10k", n=20)
+    assert main(["train", "--model", "lenet5", "--backend", "numba", "--batch-size", "8", "--data-dir", str(tmp_path),
+                 "--quiet", "--out", str(tmp_path / "out")]) == 0
+    result = json.loads((tmp_path / "out" / "train.json").read_text())
+    assert result["test_images"] == 20 and "40 for training and validation" in result["data"]
+
+
+@pytest.mark.parametrize("args, status, message", [
+    (["--backend", "cuda"], 2, "unknown backend 'cuda'"),
+    (["--model", "lenet5", "--freeze-conv"], 2, "freezing a layer is seed000's option only"),
+    (["--batch-size", "0"], 2, "batch_size must be >= 1; got 0"),
+    (["--classes", "1,12"], 1, "has no class 12"),
+    (["--data-dir", "/nonexistent"], 1, "/nonexistent: no such folder (--data-dir)"),
+    (["--holdout", "9000"], 1, "--holdout 9000: "),
+])
+def test_bad_train_arguments_are_one_clear_line(tmp_path, capsys, args, status, message):
+    assert main(["train", "--model", "seed002", "--iterations", "5", "--quiet", *args, "--out", str(tmp_path)]) == status
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_step_timing_rows_and_report(tmp_path, monkeypatch):
+    monkeypatch.setitem(kernels._REGISTRY, "broken", "broken_backends")
+    run = RunDirectory(tmp_path / "steps")
+    run.create({"command": "step"})
+    run_steps(run, [("lenet5", 4)], ["im2col", "numba", "broken"], threads=1, rounds=3)
+    frame = load_results(run.path)
+    assert len(frame) == 12 and set(frame.direction) == {"step", "forward", "backward", "update"}
+    step = frame[(frame.direction == "step") & (frame.backend == "numba")].iloc[0]
+    assert step.status == "ok" and step.rounds == 3 and step.max_rel_err < 1e-4
+    parts = frame[(frame.backend == "numba") & (frame.status == "ok")].set_index("direction").median_s
+    assert parts["forward"] + parts["backward"] + parts["update"] == pytest.approx(parts["step"], rel=0.5)
+    assert 0 < step.conv_s + step.pool_s + step.dense_s + step.other_s < step.median_s
+    broken = frame[frame.backend == "broken"]
+    assert set(broken.status) == {"error"} and "backward exploded" in broken.reason.iloc[0]
+    assert main(["report", str(run.path)]) == 0
+    assert (run.path / "plots" / "step-lenet5-b4-1t.png").exists()
+    assert "## step (float32, 1 thread)" in (run.path / "report.md").read_text()
+
+
+def test_step_command(tmp_path, capsys):
+    out = tmp_path / "s"
+    assert main(["step", "--model", "seed002", "--backends", "im2col", "--rounds", "2", "--quiet", "--out", str(out)]) == 0
+    rows = RunDirectory(out).rows()
+    assert [(r["problem"], r["direction"], r["status"]) for r in rows] == [
+        ("seed002-b4", part, "ok") for part in ("step", "forward", "backward", "update")]
+    assert main(["step", "--model", "seed002", "--backends", "im2col", "--out", str(out)]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert np.isfinite(rows[0]["median_s"])
