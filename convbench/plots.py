@@ -94,13 +94,13 @@ def write_plots(frame: pd.DataFrame, folder: Path) -> list[Path]:
         parts["loss and overhead"] = (rows.median_s - parts.sum(axis=1)).clip(lower=0)
         shares = parts.div(parts.sum(axis=1), axis=0)
         shares.index = [f"{b} ({rows.median_s[b] * 1e3:.3g} ms)" for b in shares.index]
-        fig, ax = plt.subplots(figsize=(9, 4.5))
+        fig, ax = plt.subplots(figsize=(11, 4.5))
         shares.plot.barh(stacked=True, ax=ax, width=0.7)
         ax.set_xlim(0, 1)
         ax.set_xlabel("share of the median training step (its time in brackets)")
         ax.set_title(f"Training step of {problem}: where the time goes ({threads} thread(s))")
         ax.invert_yaxis()
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
         written.append(_save(fig, folder / f"step-{problem}-{threads}t.png"))
 
     conv = frame[(frame.status == "ok") & (frame.op == "conv2d")]

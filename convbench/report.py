@@ -17,7 +17,7 @@ import pandas as pd
 import kernels
 from convbench.results import load_results
 
-DIRECTIONS = ("forward+backward", "forward", "backward", "step", "update")  # the last two: convbench step
+DIRECTIONS = ("step", "forward+backward", "forward", "backward", "update")  # step, update: convbench step
 
 
 def _duration(seconds: float) -> str:
@@ -87,7 +87,10 @@ def summary_table(rows: pd.DataFrame) -> pd.DataFrame:
             "% of SGEMM peak (median)": f"{pct.median():.2g}" if len(pct) else "-",
             "largest extra memory": _mebibytes(memory.max()) if len(memory) else "-",
         })
-    return pd.DataFrame(out).set_index("backend")
+    table = pd.DataFrame(out).set_index("backend")
+    if (rows.op == "train_step").all():  # whole training steps of different models do not add up
+        table = table.drop(columns="model time (sum x repeat)")
+    return table
 
 
 def _machine(frame: pd.DataFrame) -> str:
