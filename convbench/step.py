@@ -78,7 +78,12 @@ def measure_step(backend: str, model: str, batch_size: int, dtype: str, budget: 
     x, y = _batch(model, batch_size, dtype)
     reference = build_model(model, kernels.reference, seed=seed, dtype="float64")
     expected = reference.train_step(x.astype(np.float64), y, SGD(**_sgd(model)))[0]
-    net = build_model(model, kernels.get(backend), seed=seed, dtype=dtype)
+    be = kernels.get(backend)  # raises BackendUnavailable where it cannot load
+    if backend == "torch":  # the yardstick runs the same network natively in PyTorch
+        from convbench.torch_step import measure_torch_step
+
+        return measure_torch_step(model, x, y, dtype, _sgd(model), expected, TOLERANCE[dtype], budget, rounds, seed)
+    net = build_model(model, be, seed=seed, dtype=dtype)
     optimizer = SGD(**_sgd(model))
     first = _one_step(net, optimizer, x, y, dict.fromkeys(KINDS, 0.0))  # warm-up: numba compiles here
     error = abs(first["loss"] - expected) / abs(expected)
@@ -108,6 +113,11 @@ def run_steps(run: RunDirectory, models: list[tuple[str, int]], backends: list[s
     """Measure every (model, batch) x backend into ``run``, skipping what it already holds."""
     on_row = on_row or (lambda row: None)
     done = {(r["problem"], r["backend"], r["direction"]) for r in run.rows()}
+    for backend in backends:  # import now (torch, numba) so the thread limit below reaches them
+        try:
+            kernels.get(backend)
+        except kernels.BackendUnavailable:
+            pass
     with timing.threads(threads):
         metadata = machine_metadata()
         peak, bandwidth = timing.sgemm_peak(), timing.copy_bandwidth()
@@ -134,7 +144,7 @@ def run_steps(run: RunDirectory, models: list[tuple[str, int]], backends: list[s
                                    iqr_s=result["iqr"][part], max_rel_err=result["max_rel_err"],
                                    noisy=result["iqr"][part] > timing.NOISY_IQR * result["medians"][part])
                         if part == "step":
-                            row.update({f"{k}_s": result["medians"][f"{k}_s"] for k in KINDS},
+                            row.update({f"{k}_s": result["medians"].get(f"{k}_s") for k in KINDS},
                                        first_call_s=result["first_call_s"])
                     else:
                         row.update(reason=result["reason"], max_rel_err=result.get("max_rel_err"))

@@ -60,3 +60,13 @@ def test_torch_pool(op, case, dtype):
     y_ref, dx_ref = pool_expected(case, op, dtype)
     close(y, y_ref, dtype)
     close(getattr(be, f"{op}_backward")(dy, ctx), dx_ref, dtype)
+
+
+@needs_torch
+@pytest.mark.parametrize("model", ["seed000", "seed002", "lenet5"])
+def test_torch_step_is_the_same_network(model):
+    """The native PyTorch network starts from our weights: its first loss is the reference's."""
+    from convbench.step import measure_step
+
+    result = measure_step("torch", model, 4, "float32", budget=0.01, rounds=2)
+    assert result["status"] == "ok" and result["max_rel_err"] < 1e-5

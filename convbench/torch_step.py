@@ -1,0 +1,90 @@
+"""The same models natively in PyTorch, as a yardstick for ``convbench step`` (optional).
+
+The torch network is built from our model's own layers and initial weights, so its first
+training step is checked against the float64 reference like every backend's; the update is
+seed 002's SGD rule written with torch's in-place ops.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+import kernels
+from convbench import nn as ours
+from convbench.models import build_model
+
+
+def _torch_layer(layer):
+    if isinstance(layer, ours.Conv2D):
+        w = layer.params["w"]
+        conv = torch.nn.Conv2d(w.shape[1], w.shape[0], w.shape[2], stride=layer.stride, padding=layer.padding,
+                               bias="b" in layer.params)
+        conv.weight.data = torch.from_numpy(w.copy())
+        if "b" in layer.params:
+            conv.bias.data = torch.from_numpy(layer.params["b"].copy())
+        return conv
+    if isinstance(layer, ours.Dense):
+        w = layer.params["w"]
+        dense = torch.nn.Linear(w.shape[0], w.shape[1], bias="b" in layer.params)
+        dense.weight.data = torch.from_numpy(w.T.copy())
+        if "b" in layer.params:
+            dense.bias.data = torch.from_numpy(layer.params["b"].copy())
+        return dense
+    pool = {ours.MaxPool2D: torch.nn.MaxPool2d, ours.AvgPool2D: torch.nn.AvgPool2d}.get(type(layer))
+    if pool is not None:
+        return pool(layer.kernel_size, stride=layer.stride, padding=layer.padding)
+    simple = {ours.ReLU: torch.nn.ReLU, ours.Flatten: torch.nn.Flatten, ours.Sigmoid: torch.nn.Sigmoid}
+    return simple[type(layer)]()
+
+
+def torch_model(name: str, seed: int, dtype: str):
+    """(torch.nn.Sequential with our model's initial weights, its loss function)."""
+    model = build_model(name, kernels.reference, seed=seed, dtype=dtype)
+    net = torch.nn.Sequential(*map(_torch_layer, model.layers))
+    if model.binary:
+        return net, lambda out, y: torch.nn.functional.binary_cross_entropy(out[:, 0], y.to(out.dtype))
+    return net, torch.nn.functional.cross_entropy
+
+
+def measure_torch_step(name: str, x: np.ndarray, y: np.ndarray, dtype: str, sgd: dict, expected: float,
+                       tolerance: float, budget: float, rounds: int | None, seed: int = 0) -> dict:
+    net, loss_fn = torch_model(name, seed, dtype)
+    params = list(net.parameters())
+    velocity = [torch.zeros_like(p) for p in params]
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    t = 0
+
+    def step() -> dict:
+        nonlocal t
+        t0 = time.perf_counter()
+        loss = loss_fn(net(xt), yt)
+        t1 = time.perf_counter()
+        for p in params:
+            p.grad = None
+        loss.backward()
+        t2 = time.perf_counter()
+        lr_t = sgd["lr"] / (1 + t * sgd["decay"])
+        with torch.no_grad():
+            for p, v in zip(params, velocity):
+                v.mul_(sgd["momentum"]).add_(p.grad, alpha=lr_t)
+                p.sub_(v)
+        t += 1
+        t3 = time.perf_counter()
+        return {"forward": t1 - t0, "backward": t2 - t1, "update": t3 - t2, "step": t3 - t0, "loss": loss.item()}
+
+    first = step()
+    error = abs(first["loss"] - expected) / abs(expected)
+    if not error <= tolerance:
+        return {"status": "wrong", "max_rel_err": error,
+                "reason": f"first-step loss {first['loss']:.6g} vs the reference's {expected:.6g}"}
+    samples, spent = [], 0.0
+    while (len(samples) < rounds) if rounds else (not samples or (spent < budget and len(samples) < 10_000)):
+        samples.append(step())
+        spent += samples[-1]["step"]
+    parts = ("step", "forward", "backward", "update")
+    return {"status": "ok", "rounds": len(samples), "first_call_s": first["step"], "max_rel_err": error,
+            "medians": {k: float(np.median([s[k] for s in samples])) for k in parts},
+            "iqr": {k: float(np.subtract(*np.percentile([s[k] for s in samples], [75, 25]))) for k in parts}}
