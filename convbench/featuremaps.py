@@ -18,6 +18,8 @@ EDGE_FILTERS = np.array([
     [[-1, 0, 1], [-1, 0, 1], [-1, 0, 1]],  # vertical edges
     [[1, 1, 1], [0, 0, 0], [-1, -1, -1]],  # horizontal edges
 ], dtype=np.float64)[:, None]
+# 3x3 conv, pool 2, 5x5 conv, pool 2, 7x7 conv, pool 2: (((n - 2) // 2 - 4) // 2 - 6) // 2 >= 1
+MIN_SIZE = 42
 
 
 def default_image() -> Path:
@@ -38,8 +40,9 @@ def read_grey(path: str | Path) -> np.ndarray:
         image = image / 255
     if image.ndim == 3:
         image = image[..., :3] @ np.array([0.2125, 0.7154, 0.0721])
-    if image.ndim != 2 or min(image.shape) < 30:
-        raise ValueError(f"{path}: need an image of at least 30x30 pixels; got shape {image.shape}")
+    if image.ndim != 2 or min(image.shape) < MIN_SIZE:
+        raise ValueError(f"{path}: seed 003's three layers need an image of at least {MIN_SIZE}x{MIN_SIZE} "
+                         f"pixels; got shape {image.shape}")
     return image
 
 
