@@ -45,7 +45,13 @@ def _save(fig, out: Path) -> Path:
     return out
 
 
+OPTIONAL = ("gflops", "intensity", "peak_gflops", "bandwidth_gbs", "phases", "conv_s", "pool_s", "dense_s", "other_s")
+
+
 def write_plots(frame: pd.DataFrame, folder: Path) -> list[Path]:
+    """Every plot the rows allow: a figure whose columns are absent (a pytest-benchmark file has no
+    peak or phases) is left out."""
+    frame = frame.assign(**{c: np.nan for c in OPTIONAL if c not in frame})
     folder.mkdir(parents=True, exist_ok=True)
     ok = frame[(frame.status == "ok") & (frame.direction == DIRECTION)]
     written = []
@@ -57,8 +63,9 @@ def write_plots(frame: pd.DataFrame, folder: Path) -> list[Path]:
         gflops = rows.pivot_table(index="problem", columns="backend", values="gflops").reindex(order)[columns]
         fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(order) + 3), 4.5))
         _bars(ax, gflops, "GFLOP/s")
-        ax.axhline(rows.peak_gflops.median(), color="k", ls="--", lw=1)
-        ax.set_title(f"GFLOP/s per layer: {title} (dashed: SGEMM peak)")
+        if rows.peak_gflops.notna().any():
+            ax.axhline(rows.peak_gflops.median(), color="k", ls="--", lw=1)
+        ax.set_title(f"GFLOP/s per layer: {title}" + (" (dashed: SGEMM peak)" if rows.peak_gflops.notna().any() else ""))
         written.append(_save(fig, folder / f"gflops-{tag}.png"))
 
         times = rows.pivot_table(index="problem", columns="backend", values="median_s").reindex(order)
@@ -69,7 +76,7 @@ def write_plots(frame: pd.DataFrame, folder: Path) -> list[Path]:
             ax.set_title(f"Speedup over naive: {title}")
             written.append(_save(fig, folder / f"speedup-{tag}.png"))
 
-        phased = rows[rows.phases.notna()] if "phases" in rows else rows.iloc[:0]
+        phased = rows[rows.phases.notna()]
         if len(phased):
             fig, axes = plt.subplots(1, phased.backend.nunique(), figsize=(12, 4.5), squeeze=False)
             for ax, (backend, group) in zip(axes[0], phased.groupby("backend")):
@@ -85,6 +92,7 @@ def write_plots(frame: pd.DataFrame, folder: Path) -> list[Path]:
             written.append(_save(fig, folder / f"phases-{tag}.png"))
 
     steps = frame[(frame.status == "ok") & (frame.direction == "step")]
+    steps = steps.dropna(subset=["conv_s"])  # only convbench step rows carry the time per layer kind
     for (threads, problem), rows in steps.groupby(["threads", "problem"], sort=False):
         rows = rows.set_index("backend").loc[_backend_order(rows.backend)]
         update = frame[(frame.status == "ok") & (frame.direction == "update") & (frame.problem == problem)
@@ -103,7 +111,7 @@ def write_plots(frame: pd.DataFrame, folder: Path) -> list[Path]:
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
         written.append(_save(fig, folder / f"step-{problem}-{threads}t.png"))
 
-    conv = frame[(frame.status == "ok") & (frame.op == "conv2d")]
+    conv = frame[(frame.status == "ok") & (frame.op == "conv2d")].dropna(subset=["peak_gflops", "intensity"])
     for threads, rows in conv.groupby("threads"):
         fig, ax = plt.subplots(figsize=(7, 5))
         for backend in _backend_order(rows.backend):

@@ -99,16 +99,22 @@ def _machine(frame: pd.DataFrame) -> str:
              f"- BLAS: {first.get('blas')}; numpy {first.get('numpy_version')}, scipy {first.get('scipy_version')}, "
              f"numba {first.get('numba_version')}, Python {first.get('python_version')}",
              f"- convbench commit {first.get('git_commit')}; started {first.get('started')}"]
-    for threads, group in frame.groupby("threads"):
+    for threads, group in frame.dropna(subset=["peak_gflops"]).groupby("threads"):
         lines.append(f"- {threads} thread(s): measured SGEMM peak {group.peak_gflops.median():.1f} GFLOP/s, "
                      f"copy bandwidth {group.bandwidth_gbs.median():.1f} GB/s")
     return "\n".join(lines)
 
 
 def write_report(path: str | Path, plots: bool = True) -> list[Path]:
-    """Write RUN/report.md (and RUN/plots/*.png); return the files written."""
+    """Write RUN/report.md (and RUN/plots/*.png); return the files written.
+
+    For a pytest-benchmark JSON file, the report goes to a folder beside it: NAME-report/.
+    """
     path = Path(path)
     frame = load_results(path)
+    if path.is_file():
+        path = path.with_name(f"{path.stem}-report")
+        path.mkdir(exist_ok=True)
     if frame.empty:
         raise ValueError(f"{path} holds no measurements yet")
     statuses = frame.status.value_counts()

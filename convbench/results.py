@@ -133,15 +133,43 @@ class RunDirectory:
         return _read_lines(self.path / SESSIONS)
 
 
+def read_benchmark_json(path: Path) -> pd.DataFrame:
+    """A ``pytest --benchmark-json`` file as measurement rows (the benchmarks put the problem,
+    backend, direction, dtype, threads and FLOPs in ``extra_info``)."""
+    data = json.loads(path.read_text())
+    if "benchmarks" not in data:
+        raise ValueError(f"{path} is not a pytest-benchmark JSON file (no 'benchmarks' list)")
+    machine, commit = data.get("machine_info", {}), data.get("commit_info", {})
+    rows = []
+    for bench in data["benchmarks"]:
+        info, stats = bench.get("extra_info", {}), bench["stats"]
+        if "backend" not in info:
+            continue  # a benchmark that is not one of convbench's
+        defaults = {"dtype": "float32", "threads": machine.get("cpu", {}).get("count"), "repeat": 1}
+        row = {"session": f"pytest-benchmark {data.get('datetime', '')}", "status": "ok", **defaults, **info,
+               "median_s": stats["median"], "iqr_s": stats["iqr"], "min_s": stats["min"], "rounds": stats["rounds"],
+               "noisy": stats["iqr"] > 0.1 * stats["median"], "benchmark": bench["fullname"],
+               "cpu": machine.get("cpu", {}).get("brand_raw"), "cores": machine.get("cpu", {}).get("count"),
+               "python_version": machine.get("python_version"), "git_commit": commit.get("id"),
+               "started": data.get("datetime"), "peak_gflops": float("nan"), "bandwidth_gbs": float("nan")}
+        if info.get("flops"):
+            row["gflops"] = info["flops"] / stats["median"] / 1e9
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def load_results(path: str | Path) -> pd.DataFrame:
     """Every measurement of a run directory as a DataFrame, with its session's metadata as columns.
 
-    ``path`` is a run directory (or its ``measurements.jsonl``). Columns include ``problem``,
+    ``path`` is a run directory (or its ``measurements.jsonl``), or a ``pytest --benchmark-json``
+    file, read directly. Columns include ``problem``,
     ``op``, the shape fields, ``backend``, ``direction``, ``dtype``, ``threads``, ``status``,
     ``median_s``, ``iqr_s``, ``min_s``, ``rounds``, ``gflops`` and the session's ``cpu`` and
     versions.
     """
     path = Path(path)
+    if path.suffix == ".json" and path.is_file():
+        return read_benchmark_json(path)
     run = RunDirectory(path.parent if path.name == MEASUREMENTS else path)
     if not (run.path / MEASUREMENTS).exists():
         raise FileNotFoundError(f"{run.path} holds no {MEASUREMENTS}: is it a convbench run directory?")

@@ -193,7 +193,7 @@ class Runner:
             return
         stage = "probe"
         try:
-            estimates = self._estimate(be, problem, dtype, directions)
+            estimates = estimate_seconds(be, problem, dtype, directions, self.plan.seed)
             runnable = []
             for d in directions:
                 if estimates and estimates[d] > self.plan.max_time:
@@ -246,38 +246,38 @@ class Runner:
                 if d not in self._emitted:
                     self._emit(base, d, "error", reason=message, traceback=detail, **extras[d])
 
-    def _estimate(self, be, problem: Problem, dtype: str, directions: list[str]) -> dict | None:
-        """Seconds per call of each direction, extrapolated from two cut-down probes; None if tiny.
+def estimate_seconds(be, problem: Problem, dtype: str, directions: list[str], seed: int = 0) -> dict | None:
+    """Seconds per call of each direction, extrapolated from two cut-down probes; None if tiny.
 
-        Time is fitted as fixed + per_pixel * output pixels from probes with 8x8 and 16x16
-        outputs, so a backend's fixed per-call cost (numba's dispatch, a BLAS call) is not
-        multiplied by the size ratio, and naive's per-pixel loop cost is.
-        """
-        points = []
-        for outputs in (8, 16):
-            small, ratio = problem.probe(outputs)
-            if ratio <= 1 and outputs == 8:
-                return None
-            arrays = small.inputs(dtype, self.plan.seed)
-            best = {"forward": float("inf"), "backward": 0.0 if directions == ["forward"] else float("inf")}
-            for attempt in range(4):  # the first call may compile (numba): warm-up, then the best of 3
-                t_forward, (_, ctx) = timing.timed(lambda: small.forward(be, arrays))
-                t_backward = (timing.timed(lambda: small.backward(be, arrays, ctx))[0]
-                              if directions != ["forward"] else 0.0)
-                if attempt:
-                    best = {"forward": min(best["forward"], t_forward), "backward": min(best["backward"], t_backward)}
-            points.append((problem.N * problem.out_h * problem.out_w / ratio, ratio, best))
-        (pixels_8, _, at_8), (pixels_16, ratio_16, at_16) = points
-        full = problem.N * problem.out_h * problem.out_w
-        estimate = {}
-        for d in ("forward", "backward"):
-            if ratio_16 <= 1:  # the larger probe is the problem itself
-                estimate[d] = at_16[d]
-            else:
-                per_pixel = max(0.0, (at_16[d] - at_8[d]) / (pixels_16 - pixels_8))
-                estimate[d] = at_8[d] + per_pixel * (full - pixels_8)
-        estimate["forward+backward"] = estimate["forward"] + estimate["backward"]
-        return estimate
+    Time is fitted as fixed + per_pixel * output pixels from probes with 8x8 and 16x16
+    outputs, so a backend's fixed per-call cost (numba's dispatch, a BLAS call) is not
+    multiplied by the size ratio, and naive's per-pixel loop cost is.
+    """
+    points = []
+    for outputs in (8, 16):
+        small, ratio = problem.probe(outputs)
+        if ratio <= 1 and outputs == 8:
+            return None
+        arrays = small.inputs(dtype, seed)
+        best = {"forward": float("inf"), "backward": 0.0 if directions == ["forward"] else float("inf")}
+        for attempt in range(4):  # the first call may compile (numba): warm-up, then the best of 3
+            t_forward, (_, ctx) = timing.timed(lambda: small.forward(be, arrays))
+            t_backward = (timing.timed(lambda: small.backward(be, arrays, ctx))[0]
+                          if directions != ["forward"] else 0.0)
+            if attempt:
+                best = {"forward": min(best["forward"], t_forward), "backward": min(best["backward"], t_backward)}
+        points.append((problem.N * problem.out_h * problem.out_w / ratio, ratio, best))
+    (pixels_8, _, at_8), (pixels_16, ratio_16, at_16) = points
+    full = problem.N * problem.out_h * problem.out_w
+    estimate = {}
+    for d in ("forward", "backward"):
+        if ratio_16 <= 1:  # the larger probe is the problem itself
+            estimate[d] = at_16[d]
+        else:
+            per_pixel = max(0.0, (at_16[d] - at_8[d]) / (pixels_16 - pixels_8))
+            estimate[d] = at_8[d] + per_pixel * (full - pixels_8)
+    estimate["forward+backward"] = estimate["forward"] + estimate["backward"]
+    return estimate
 
 
 def plan_from_dict(data: dict) -> Plan:

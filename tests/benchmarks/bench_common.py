@@ -1,0 +1,84 @@
+"""Shared by the pytest-benchmark modules: problems from the suite catalogue, slow-call policy, checks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import kernels
+from convbench.runner import TOLERANCE, estimate_seconds
+from convbench.suites import load_suite
+
+ONE_ROUND_OVER = 0.2  # seconds per call: time a single round only
+SKIP_OVER = 5.0  # seconds per call: too slow to benchmark here
+# A plain test run runs each benchmark once and must stay quick; probing for an estimate would
+# cost more than the calls. The two loop backends' costs have a known shape instead: naive runs
+# one Python iteration per output element, scipy one correlate2d call per image-channel plane.
+PLAIN_RUN_LIMITS = {"naive": 50_000, "scipy": 2_000}
+
+# A representative set from the catalogue the harness uses: seed shapes, every LeNet-5 layer,
+# two ResNet-18 layers and one depthwise MobileNetV2 layer.
+PICKS = {
+    "seeds": ["seed000_conv", "seed002_conv", "seed002_pool", "seed003_conv2"],
+    "lenet5": ["conv1", "pool1", "conv2", "pool2"],
+    "resnet18": ["layer1_conv", "layer3_conv_s2", "avgpool"],
+    "mobilenet_v2": ["block4_depthwise"],
+}
+PROBLEMS = [(suite, p) for suite, names in PICKS.items() for p in load_suite(suite) if p.name in names]
+
+
+def problem_id(item) -> str:
+    suite, problem = item
+    return f"{suite}/{problem.name}"
+
+
+def plain_run_work(backend: str, problem) -> int:
+    if backend == "naive":
+        return problem.N * problem.K * problem.out_h * problem.out_w
+    if backend == "scipy" and problem.op == "conv2d":
+        return problem.N * problem.K * (problem.C // problem.groups)
+    return 0
+
+
+def rounds_policy(benchmark, backend: str, problem, direction: str) -> int | None:
+    """None: let pytest-benchmark calibrate; 1: a single round; or skip with the reason.
+
+    A plain test run (benchmarks disabled: one call each) leaves the big loop-backend calls to
+    ``pytest --benchmark-only``; those kernels are verified by the main test grid anyway.
+    """
+    if benchmark.disabled:
+        work, limit = plain_run_work(backend, problem), PLAIN_RUN_LIMITS.get(backend)
+        if limit and work > limit:
+            pytest.skip(f"{backend}: {work:,} {'output elements' if backend == 'naive' else 'planes'} "
+                        f"(over {limit:,}); left to `pytest --benchmark-only`")
+        return None
+    seconds = (estimate(backend, problem, [direction]) or {}).get(direction)
+    return seconds_policy(backend, seconds)
+
+
+def seconds_policy(backend: str, seconds: float | None) -> int | None:
+    if seconds is None or seconds < ONE_ROUND_OVER:
+        return None
+    if seconds > SKIP_OVER:
+        pytest.skip(f"{backend}: estimated {seconds:.1f} s per call; over the {SKIP_OVER:g} s benchmark limit")
+    return 1
+
+
+def estimate(backend: str, problem, directions: list[str]) -> dict | None:
+    return estimate_seconds(kernels.get(backend), problem, "float32", directions)
+
+
+def assert_close(got: tuple, expected: tuple) -> None:
+    """Every output within the harness's float32 tolerance of the float64 reference."""
+    for a, e in zip(got, expected):
+        if e is None:
+            assert a is None
+            continue
+        scale = float(np.max(np.abs(e))) or 1.0
+        assert float(np.max(np.abs(a.astype(np.float64) - e))) / scale <= TOLERANCE["float32"]
+
+
+def run(benchmark, fn, rounds: int | None):
+    if rounds is None:
+        return benchmark(fn)
+    return benchmark.pedantic(fn, rounds=rounds, iterations=1, warmup_rounds=0)

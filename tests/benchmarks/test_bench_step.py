@@ -1,0 +1,35 @@
+"""pytest-benchmark: one full training step (forward, loss, backward, SGD update) per backend."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+import kernels
+from convbench.timing import usable_cores
+from bench_common import run, seconds_policy
+from convbench.models import build_model
+from convbench.nn import SGD
+from convbench.runner import TOLERANCE
+from convbench.step import _batch, _sgd
+
+@pytest.mark.parametrize("model, batch", [("seed002", 4), ("lenet5", 64)], ids=["seed002-b4", "lenet5-b64"])
+@pytest.mark.parametrize("backend", kernels.names())
+def test_training_step(benchmark, backend, model, batch):
+    x, y = _batch(model, batch, "float32")
+    # Estimate from a one-image step (every backend's step time grows with the batch).
+    probe = build_model(model, kernels.get(backend), seed=0)
+    probe.train_step(x[:1], y[:1], SGD(**_sgd(model)))  # numba compiles or loads its cache here
+    start = time.perf_counter()
+    probe.train_step(x[:1], y[:1], SGD(**_sgd(model)))
+    rounds = seconds_policy(backend, (time.perf_counter() - start) * batch)
+    expected = build_model(model, kernels.reference, seed=0, dtype="float64").train_step(
+        x.astype("float64"), y, SGD(**_sgd(model)))[0]
+    net, optimizer = build_model(model, kernels.get(backend), seed=0), SGD(**_sgd(model))
+    first_loss = net.train_step(x, y, optimizer)[0]  # warm-up, and the check: the reference's first step
+    assert abs(first_loss - expected) / expected <= TOLERANCE["float32"]
+    benchmark.group = f"train_step:{model}-b{batch}"
+    benchmark.extra_info.update(suite="step", problem=f"{model}-b{batch}", op="train_step", N=batch, repeat=1,
+                                backend=backend, direction="step", dtype="float32", threads=usable_cores())
+    run(benchmark, lambda: net.train_step(x, y, optimizer), rounds)

@@ -1,0 +1,50 @@
+"""`pytest --benchmark-only` works (a quick smoke in every test run), and report and compare read its
+--benchmark-json output directly."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from convbench.cli import main
+from convbench.results import load_results
+
+TESTS = Path(__file__).parent
+
+
+@pytest.fixture(scope="module")
+def benchmark_json(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "bench.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", str(TESTS / "benchmarks"), "-p", "no:cacheprovider", "--benchmark-only",
+         "-k", "lenet5/conv1 and forward and (im2col or numba)", "--benchmark-max-time=0.05",
+         "--benchmark-min-rounds=3", f"--benchmark-json={out}", "-q"],
+        capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "4 passed" in done.stdout
+    return out
+
+
+def test_benchmark_json_loads_as_measurement_rows(benchmark_json):
+    frame = load_results(benchmark_json)
+    assert len(frame) == 4 and set(frame.backend) == {"im2col", "numba"}
+    assert set(frame.direction) == {"forward", "forward+backward"} and set(frame.problem) == {"conv1"}
+    assert (frame.gflops > 0).all() and (frame["rounds"] >= 3).all()
+
+
+def test_report_and_compare_read_benchmark_json(benchmark_json, capsys):
+    assert main(["report", str(benchmark_json)]) == 0
+    report = benchmark_json.parent / "bench-report" / "report.md"
+    assert "## lenet5 (float32" in report.read_text()
+    assert main(["compare", str(benchmark_json), str(benchmark_json)]) == 0
+    assert "4 measurements compared: 4 same" in capsys.readouterr().out
+
+
+def test_a_json_that_is_not_from_pytest_benchmark(tmp_path, capsys):
+    other = tmp_path / "other.json"
+    other.write_text('{"results": []}')
+    assert main(["report", str(other)]) == 1
+    assert "is not a pytest-benchmark JSON file" in capsys.readouterr().err
