@@ -37,18 +37,10 @@ def _conv_forward(xpad, w, y, sh, sw, dh, dw, groups):
             for r in range(R):
                 for s in range(S):
                     wv = w[k, c, r, s]
-                    col = s * dw
                     for i in range(Ho):
                         row = i * sh + r * dh
-                        out, src = y[n, k, i], xpad[n, c0 + c, row]
-                        if sw == 1:
-                            # unit stride: a plain multiply-add over two contiguous rows, which
-                            # LLVM vectorises; a runtime stride in the index would prevent it
-                            for j in range(Wo):
-                                out[j] += wv * src[col + j]
-                        else:
-                            for j in range(Wo):
-                                out[j] += wv * src[col + j * sw]
+                        for j in range(Wo):
+                            y[n, k, i, j] += wv * xpad[n, c0 + c, row, j * sw + s * dw]
 
 
 @njit(cache=True, parallel=True)
@@ -64,15 +56,10 @@ def _conv_backward_data(dy, w, dxpad, sh, sw, dh, dw, groups):
             for r in range(R):
                 for s in range(S):
                     wv = w[k, cc, r, s]
-                    col = s * dw
                     for i in range(Ho):
-                        out, grad = dxpad[n, c, i * sh + r * dh], dy[n, k, i]
-                        if sw == 1:  # contiguous rows: vectorised (see _conv_forward)
-                            for j in range(Wo):
-                                out[col + j] += wv * grad[j]
-                        else:
-                            for j in range(Wo):
-                                out[col + j * sw] += wv * grad[j]
+                        row = i * sh + r * dh
+                        for j in range(Wo):
+                            dxpad[n, c, row, j * sw + s * dw] += wv * dy[n, k, i, j]
 
 
 @njit(cache=True, parallel=True)
@@ -86,16 +73,11 @@ def _conv_backward_weight(dy, xpad, dw_out, sh, sw, dh, dw, groups):
         for r in range(R):
             for s in range(S):
                 acc = dw_out[k, cc, r, s]  # zero, in the output's dtype
-                col = s * dw
                 for n in range(N):
                     for i in range(Ho):
-                        grad, src = dy[n, k, i], xpad[n, c, i * sh + r * dh]
-                        if sw == 1:  # contiguous rows: vectorised (see _conv_forward)
-                            for j in range(Wo):
-                                acc += grad[j] * src[col + j]
-                        else:
-                            for j in range(Wo):
-                                acc += grad[j] * src[col + j * sw]
+                        row = i * sh + r * dh
+                        for j in range(Wo):
+                            acc += dy[n, k, i, j] * xpad[n, c, row, j * sw + s * dw]
                 dw_out[k, cc, r, s] = acc
 
 
