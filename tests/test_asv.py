@@ -1,0 +1,28 @@
+"""The asv suite cannot rot: it imports and checks, and a quick run of part of it completes."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def asv(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "asv", *args]
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+def test_asv_suite_checks_and_runs_quickly(tmp_path):
+    if not (ROOT / ".git").exists() or shutil.which("git") is None:
+        raise AssertionError("asv needs the repository's git checkout")
+    machine = asv("machine", "--yes")
+    assert machine.returncode == 0, machine.stdout + machine.stderr
+    environment = f"existing:{sys.executable}"
+    check = asv("check", "-E", environment)
+    assert check.returncode == 0, check.stdout[-3000:] + check.stderr[-3000:]
+    run = asv("run", "--quick", "--dry-run", "-E", environment, "--bench", "TrainStep", "--show-stderr")
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "time_step" in run.stdout and "failed" not in run.stdout.lower()
