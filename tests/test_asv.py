@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -10,19 +11,21 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def asv(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+def asv(*args: str, home: Path, timeout: int = 600) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "asv", *args]
-    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    # asv keeps its machine file in ~/.asv-machine.json: a temporary HOME leaves the user's alone
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "HOME": str(home)})
 
 
 def test_asv_suite_checks_and_runs_quickly(tmp_path):
     if not (ROOT / ".git").exists() or shutil.which("git") is None:
         raise AssertionError("asv needs the repository's git checkout")
-    machine = asv("machine", "--yes")
+    machine = asv("machine", "--yes", home=tmp_path)
     assert machine.returncode == 0, machine.stdout + machine.stderr
     environment = f"existing:{sys.executable}"
-    check = asv("check", "-E", environment)
+    check = asv("check", "-E", environment, home=tmp_path)
     assert check.returncode == 0, check.stdout[-3000:] + check.stderr[-3000:]
-    run = asv("run", "--quick", "--dry-run", "-E", environment, "--bench", "TrainStep", "--show-stderr")
+    run = asv("run", "--quick", "--dry-run", "-E", environment, "--bench", "TrainStep", "--show-stderr", home=tmp_path)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "time_step" in run.stdout and "failed" not in run.stdout.lower()
