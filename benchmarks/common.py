@@ -33,3 +33,27 @@ def prepare(backend, p, dtype):
     _, ctx = p.forward(be, arrays)  # warm-up: numba compiles or loads its cache here, outside timing
     p.backward(be, arrays, ctx)
     return be, arrays, ctx
+
+
+class _KernelBenchmark:
+    """What Conv2d and Pool2d share; subclasses set PROBLEMS and params. (asv does not collect
+    names that start with an underscore, so this base is not a benchmark itself.)"""
+
+    PROBLEMS: dict = {}
+    param_names = ["backend", "problem", "dtype"]
+    timeout = 300
+
+    def setup(self, backend, name, dtype):
+        self.p = self.PROBLEMS[name]
+        self.be, self.arrays, self.ctx = prepare(backend, self.p, dtype)
+
+    def time_forward(self, backend, name, dtype):
+        self.p.forward(self.be, self.arrays)
+
+    def time_forward_backward(self, backend, name, dtype):
+        _, ctx = self.p.forward(self.be, self.arrays)
+        self.p.backward(self.be, self.arrays, ctx)
+
+    def peakmem_forward_backward(self, backend, name, dtype):
+        _, ctx = self.p.forward(self.be, self.arrays)
+        self.p.backward(self.be, self.arrays, ctx)

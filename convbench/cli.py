@@ -137,18 +137,23 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def _backend_name(args) -> str:
+    """--backend, else $CONVBENCH_BACKEND, else numba."""
+    import os
+
+    return args.backend or os.environ.get("CONVBENCH_BACKEND") or "numba"
+
+
 def _classes(text: str | None) -> tuple[int, ...] | None:
     return tuple(_ints("--classes", text)) if text else None
 
 
 def cmd_train(args) -> int:
-    import os
-
     from tqdm import tqdm
 
     from convbench.train import TrainConfig, train, write_outputs
 
-    backend = args.backend or os.environ.get("CONVBENCH_BACKEND") or "numba"
+    backend = _backend_name(args)
     try:
         config = TrainConfig(
             model=args.model, backend=backend, epochs=args.epochs, iterations=args.iterations,
@@ -241,13 +246,10 @@ def cmd_step(args) -> int:
 
 
 def cmd_featuremaps(args) -> int:
-    import os
-
     from convbench.featuremaps import write_feature_maps
 
-    name = args.backend or os.environ.get("CONVBENCH_BACKEND") or "numba"
     try:
-        backend = kernels.get(name)
+        backend = kernels.get(_backend_name(args))
     except (ValueError, kernels.BackendUnavailable) as exc:
         raise UsageError(str(exc)) from None
     for path in write_feature_maps(args.image, backend, Path(args.out), args.seed):
