@@ -80,23 +80,34 @@ def measure_step(backend: str, model: str, batch_size: int, dtype: str, budget: 
     expected = reference.train_step(x.astype(np.float64), y, SGD(**_sgd(model)))[0]
     be = kernels.get(backend)  # raises BackendUnavailable where it cannot load
     if backend == "torch":  # the yardstick runs the same network natively in PyTorch
-        from convbench.torch_step import measure_torch_step
+        from convbench.torch_step import torch_step
 
-        return measure_torch_step(model, x, y, dtype, _sgd(model), expected, TOLERANCE[dtype], budget, rounds, seed)
-    net = build_model(model, be, seed=seed, dtype=dtype)
-    optimizer = SGD(**_sgd(model))
-    first = _one_step(net, optimizer, x, y, dict.fromkeys(KINDS, 0.0))  # warm-up: numba compiles here
+        step = torch_step(model, x, y, dtype, _sgd(model), seed)
+    else:
+        net = build_model(model, be, seed=seed, dtype=dtype)
+        optimizer = SGD(**_sgd(model))
+
+        def step() -> dict:
+            totals = dict.fromkeys(KINDS, 0.0)
+            parts = _one_step(net, optimizer, x, y, totals)
+            return {**parts, **{f"{kind}_s": totals[kind] for kind in KINDS}}
+
+    return _measure(step, expected, TOLERANCE[dtype], budget, rounds)
+
+
+def _measure(step: Callable[[], dict], expected: float, tolerance: float, budget: float,
+             rounds: int | None) -> dict:
+    """Check the first step's loss against the reference's, then time steps with ``timing.repeat``.
+
+    ``step()`` runs one training step and returns the seconds of each part (and the loss).
+    """
+    first = step()  # warm-up: numba compiles here
     error = abs(first["loss"] - expected) / abs(expected)
-    if not error <= TOLERANCE[dtype]:
+    if not error <= tolerance:
         return {"status": "wrong", "max_rel_err": error,
                 "reason": f"first-step loss {first['loss']:.6g} vs the reference's {expected:.6g}"}
-    samples, spent = [], 0.0
-    while (len(samples) < rounds) if rounds else (not samples or (spent < budget and len(samples) < 10_000)):
-        totals = dict.fromkeys(KINDS, 0.0)
-        parts = _one_step(net, optimizer, x, y, totals)
-        parts.update({f"{kind}_s": totals[kind] for kind in KINDS})
-        samples.append(parts)
-        spent += parts["step"]
+    samples: list[dict] = []
+    timing.repeat(lambda: samples.append(step()), budget, rounds)
     medians = {key: float(np.median([s[key] for s in samples])) for key in samples[0] if key != "loss"}
     iqr = {key: float(np.subtract(*np.percentile([s[key] for s in samples], [75, 25]))) for key in PARTS}
     return {"status": "ok", "rounds": len(samples), "medians": medians, "iqr": iqr,
