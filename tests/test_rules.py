@@ -182,3 +182,17 @@ def test_nan_and_inf_propagate(backend, special):
     for op in ("maxpool2d", "avgpool2d"):
         y, _ = getattr(be, f"{op}_forward")(x[:, :, 1:4, 1:4], 2, stride=1)
         np.testing.assert_array_equal(y, np.full((1, 1, 2, 2), special), err_msg=op)
+
+
+@backends
+def test_maxpool_gradient_goes_to_the_first_nan_and_keeps_infinite_gradients(backend):
+    """A NaN is a window's maximum (the first NaN in row-major order takes the gradient), and
+    an infinite upstream gradient reaches only its window's maximum: no Inf * 0 = NaN elsewhere."""
+    be, ref = kernels.get(backend), kernels.reference
+    x = np.array([[[[1.0, np.nan, 2.0], [np.nan, 0.0, 3.0], [4.0, 5.0, -1.0]]]])
+    dy = np.array([[[[1.0, np.inf], [10.0, 100.0]]]])
+    _, ctx = be.maxpool2d_forward(x, 2, stride=1)
+    _, ref_ctx = ref.maxpool2d_forward(x, 2, stride=1)
+    expected = ref.maxpool2d_backward(dy, ref_ctx)
+    np.testing.assert_array_equal(expected, [[[[0.0, 1.0 + np.inf, 0.0], [10.0, 0.0, 0.0], [0.0, 100.0, 0.0]]]])
+    np.testing.assert_array_equal(be.maxpool2d_backward(dy, ctx), expected)
