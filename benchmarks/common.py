@@ -9,8 +9,8 @@ from convbench.suites import load_suite
 TOO_SLOW = {"naive": 50_000, "scipy": 2_000}
 
 
-def problem(suite, name):
-    return next(p for p in load_suite(suite) if p.name == name)
+def problem(suite, name, batch=None):
+    return next(p for p in load_suite(suite, batch) if p.name == name)
 
 
 def work(backend, p):
