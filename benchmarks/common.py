@@ -4,26 +4,16 @@ import numpy as np
 
 import kernels
 from convbench.suites import load_suite
-
-# The loop backends are skipped where one call would take seconds (asv would time it many times).
-TOO_SLOW = {"naive": 50_000, "scipy": 2_000}
+from kernels.auto import LOOP_LIMITS, loop_work
 
 
 def problem(suite, name, batch=None):
     return next(p for p in load_suite(suite, batch) if p.name == name)
 
 
-def work(backend, p):
-    if backend == "naive":
-        return p.N * p.K * p.out_h * p.out_w
-    if backend == "scipy" and p.op == "conv2d":
-        return p.N * p.K * (p.C // p.groups)
-    return 0
-
-
 def prepare(backend, p, dtype):
     """(backend, seeded inputs, a ctx) after one warm-up call; NotImplementedError skips the case."""
-    if work(backend, p) > TOO_SLOW.get(backend, np.inf):
+    if loop_work(backend, p) > LOOP_LIMITS.get(backend, np.inf):
         raise NotImplementedError(f"{backend} is too slow on {p.name} for repeated timing")
     try:
         be = kernels.get(backend)

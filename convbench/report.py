@@ -46,11 +46,17 @@ def _geomean(values) -> float:
     return float(np.exp(np.log(values).mean())) if len(values) else float("nan")
 
 
+def _contenders(ok: pd.DataFrame) -> pd.DataFrame:
+    """The rows that compete for "best": auto only repeats the backend it picked."""
+    real = ok[ok.backend != "auto"]
+    return real if len(real) else ok
+
+
 def compare_table(rows: pd.DataFrame) -> pd.DataFrame:
     """One suite x direction: backends as rows, problems as columns, 'median (x best)' cells."""
     problems = list(dict.fromkeys(rows["problem"]))
     backends = _backend_order(rows["backend"])
-    best = rows[rows.status == "ok"].groupby("problem")["median_s"].min()
+    best = _contenders(rows[rows.status == "ok"]).groupby("problem")["median_s"].min()
     table = pd.DataFrame(index=backends, columns=problems, dtype=object)
     for _, r in rows.iterrows():
         if r.status == "ok":
@@ -58,7 +64,7 @@ def compare_table(rows: pd.DataFrame) -> pd.DataFrame:
             table.loc[r.backend, r.problem] = f"**{cell}**" if r.median_s == best[r.problem] else cell
         else:
             table.loc[r.backend, r.problem] = r.status
-    winners = rows[rows.status == "ok"].loc[lambda d: d.groupby("problem")["median_s"].idxmin()]
+    winners = _contenders(rows[rows.status == "ok"]).loc[lambda d: d.groupby("problem")["median_s"].idxmin()]
     table.loc["winner"] = [winners.set_index("problem")["backend"].get(p, "-") for p in problems]
     return table.fillna("-")
 
@@ -67,7 +73,8 @@ def summary_table(rows: pd.DataFrame) -> pd.DataFrame:
     """One suite x direction: per backend, geometric means over problems and whole-model time."""
     ok = rows[rows.status == "ok"].pivot_table(index="problem", columns="backend", values="median_s")
     repeat = rows.drop_duplicates("problem").set_index("problem")["repeat"]
-    best = ok.min(axis=1)
+    contenders = ok.drop(columns="auto", errors="ignore") if len(ok.columns) > 1 else ok
+    best = contenders.min(axis=1)
     out = []
     for backend in _backend_order(rows["backend"]):
         times = ok[backend] if backend in ok else pd.Series(dtype=float)
@@ -82,7 +89,7 @@ def summary_table(rows: pd.DataFrame) -> pd.DataFrame:
             "speedup over naive (geomean)": (
                 _ratio(_geomean(ok["naive"] / times)) if "naive" in ok and backend != "naive" else "-"),
             "x fastest (geomean)": _ratio(_geomean(times / best)),
-            "wins": int((ok.idxmin(axis=1) == backend).sum()) if len(ok) else 0,
+            "wins": int((contenders.idxmin(axis=1) == backend).sum()) if len(ok) else 0,
             "model time (sum x repeat)": _duration(float((times * repeat.reindex(times.index)).sum())) if complete else "-",
             "% of SGEMM peak (median)": f"{pct.median():.2g}" if len(pct) else "-",
             "largest extra memory": _mebibytes(memory.max()) if len(memory) else "-",
@@ -91,6 +98,26 @@ def summary_table(rows: pd.DataFrame) -> pd.DataFrame:
     if (rows.op == "train_step").all():  # whole training steps of different models do not add up
         table = table.drop(columns="model time (sum x repeat)")
     return table
+
+
+def auto_table(rows: pd.DataFrame) -> pd.DataFrame | None:
+    """auto's pick per problem and its cost: auto's median over its pick's, and over the fastest's."""
+    ok = rows[rows.status == "ok"]
+    mine = ok[ok.backend == "auto"]
+    if mine.empty or len(ok.backend.unique()) < 2:
+        return None
+    times = ok.pivot_table(index="problem", columns="backend", values="median_s").drop(columns="auto")
+    out = []
+    for r in mine.itertuples():
+        pick, others = getattr(r, "pick", None), times.loc[r.problem].dropna()
+        alone = others.get(pick, np.nan) if isinstance(pick, str) else np.nan
+        out.append({
+            "problem": r.problem, "pick": pick if isinstance(pick, str) else "-",
+            "auto": _duration(r.median_s), "pick alone": _duration(alone) if alone == alone else "-",
+            "auto / pick": _ratio(r.median_s / alone) if alone == alone else "-",
+            "fastest": others.idxmin(), "auto / fastest": _ratio(r.median_s / others.min()),
+        })
+    return pd.DataFrame(out).set_index("problem")
 
 
 def _machine(frame: pd.DataFrame) -> str:
@@ -135,6 +162,10 @@ def write_report(path: str | Path, plots: bool = True) -> list[Path]:
                 continue
             parts += [f"### {direction}", "", summary_table(rows).to_markdown(), "",
                       compare_table(rows).to_markdown(), ""]
+            picks = auto_table(rows)
+            if picks is not None:
+                parts += ["auto's picks (timed on first sight) and its overhead, in this run:", "",
+                          picks.to_markdown(), ""]
         skipped = suite_rows[suite_rows.status.isin(["skipped", "wrong", "error", "unavailable"])]
         if len(skipped):
             parts += ["Not timed:", ""]

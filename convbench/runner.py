@@ -233,6 +233,8 @@ class Runner:
                     "compile_s": max(0.0, first[d] - result.median), "max_rel_err": error,
                     "estimate_s": estimates[d] if estimates else None,
                 }
+                if hasattr(be, "pick_of"):  # auto: which backend it chose for this problem
+                    measured["pick"] = be.pick_of(ctx)
                 if result.median < SLOW_EXTRAS:
                     measured["peak_mem_bytes"] = timing.peak_memory(calls[d])
                     with _phases.record() as phases:

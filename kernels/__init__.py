@@ -31,6 +31,7 @@ _REGISTRY: dict[str, str] = {
     "im2col": "kernels.im2col",
     "stride_tricks": "kernels.stride_tricks",
     "numba": "kernels.numba_jit",
+    "auto": "kernels.auto",
 }
 # Outside yardsticks: optional, never required, not in names().
 _YARDSTICKS: dict[str, str] = {

@@ -1,5 +1,10 @@
 """Hypothesis profiles: the default keeps the plain test run quick; `--hypothesis-profile thorough`
-draws many more problems (minutes)."""
+draws many more problems (minutes). Benchmarks run once as tests unless asked for, and auto's
+tuning cache lives in a temporary directory for the session."""
+
+import os
+import shutil
+import tempfile
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -17,3 +22,11 @@ def pytest_configure(config):
     `pytest --benchmark-only` (or --benchmark-enable) times them."""
     if not (config.getoption("benchmark_only", False) or config.getoption("benchmark_enable", False)):
         config.option.benchmark_disable = True
+    # auto's tuning cache: one fresh file per test session (subprocesses inherit it), never the user's.
+    config._tuning_dir = tempfile.mkdtemp(prefix="convbench-tuning-")
+    os.environ["CONVBENCH_TUNING_CACHE"] = os.path.join(config._tuning_dir, "tuning.json")
+
+
+def pytest_unconfigure(config):
+    if hasattr(config, "_tuning_dir"):
+        shutil.rmtree(config._tuning_dir, ignore_errors=True)

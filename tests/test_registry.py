@@ -12,7 +12,7 @@ import kernels
 
 
 def test_names_are_the_five_backends_in_canonical_order():
-    assert kernels.names() == ("naive", "scipy", "im2col", "stride_tricks", "numba")
+    assert kernels.names() == ("naive", "scipy", "im2col", "stride_tricks", "numba", "auto")
 
 
 def test_every_backend_is_available_here():
@@ -32,7 +32,7 @@ def test_reference_is_not_a_registered_backend():
 
 
 def test_unknown_backend_lists_the_valid_names():
-    with pytest.raises(ValueError, match=r"unknown backend .cuda.; choose one of: naive, scipy, im2col, stride_tricks, numba \(or the yardstick torch\)"):
+    with pytest.raises(ValueError, match=r"unknown backend .cuda.; choose one of: naive, scipy, im2col, stride_tricks, numba, auto \(or the yardstick torch\)"):
         kernels.get("cuda")
 
 

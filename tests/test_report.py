@@ -16,7 +16,7 @@ from convbench.runner import Plan, Runner
 @pytest.fixture(scope="module")
 def small_run(tmp_path_factory):
     path = tmp_path_factory.mktemp("runs") / "small"
-    plan = Plan(suites=["lenet5"], backends=["naive", "im2col", "stride_tricks"], threads=[1], rounds=5)
+    plan = Plan(suites=["lenet5"], backends=["naive", "im2col", "stride_tricks", "auto"], threads=[1], rounds=5)
     run = RunDirectory(path)
     run.create(asdict(plan))
     Runner(plan, run).execute()
@@ -28,8 +28,12 @@ def test_report_writes_tables_and_plots(small_run, capsys):
     report = (small_run / "report.md").read_text()
     assert "## lenet5 (float32, 1 thread)" in report and "### forward+backward" in report
     assert "| winner " in report and "speedup over naive (geomean)" in report
-    for backend in ("naive", "im2col", "stride_tricks"):
+    for backend in ("naive", "im2col", "stride_tricks", "auto"):
         assert f"| {backend} " in report
+    # auto is reported with its picks and overhead, and never counts as a winner
+    assert "auto's picks (timed on first sight) and its overhead" in report and "| auto / pick " in report
+    winners = [line for line in report.splitlines() if line.startswith("| winner ")]
+    assert winners and not any("auto" in line for line in winners)
     pngs = sorted(p.name for p in (small_run / "plots").iterdir())
     assert pngs == ["gflops-lenet5-float32-1t.png", "phases-lenet5-float32-1t.png",
                     "roofline-1t.png", "speedup-lenet5-float32-1t.png"]
@@ -39,7 +43,7 @@ def test_report_writes_tables_and_plots(small_run, capsys):
 def test_compare_a_run_with_itself_finds_no_regression(small_run, capsys):
     assert main(["compare", str(small_run), str(small_run)]) == 0
     out = capsys.readouterr().out
-    assert "36 measurements compared: 36 same; 0 regression(s)" in out
+    assert "48 measurements compared: 48 same; 0 regression(s)" in out
 
 
 def test_compare_flags_a_slowdown_beyond_noise(small_run, tmp_path, capsys):

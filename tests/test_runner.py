@@ -121,7 +121,7 @@ def test_the_cli_refuses_to_overwrite_or_mix_plans(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--backends", "cuda"], "backends must be among naive, scipy, im2col, stride_tricks, numba, torch; got cuda"),
+    (["--backends", "cuda"], "backends must be among naive, scipy, im2col, stride_tricks, numba, auto, torch; got cuda"),
     (["--ops", "conv3d"], "ops must be among conv2d, maxpool2d, avgpool2d; got conv3d"),
     (["--threads", "two"], "--threads takes comma-separated whole numbers; got 'two'"),
     (["--match", "zzz"], "no problem in seeds matches"),

@@ -8,13 +8,14 @@ import pytest
 import kernels
 from convbench.runner import TOLERANCE, estimate_seconds
 from convbench.suites import load_suite
+from kernels.auto import LOOP_LIMITS, loop_work
 
 ONE_ROUND_OVER = 0.2  # seconds per call: time a single round only
 SKIP_OVER = 5.0  # seconds per call: too slow to benchmark here
 # A plain test run runs each benchmark once and must stay quick; probing for an estimate would
-# cost more than the calls. The two loop backends' costs have a known shape instead: naive runs
-# one Python iteration per output element, scipy one correlate2d call per image-channel plane.
-PLAIN_RUN_LIMITS = {"naive": 50_000, "scipy": 2_000}
+# cost more than the calls. The two loop backends' costs have a known shape instead (naive runs
+# one Python iteration per output element, scipy one correlate2d call per image-channel plane),
+# and auto's LOOP_LIMITS on that shape say where they are too slow to bother with.
 
 # A representative set from the catalogue the harness uses: seed shapes, every LeNet-5 layer,
 # two ResNet-18 layers and one depthwise MobileNetV2 layer.
@@ -32,13 +33,6 @@ def problem_id(item) -> str:
     return f"{suite}/{problem.name}"
 
 
-def plain_run_work(backend: str, problem) -> int:
-    if backend == "naive":
-        return problem.N * problem.K * problem.out_h * problem.out_w
-    if backend == "scipy" and problem.op == "conv2d":
-        return problem.N * problem.K * (problem.C // problem.groups)
-    return 0
-
 
 def rounds_policy(benchmark, backend: str, problem, direction: str) -> int | None:
     """None: let pytest-benchmark calibrate; 1: a single round; or skip with the reason.
@@ -47,7 +41,7 @@ def rounds_policy(benchmark, backend: str, problem, direction: str) -> int | Non
     ``pytest --benchmark-only``; those kernels are verified by the main test grid anyway.
     """
     if benchmark.disabled:
-        work, limit = plain_run_work(backend, problem), PLAIN_RUN_LIMITS.get(backend)
+        work, limit = loop_work(backend, problem), LOOP_LIMITS.get(backend)
         if limit and work > limit:
             pytest.skip(f"{backend}: {work:,} {'output elements' if backend == 'naive' else 'planes'} "
                         f"(over {limit:,}); left to `pytest --benchmark-only`")

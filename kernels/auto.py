@@ -1,0 +1,207 @@
+"""auto: on each problem, the backend that is fastest on this machine, timed on first sight.
+
+Like cuDNN's benchmark mode. The first call with a new signature (the op, every shape and
+parameter, the dtype and the thread count) times forward+backward on each candidate backend and
+keeps the winner, in memory and in a small JSON tuning cache on disk; later calls, and later
+processes, go straight to it. The result is the picked backend's own result, wrapped in an auto
+``ctx`` so that the backward pass goes to the same backend.
+
+The cache is ``$CONVBENCH_TUNING_CACHE`` if set, else ``tuning.json`` in the user cache
+directory (``platformdirs``). Its entries are tied to the machine they were measured on; a
+cache from another machine, or one that cannot be read, is measured afresh and rewritten.
+``picks()`` lists what has been measured; ``clear()`` forgets it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+import time
+import warnings
+from dataclasses import fields
+from pathlib import Path
+
+import numpy as np
+
+import kernels
+from kernels._checks import Context, check_backward, check_conv2d, check_pool2d
+
+name = "auto"
+description = "the fastest backend per problem signature, timed on first sight and cached on disk"
+
+# The loop-bound backends are timed only where one call is cheap: beyond these sizes (output
+# pixels x output channels for naive, per-plane scipy calls) they lose by 10-300x.
+LOOP_LIMITS = {"naive": 50_000, "scipy": 2_000}
+TUNING_BUDGET = 0.05  # seconds of timed calls per candidate, after a warm-up call
+MAX_ROUNDS = 7
+
+_memo: dict[tuple, kernels.Backend] = {}  # (op, problem, threads) -> picked backend
+
+
+def loop_work(backend: str, p) -> int:
+    """The size that decides whether a loop-bound backend is worth timing on ``p``: a validated
+    kernels problem, or a ``convbench.problems.Problem`` (the asv suite shares this rule)."""
+    conv = getattr(p, "op", "conv2d" if hasattr(p, "has_bias") else "pool") == "conv2d"
+    if backend == "naive":
+        return p.N * (p.K if conv else p.C) * p.out_h * p.out_w
+    if backend == "scipy" and conv:
+        return p.N * p.K * (p.C // p.groups)
+    return 0
+
+
+def candidates(p) -> list[str]:
+    """The registered backends worth timing on problem ``p`` that load here."""
+    usable = [n for n, reason in kernels.available().items() if reason is None and n != name]
+    return [n for n in usable if loop_work(n, p) <= LOOP_LIMITS.get(n, np.inf)]
+
+
+def cache_path() -> Path:
+    override = os.environ.get("CONVBENCH_TUNING_CACHE")
+    if override:
+        return Path(override)
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("convbench")) / "tuning.json"
+
+
+def _machine() -> str:
+    return f"{platform.node()} {platform.machine()} {os.cpu_count()} cpus"
+
+
+def _threads() -> int:
+    """numba's thread count (convbench sets numba's and BLAS's together); 0 without numba."""
+    try:
+        import numba
+    except ImportError:
+        return 0
+    return numba.get_num_threads()
+
+
+def _key(op: str, p, threads: int) -> str:
+    """The tuning cache's key: ``conv2d N=4 C=1 ... dtype=float32 ... threads=2``."""
+    values = " ".join(f"{f.name}={getattr(p, f.name)}" for f in fields(p))
+    return f"{op} {values} threads={threads}"
+
+
+def _read() -> dict:
+    try:
+        data = json.loads(cache_path().read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict) or data.get("machine") != _machine() or not isinstance(data.get("picks"), dict):
+        return {}
+    return data["picks"]
+
+
+def _write(picks: dict) -> None:
+    path = cache_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as f:
+            json.dump({"machine": _machine(), "picks": picks}, f, indent=1, sort_keys=True)
+        os.replace(f.name, path)  # atomic: a concurrent reader sees the old cache or the new one
+    except OSError as exc:
+        warnings.warn(f"auto: cannot write the tuning cache {path}: {exc}; picks are kept in memory only",
+                      RuntimeWarning, stacklevel=4)
+
+
+def _median_seconds(call) -> float:
+    call()  # warm-up: numba loads or compiles here
+    times, spent = [], 0.0
+    while len(times) < MAX_ROUNDS and (spent < TUNING_BUDGET or len(times) < 3):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+        spent += times[-1]
+    return float(np.median(times))
+
+
+def _backend_for(op: str, p, forward_backward) -> kernels.Backend:
+    """The memoised pick for this signature; measured (and cached on disk) the first time."""
+    threads = _threads()
+    be = _memo.get((op, p, threads))
+    if be is not None:
+        return be
+    key = _key(op, p, threads)
+    entry = _read().get(key)
+    if entry is None or entry.get("backend") not in kernels.names():
+        seconds = {n: _median_seconds(lambda: forward_backward(kernels.get(n))) for n in candidates(p)}
+        entry = {"backend": min(seconds, key=seconds.get), "seconds": seconds, "measured": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        picks = _read()
+        picks[key] = entry
+        _write(picks)
+    be = _memo[op, p, threads] = kernels.get(entry["backend"])
+    return be
+
+
+def picks() -> dict[str, dict]:
+    """Every signature in the tuning cache: the picked backend and each candidate's median seconds."""
+    return _read()
+
+
+def clear() -> None:
+    """Forget every pick, in memory and on disk."""
+    _memo.clear()
+    try:
+        cache_path().unlink()
+    except FileNotFoundError:
+        pass
+
+
+def pick_of(ctx: Context) -> str:
+    """The backend that ran the forward pass that made ``ctx``."""
+    return ctx.saved["backend"].name
+
+
+def _ones(y):
+    return np.ones(y.shape, dtype=y.dtype)
+
+
+def conv2d_forward(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1):
+    p = check_conv2d(x, w, b, stride, padding, dilation, groups)
+    kw = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups}
+
+    def forward_backward(be):
+        y, ctx = be.conv2d_forward(x, w, b, **kw)
+        be.conv2d_backward(_ones(y), ctx)
+
+    be = _backend_for("conv2d", p, forward_backward)
+    y, ctx = be.conv2d_forward(x, w, b, **kw)
+    return y, Context(name, "conv2d", p, {"backend": be, "ctx": ctx})
+
+
+def conv2d_backward(dy, ctx):
+    check_backward(dy, ctx, name, "conv2d")
+    return ctx.saved["backend"].conv2d_backward(dy, ctx.saved["ctx"])
+
+
+def _pool_forward(op: str, x, kernel_size, stride, padding):
+    p = check_pool2d(x, kernel_size, stride, padding)
+
+    def forward_backward(be):
+        y, ctx = getattr(be, f"{op}_forward")(x, kernel_size, stride=stride, padding=padding)
+        getattr(be, f"{op}_backward")(_ones(y), ctx)
+
+    be = _backend_for(op, p, forward_backward)
+    y, ctx = getattr(be, f"{op}_forward")(x, kernel_size, stride=stride, padding=padding)
+    return y, Context(name, op, p, {"backend": be, "ctx": ctx})
+
+
+def maxpool2d_forward(x, kernel_size, *, stride=None, padding=0):
+    return _pool_forward("maxpool2d", x, kernel_size, stride, padding)
+
+
+def maxpool2d_backward(dy, ctx):
+    check_backward(dy, ctx, name, "maxpool2d")
+    return ctx.saved["backend"].maxpool2d_backward(dy, ctx.saved["ctx"])
+
+
+def avgpool2d_forward(x, kernel_size, *, stride=None, padding=0):
+    return _pool_forward("avgpool2d", x, kernel_size, stride, padding)
+
+
+def avgpool2d_backward(dy, ctx):
+    check_backward(dy, ctx, name, "avgpool2d")
+    return ctx.saved["backend"].avgpool2d_backward(dy, ctx.saved["ctx"])
