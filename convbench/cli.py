@@ -126,6 +126,15 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_targets(args) -> int:
+    from convbench.targets import write_targets
+
+    written = write_targets(args.runs, args.out)
+    print(written[0].read_text().split("\n\n")[1])  # the one-line verdict
+    print("\n".join(str(p) for p in written))
+    return 0
+
+
 def cmd_compare(args) -> int:
     from convbench.compare import compare
 
@@ -356,6 +365,15 @@ def parser() -> argparse.ArgumentParser:
     fm.add_argument("--seed", type=int, default=0, help="seed of the random filters of layers 2 and 3")
     fm.add_argument("--out", default="featuremaps", metavar="DIR", help="default ./featuremaps")
     fm.set_defaults(fn=cmd_featuremaps)
+
+    tg = sub.add_parser("targets", help="the performance targets against PyTorch and the SGEMM peak, met or not",
+                        description="Read run directories (convbench run / step with torch among the "
+                                    "backends) and write OUT/targets.md, .csv and .png: per target, problem and "
+                                    "thread count, our fastest backend over PyTorch (or % of the SGEMM peak, or "
+                                    "numba's first step), and whether the target is met. Measures nothing.")
+    tg.add_argument("runs", nargs="+", metavar="RUN", help="run directories")
+    tg.add_argument("--out", required=True, metavar="DIR", help="where the table and plot go")
+    tg.set_defaults(fn=cmd_targets)
 
     comp = sub.add_parser("compare", help="per-problem ratios of two runs, with a noise-aware verdict",
                           description="Compare NEW with OLD measurement by measurement. Exit status 1 when "

@@ -130,3 +130,25 @@ def write_plots(frame: pd.DataFrame, folder: Path) -> list[Path]:
         ax.legend(fontsize=8)
         written.append(_save(fig, folder / f"roofline-{threads}t.png"))
     return written
+
+
+def targets_plot(table: pd.DataFrame, out: Path) -> Path:
+    """Each target's measured value over its bound (1 = exactly on target; left of 1 is met),
+    one bar per problem and thread count, coloured by the backend that was fastest."""
+    table = table.reset_index(drop=True)
+    higher_is_better = table.bound.str.startswith(">=")
+    limits = table.bound.str.extract(r"([\d.]+)")[0].astype(float)
+    score = np.where(higher_is_better, limits / table.value, table.value / limits)
+    labels = [f"{t.split(':')[0]} | {p} | {n}t" for t, p, n in zip(table.target, table.problem, table.threads)]
+    fig, ax = plt.subplots(figsize=(9, 0.28 * len(table) + 1.5))
+    ax.barh(range(len(table)), score, color=[_color(b) for b in table["fastest"]])
+    ax.axvline(1.0, color="k", ls="--", lw=1)
+    ax.set_xscale("log")
+    ax.set_yticks(range(len(table)), labels, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("measured / target (below 1 = met); colour: our fastest backend")
+    handles = {b: plt.Rectangle((0, 0), 1, 1, color=_color(b)) for b in dict.fromkeys(table["fastest"])}
+    ax.legend(handles.values(), handles.keys(), fontsize=7, loc="lower right")
+    ax.set_title("Performance targets (dashed: the target)")
+    ax.grid(axis="x", alpha=0.3, which="both")
+    return _save(fig, out)

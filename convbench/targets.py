@@ -1,0 +1,127 @@
+"""``convbench targets RUN...``: the performance targets, problem by problem, met or not.
+
+Each target compares convbench's fastest backend on a problem (``auto`` excluded: it only repeats
+a pick) with PyTorch measured in the same run and thread count, or with the machine's measured
+SGEMM peak, or bounds numba's first training step in a fresh process. The ratios come from the
+run directories given (``convbench run`` and ``convbench step`` with ``--backends ...,torch``);
+nothing is re-measured here.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from convbench.results import load_results
+
+
+@dataclass(frozen=True)
+class Target:
+    label: str
+    suite: str  # the rows' suite ("step" for convbench step)
+    match: str  # regex on problem names
+    direction: str
+    limit: float
+    kind: str = "vs torch"  # "vs torch": our time / torch's <= limit; "% of peak": >= limit; "seconds": <= limit
+
+    def met(self, value: float) -> bool:
+        return value >= self.limit if self.kind == "% of peak" else value <= self.limit
+
+    @property
+    def bound(self) -> str:
+        return {"vs torch": f"<= {self.limit:g}x torch", "% of peak": f">= {self.limit:g} % of SGEMM peak",
+                "seconds": f"<= {self.limit:g} s"}[self.kind]
+
+
+TARGETS = (
+    Target("tiny: seeds conv layers", "seeds", r"conv", "forward+backward", 0.5),
+    Target("small: lenet5 conv layers, batch 64", "lenet5", r"^conv", "forward+backward", 1.0),
+    Target("large: resnet18 3x3 convs, batch 8", "resnet18", r"_conv", "forward+backward", 1.5),
+    Target("large forward: resnet18 3x3 convs, batch 8", "resnet18", r"_conv", "forward", 50.0, "% of peak"),
+    Target("step: seed002, batch 4", "step", r"^seed002-b4$", "step", 0.5),
+    Target("step: lenet5, batch 64", "step", r"^lenet5-b64$", "step", 1.2),
+    Target("numba's first lenet5 step, fresh process, warm cache", "step", r"^lenet5-b64$", "step", 1.0, "seconds"),
+)
+
+
+def _first_step_rows(run: Path, frame: pd.DataFrame) -> pd.DataFrame:
+    """A run that holds only numba's lenet5 steps: its first step is a fresh process's first."""
+    plan = json.loads((run / "plan.json").read_text()) if (run / "plan.json").exists() else {}
+    if plan.get("command") == "step" and plan.get("backends") == ["numba"] and plan.get("models") == ["lenet5"]:
+        return frame[(frame.backend == "numba") & (frame.status == "ok")]
+    return frame.iloc[:0]
+
+
+def evaluate(runs: list[str | Path]) -> pd.DataFrame:
+    """One row per target x problem x threads: ours, torch's, the value and whether it is met."""
+    frames, first_steps = [], []
+    for run in map(Path, runs):
+        frame = load_results(run)
+        if frame.empty:
+            continue
+        frames.append(frame)
+        first_steps.append(_first_step_rows(run, frame))
+    if not frames:
+        raise ValueError("no measurements in " + ", ".join(map(str, runs)))
+    rows = pd.concat(frames, ignore_index=True)
+    rows = rows[(rows.status == "ok") & (rows.dtype == "float32")]
+    out = []
+    for t in TARGETS:
+        if t.kind == "seconds":
+            for r in pd.concat(first_steps).itertuples():
+                if r.direction == t.direction and re.search(t.match, r.problem):
+                    out.append(_row(t, r.problem, r.threads, "numba", r.first_call_s, np.nan, r.first_call_s))
+            continue
+        mine = rows[(rows.suite == t.suite) & (rows.direction == t.direction)
+                    & rows.problem.str.contains(t.match, regex=True)]
+        for (problem, threads), group in mine.groupby(["problem", "threads"], sort=False):
+            ours = group[~group.backend.isin(["torch", "auto"])]
+            if ours.empty:
+                continue
+            best = ours.loc[ours.median_s.idxmin()]
+            if t.kind == "% of peak":
+                out.append(_row(t, problem, threads, best.backend, best.median_s, np.nan, best.pct_of_peak))
+                continue
+            torch = group[group.backend == "torch"]
+            if torch.empty:
+                continue
+            torch_s = float(torch.median_s.median())
+            out.append(_row(t, problem, threads, best.backend, best.median_s, torch_s, best.median_s / torch_s))
+    return pd.DataFrame(out)
+
+
+def _row(t: Target, problem, threads, backend, ours_s, torch_s, value) -> dict:
+    return {"target": t.label, "bound": t.bound, "problem": problem, "threads": int(threads),
+            "fastest": backend, "ours_s": ours_s, "torch_s": torch_s, "value": value,
+            "met": t.met(value)}
+
+
+def write_targets(runs: list[str | Path], out: str | Path) -> list[Path]:
+    """OUT/targets.md, OUT/targets.csv and OUT/targets.png from the given runs."""
+    from convbench.plots import targets_plot
+    from convbench.report import _duration
+
+    table = evaluate(runs)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out / "targets.csv", index=False)
+    shown = table.assign(
+        ours=table.ours_s.map(_duration),
+        torch=table.torch_s.map(lambda s: _duration(s) if s == s else "-"),
+        value=[f"{v:.3g} %" if "peak" in b else (f"{v:.3g} s" if b.endswith(" s") else f"{v:.3g}x")
+               for v, b in zip(table.value, table.bound)],
+        met=table.met.map({True: "yes", False: "**no**"}),
+    )[["target", "bound", "problem", "threads", "fastest", "ours", "torch", "value", "met"]]
+    met = int(table.met.sum())
+    lines = ["# Performance targets", "",
+             f"{met} of {len(table)} met. Ratios are medians measured side by side in one run "
+             "(float32); the runs: " + ", ".join(f"`{r}`" for r in runs) + ".", "",
+             shown.to_markdown(index=False), "", "![targets](targets.png)", ""]
+    (out / "targets.md").write_text("\n".join(lines))
+    image = targets_plot(table, out / "targets.png")
+    return [out / "targets.md", out / "targets.csv", image]

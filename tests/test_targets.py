@@ -1,0 +1,71 @@
+"""convbench targets: each target's ratio from the rows given, met or not, and its files."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from convbench.cli import main
+from convbench.results import RunDirectory
+
+
+def make_run(path, plan, rows):
+    run = RunDirectory(path)
+    run.create(plan)
+    session = run.start_session({"cpu": "test"})
+    for row in rows:
+        run.append({"session": session, "status": "ok", "dtype": "float32", "threads": 2, **row})
+    return path
+
+
+def kernel(suite, problem, backend, seconds, direction="forward+backward", **extra):
+    return {"suite": suite, "problem": problem, "op": "conv2d", "backend": backend,
+            "direction": direction, "median_s": seconds, **extra}
+
+
+def step(problem, backend, seconds, **extra):
+    return {"suite": "step", "problem": problem, "op": "train_step", "backend": backend,
+            "direction": "step", "median_s": seconds, **extra}
+
+
+@pytest.fixture
+def runs(tmp_path):
+    kernels_run = make_run(tmp_path / "kernels", {"command": "run"}, [
+        kernel("seeds", "seed002_conv", "im2col", 1e-3), kernel("seeds", "seed002_conv", "numba", 2e-3),
+        kernel("seeds", "seed002_conv", "auto", 0.5e-3),  # auto never counts as ours: it repeats a pick
+        kernel("seeds", "seed002_conv", "torch", 3e-3),
+        kernel("seeds", "seed002_pool", "im2col", 1e-3), kernel("seeds", "seed002_pool", "torch", 9e-3),
+        kernel("lenet5", "conv1", "im2col", 2e-3), kernel("lenet5", "conv1", "torch", 1e-3),
+        kernel("resnet18", "layer1_conv", "im2col", 0.1, "forward", pct_of_peak=60.0),
+        kernel("resnet18", "layer1_conv", "numba", 0.5, "forward", pct_of_peak=12.0),
+    ])
+    steps = make_run(tmp_path / "steps", {"command": "step", "backends": ["im2col", "torch"], "models": ["lenet5"]}, [
+        step("lenet5-b64", "im2col", 11e-3, first_call_s=5.0), step("lenet5-b64", "torch", 10e-3),
+    ])
+    first = make_run(tmp_path / "first", {"command": "step", "backends": ["numba"], "models": ["lenet5"]}, [
+        step("lenet5-b64", "numba", 0.2, first_call_s=1.5),
+    ])
+    return [kernels_run, steps, first]
+
+
+def test_targets_give_each_ratio_and_verdict(runs, tmp_path, capsys):
+    out = tmp_path / "targets"
+    assert main(["targets", *map(str, runs), "--out", str(out)]) == 0
+    table = pd.read_csv(out / "targets.csv")
+    got = {(r.target.split(":")[0], r.problem): (r.fastest, round(r.value, 6), r.met) for r in table.itertuples()}
+    assert got == {
+        ("tiny", "seed002_conv"): ("im2col", round(1 / 3, 6), True),  # the pool is not a conv target
+        ("small", "conv1"): ("im2col", 2.0, False),
+        ("large forward", "layer1_conv"): ("im2col", 60.0, True),
+        ("step", "lenet5-b64"): ("im2col", 1.1, True),
+        ("numba's first lenet5 step, fresh process, warm cache", "lenet5-b64"): ("numba", 1.5, False),
+    }
+    report = (out / "targets.md").read_text()
+    assert "3 of 5 met" in report and "| **no** |" in report
+    assert (out / "targets.png").read_bytes()[:4] == b"\x89PNG"
+    assert "3 of 5 met" in capsys.readouterr().out
+
+
+def test_targets_of_an_empty_directory_is_one_clear_line(tmp_path, capsys):
+    assert main(["targets", str(tmp_path), "--out", str(tmp_path / "t")]) == 1
+    assert "holds no measurements.jsonl" in capsys.readouterr().err
