@@ -6,9 +6,21 @@ import numpy as np
 
 
 def pad(x, padding: tuple[int, int], value: float = 0.0):
-    """A fresh C-contiguous copy of x (N, C, H, W) with ``padding`` rows and columns of ``value`` on each side."""
+    """A fresh C-contiguous copy of x (N, C, H, W) with ``padding`` rows and columns of ``value`` on each side.
+
+    Written out rather than ``np.pad``, whose generality costs about 40 µs a call: more than a
+    whole tiny convolution."""
     ph, pw = padding
-    return np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=value)
+    N, C, H, W = x.shape
+    out = np.empty((N, C, H + 2 * ph, W + 2 * pw), dtype=x.dtype)
+    out[:, :, ph : ph + H, pw : pw + W] = x
+    if ph:
+        out[:, :, :ph] = value
+        out[:, :, ph + H :] = value
+    if pw:
+        out[:, :, ph : ph + H, :pw] = value
+        out[:, :, ph : ph + H, pw + W :] = value
+    return out
 
 
 def padded_zeros(p):
