@@ -1,7 +1,8 @@
 """Direct loops compiled by numba: ``@njit(parallel=True, cache=True)``.
 
-The loops are the definition, ordered so the innermost loop runs along an output row (unit
-stride in memory when the convolution stride is 1). Each parallel iteration owns the output it
+The loops are the definition, ordered so the innermost loop runs along an output row; at
+convolution stride 1 it reads and writes 1-D row slices, which LLVM vectorises (4-D indexing
+with a run-time stride it does not). Each parallel iteration owns the output it
 writes, so no two threads ever add into the same element:
 
 - forward: one output row (image, output channel, row) per iteration;
@@ -37,13 +38,19 @@ def _conv_forward(xpad, w, y, sh, sw, dh, dw, groups):
     for nki in prange(N * K * Ho):  # one output row each: both cores busy even when N * K is 1
         n, k, i = nki // (K * Ho), nki // Ho % K, nki % Ho
         c0 = (k // Kg) * Cg
+        out = y[n, k, i]
         for c in range(Cg):
             for r in range(R):
-                row = i * sh + r * dh
+                xrow = xpad[n, c0 + c, i * sh + r * dh]
                 for s in range(S):
                     wv = w[k, c, r, s]
-                    for j in range(Wo):
-                        y[n, k, i, j] += wv * xpad[n, c0 + c, row, j * sw + s * dw]
+                    if sw == 1:  # unit stride: a 1-D slice that LLVM vectorises
+                        src = xrow[s * dw : s * dw + Wo]
+                        for j in range(Wo):
+                            out[j] += wv * src[j]
+                    else:
+                        for j in range(Wo):
+                            out[j] += wv * xrow[j * sw + s * dw]
 
 
 @njit(cache=True, parallel=True)
@@ -55,16 +62,23 @@ def _conv_backward_data(dy, w, dxpad, sh, sw, dh, dw, groups):
     for ncrow in prange(N * C * Hp):  # one padded-input row each, gathering what reaches it
         n, c, row = ncrow // (C * Hp), ncrow // Hp % C, ncrow % Hp
         k0, cc = (c // Cg) * Kg, c % Cg
+        dxrow = dxpad[n, c, row]
         for r in range(R):
             top = row - r * dh
             if top < 0 or top % sh != 0 or top // sh >= Ho:
                 continue
             i = top // sh
             for k in range(k0, k0 + Kg):
+                dyrow = dy[n, k, i]
                 for s in range(S):
                     wv = w[k, cc, r, s]
-                    for j in range(Wo):
-                        dxpad[n, c, row, j * sw + s * dw] += wv * dy[n, k, i, j]
+                    if sw == 1:
+                        dst = dxrow[s * dw : s * dw + Wo]
+                        for j in range(Wo):
+                            dst[j] += wv * dyrow[j]
+                    else:
+                        for j in range(Wo):
+                            dxrow[j * sw + s * dw] += wv * dyrow[j]
 
 
 # reassoc lets LLVM vectorise the long sums (no nnan/ninf: NaN and Inf still propagate)
@@ -79,9 +93,14 @@ def _conv_backward_weight(dy, xpad, dw_out, sh, sw, dh, dw, groups):
         acc = dw_out[k, cc, r, s]  # zero, in the output's dtype
         for n in range(N):
             for i in range(Ho):
-                row = i * sh + r * dh
-                for j in range(Wo):
-                    acc += dy[n, k, i, j] * xpad[n, c, row, j * sw + s * dw]
+                dyrow, xrow = dy[n, k, i], xpad[n, c, i * sh + r * dh]
+                if sw == 1:
+                    src = xrow[s * dw : s * dw + Wo]
+                    for j in range(Wo):
+                        acc += dyrow[j] * src[j]
+                else:
+                    for j in range(Wo):
+                        acc += dyrow[j] * xrow[j * sw + s * dw]
         dw_out[k, cc, r, s] = acc
 
 
