@@ -275,6 +275,8 @@ def estimate_seconds(be, problem: Problem, dtype: str, directions: list[str], se
     for d in ("forward", "backward"):
         if ratio_16 <= 1:  # the larger probe is the problem itself
             estimate[d] = at_16[d]
+        elif pixels_16 == pixels_8:  # one image's output fits both probes: scale by the batch
+            estimate[d] = at_16[d] * ratio_16
         else:
             per_pixel = max(0.0, (at_16[d] - at_8[d]) / (pixels_16 - pixels_8))
             estimate[d] = at_8[d] + per_pixel * (full - pixels_8)

@@ -54,6 +54,15 @@ def test_problems_too_small_to_probe_are_never_skipped(tmp_path):
     assert rows[0]["status"] == "ok" and rows[0]["estimate_s"] is None
 
 
+def test_a_batch_of_outputs_smaller_than_the_probes_is_estimated_by_the_batch(tmp_path):
+    """ResNet-18's layer4 at batch 8: one image's 7x7 output fits both probes, which coincide."""
+    rows = execute(tmp_path, suites=["resnet18"], match="layer4_conv$", batch=8, backends=["naive", "im2col"],
+                   directions=["forward"], max_time=0.5)
+    naive, im2col = rows
+    assert naive["status"] == "skipped" and naive["estimate_s"] > 0.5
+    assert im2col["status"] == "ok" and 0 < im2col["estimate_s"] < 0.5
+
+
 def test_wrong_answers_and_errors_are_recorded_and_the_run_goes_on(tmp_path, monkeypatch):
     monkeypatch.setitem(kernels._REGISTRY, "broken", "broken_backends")
     monkeypatch.setitem(kernels._REGISTRY, "absent", "no_such_module_anywhere")
