@@ -230,8 +230,17 @@ def cmd_step(args) -> int:
     run = RunDirectory(args.out)
     if run.exists and not args.resume:
         raise UsageError(f"{run.path} already holds a run; finish it with --resume or choose another --out")
-    if not run.exists:
-        run.create({"command": "step", "models": models, "batches": batches, "backends": backends, "threads": threads})
+    if args.resume and not run.exists:
+        raise UsageError(f"--resume: {run.path} holds no step run to finish")
+    if run.exists:  # --resume finishes the saved plan, whatever the other options say
+        plan = run.plan()
+        if plan.get("command") != "step":
+            raise UsageError(f"{run.path} holds a `convbench {plan.get('command', 'run')}` run, not a step run")
+        models, batches, backends, threads = plan["models"], plan["batches"], plan["backends"], plan["threads"]
+        args.dtype, args.budget, args.rounds = (plan.get(k, getattr(args, k)) for k in ("dtype", "budget", "rounds"))
+    else:
+        run.create({"command": "step", "models": models, "batches": batches, "backends": backends,
+                    "threads": threads, "dtype": args.dtype, "budget": args.budget, "rounds": args.rounds})
     pairs = list(zip(models, batches))
     bar = tqdm(total=len(pairs) * len(backends) * len(PARTS), unit="measurement", desc="convbench step",
                disable=args.quiet)

@@ -101,12 +101,14 @@ def summary_table(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def auto_table(rows: pd.DataFrame) -> pd.DataFrame | None:
-    """auto's pick per problem and its cost: auto's median over its pick's, and over the fastest's."""
+    """auto's pick per problem and its cost: auto's median over its pick's, and over the fastest
+    of our backends' (the yardstick left out) in the same run."""
     ok = rows[rows.status == "ok"]
     mine = ok[ok.backend == "auto"]
     if mine.empty or len(ok.backend.unique()) < 2:
         return None
-    times = ok.pivot_table(index="problem", columns="backend", values="median_s").drop(columns="auto")
+    times = ok.pivot_table(index="problem", columns="backend", values="median_s")
+    times = times.drop(columns=["auto", *kernels.yardsticks()], errors="ignore")  # ours only
     out = []
     for r in mine.itertuples():
         pick, others = getattr(r, "pick", None), times.loc[r.problem].dropna()

@@ -85,3 +85,19 @@ def test_step_command(tmp_path, capsys):
     assert main(["step", "--model", "seed002", "--backends", "im2col", "--out", str(out)]) == 2
     assert "already holds a run" in capsys.readouterr().err
     assert np.isfinite(rows[0]["median_s"])
+
+
+def test_step_resume_finishes_the_saved_plan_not_the_defaults(tmp_path, capsys):
+    """An interrupted step run resumed with no options measures only what its plan named."""
+    out = tmp_path / "s"
+    assert main(["step", "--model", "seed002", "--backends", "im2col,numba", "--threads", "1", "--rounds", "2",
+                 "--quiet", "--out", str(out)]) == 0
+    run = RunDirectory(out)
+    kept = [r for r in run.rows() if r["backend"] == "im2col"]  # as if killed before numba
+    (out / "measurements.jsonl").write_text("".join(json.dumps(r) + "\n" for r in kept))
+    assert main(["step", "--resume", "--quiet", "--out", str(out)]) == 0
+    rows = run.rows()
+    assert {(r["problem"], r["backend"], r["threads"]) for r in rows} == {("seed002-b4", "im2col", 1), ("seed002-b4", "numba", 1)}
+    assert all(r["rounds"] == 2 for r in rows if r["backend"] == "numba")
+    assert main(["step", "--resume", "--quiet", "--out", str(tmp_path / "none")]) == 2
+    assert "holds no step run to finish" in capsys.readouterr().err
