@@ -22,4 +22,5 @@ step step-1t --model seed002,lenet5 --threads 1 --backends $ours
 # numba's first lenet5 step in a fresh process, once its cache is warm (the warm-up run is thrown away)
 convbench step --model lenet5 --backends numba --rounds 1 --out "$(mktemp -d)/warm" --quiet
 [ -f "$out/numba-first-step/plan.json" ] || convbench step --model lenet5 --backends numba --rounds 3 --out "$out/numba-first-step" --quiet
+for run in seeds lenet5-b64 resnet18-b8 step-2t step-1t; do convbench report "$out/$run" > /dev/null; done
 convbench targets "$out"/seeds "$out"/lenet5-b64 "$out"/resnet18-b8 "$out"/step-2t "$out"/step-1t "$out"/numba-first-step --out "$out"
