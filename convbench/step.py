@@ -1,8 +1,10 @@
 """``convbench step``: the full training step (forward, loss, backward, SGD update) per backend.
 
 Each measurement first checks that one step on the backend gives the float64 reference's loss
-(relative 1e-4 in float32), then times steps until the budget is spent, each step split into
-forward (with the loss), backward and update, and by layer kind (conv, pool, dense, other).
+(relative 1e-4 in float32), then times steps until the budget is spent. Plain steps, with no
+per-layer timers, give the step time; every other step is instrumented instead and gives the
+split into forward (with the loss), backward and update, and by layer kind (conv, pool, dense,
+other), so the timers' own cost never counts against a backend next to PyTorch's bare step.
 Rows go to the same run directory format as ``convbench run`` (suite ``step``, problem
 ``<model>-b<batch>``, direction ``step``, ``forward``, ``backward`` or ``update``), so
 ``convbench report`` and ``compare`` read them.
@@ -54,10 +56,12 @@ def _batch(model: str, size: int, dtype: str):
     return (x, y % 2) if model == "seed000" else (x, y)
 
 
-def _one_step(net, optimizer, x, y, totals: dict) -> dict:
-    """One instrumented step: seconds of forward (with loss), backward and update."""
+def _one_step(net, optimizer, x, y, totals: dict | None) -> dict:
+    """One step: seconds of forward (with loss), backward and update; with ``totals``, each
+    layer's time is also added to its kind's total there."""
     layers = net.layers
-    net.layers = [_Timed(layer, totals) for layer in layers]
+    if totals is not None:
+        net.layers = [_Timed(layer, totals) for layer in layers]
     try:
         t0 = time.perf_counter()
         out = net.forward(x)
@@ -87,10 +91,10 @@ def measure_step(backend: str, model: str, batch_size: int, dtype: str, budget: 
         net = build_model(model, be, seed=seed, dtype=dtype)
         optimizer = SGD(**_sgd(model))
 
-        def step() -> dict:
-            totals = dict.fromkeys(KINDS, 0.0)
+        def step(instrumented: bool = True) -> dict:
+            totals = dict.fromkeys(KINDS, 0.0) if instrumented else None
             parts = _one_step(net, optimizer, x, y, totals)
-            return {**parts, **{f"{kind}_s": totals[kind] for kind in KINDS}}
+            return {**parts, **({f"{kind}_s": totals[kind] for kind in KINDS} if instrumented else {})}
 
     return _measure(step, expected, TOLERANCE[dtype], budget, rounds)
 
@@ -99,18 +103,22 @@ def _measure(step: Callable[[], dict], expected: float, tolerance: float, budget
              rounds: int | None) -> dict:
     """Check the first step's loss against the reference's, then time steps with ``timing.repeat``.
 
-    ``step()`` runs one training step and returns the seconds of each part (and the loss).
+    ``step(instrumented)`` runs one training step and returns the seconds of each part (and the
+    loss), and of each layer kind when instrumented. Each timed round is one plain step, whose
+    time is the step's, and one instrumented step, which gives the split.
     """
-    first = step()  # warm-up: numba compiles here
+    first = step(False)  # warm-up: numba compiles here
     error = abs(first["loss"] - expected) / abs(expected)
     if not error <= tolerance:
         return {"status": "wrong", "max_rel_err": error,
                 "reason": f"first-step loss {first['loss']:.6g} vs the reference's {expected:.6g}"}
-    samples: list[dict] = []
-    timing.repeat(lambda: samples.append(step()), budget, rounds)
-    medians = {key: float(np.median([s[key] for s in samples])) for key in samples[0] if key != "loss"}
-    iqr = {key: float(np.subtract(*np.percentile([s[key] for s in samples], [75, 25]))) for key in PARTS}
-    return {"status": "ok", "rounds": len(samples), "medians": medians, "iqr": iqr,
+    plain: list[dict] = []
+    timed: list[dict] = []
+    timing.repeat(lambda: (plain.append(step(False)), timed.append(step(True))), budget, rounds)
+    source = {key: plain if key == "step" else timed for key in timed[0] if key != "loss"}
+    medians = {key: float(np.median([s[key] for s in samples])) for key, samples in source.items()}
+    iqr = {key: float(np.subtract(*np.percentile([s[key] for s in source[key]], [75, 25]))) for key in PARTS}
+    return {"status": "ok", "rounds": len(plain), "medians": medians, "iqr": iqr,
             "first_call_s": first["step"], "max_rel_err": error}
 
 

@@ -68,7 +68,8 @@ def test_step_timing_rows_and_report(tmp_path, monkeypatch):
     assert step.status == "ok" and step.rounds == 3 and step.max_rel_err < 1e-4
     parts = frame[(frame.backend == "numba") & (frame.status == "ok")].set_index("direction").median_s
     assert parts["forward"] + parts["backward"] + parts["update"] == pytest.approx(parts["step"], rel=0.5)
-    assert 0 < step.conv_s + step.pool_s + step.dense_s + step.other_s < step.median_s
+    # the split comes from instrumented steps and the step time from plain ones, so allow for noise
+    assert 0 < step.conv_s + step.pool_s + step.dense_s + step.other_s < 1.5 * step.median_s
     broken = frame[frame.backend == "broken"]
     assert set(broken.status) == {"error"} and "backward exploded" in broken.reason.iloc[0]
     assert main(["report", str(run.path)]) == 0
