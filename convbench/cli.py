@@ -350,15 +350,16 @@ def parser() -> argparse.ArgumentParser:
         "step", help="time the full training step of a model per backend",
         description="Time forward (with the loss), backward and the SGD update of a model's training step on "
                     "each backend, and the time in conv, pool, dense and other layers. Each backend's first "
-                    "step is checked against the float64 reference's loss. Writes a run directory that "
-                    "`convbench report` and `compare` read.")
+                    "step is checked against the float64 reference's loss. The backends take turns, each "
+                    "turn a tenth of --budget, so drift during the run falls on all alike. Writes a run "
+                    "directory that `convbench report` and `compare` read.")
     st.add_argument("--model", default="lenet5", help="comma-separated: seed000, seed002, lenet5 (default lenet5)")
     st.add_argument("--batch-size", help="comma-separated, one per model (default: seed000 1, seed002 4, lenet5 64)")
     st.add_argument("--backends", help="comma-separated backends, or all (with torch where installed); default all")
     st.add_argument("--threads", type=int, help="BLAS and numba threads (default: all cores)")
     st.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    st.add_argument("--budget", type=float, default=2.0, help="seconds of steps per measurement (default 2)")
-    st.add_argument("--rounds", type=int, help="exactly N timed steps instead")
+    st.add_argument("--budget", type=float, default=2.0, help="seconds of steps per backend (default 2), in 10 interleaved turns")
+    st.add_argument("--rounds", type=int, help="exactly N turns of one plain and one instrumented step each instead")
     st.add_argument("--out", required=True, metavar="DIR", help="run directory")
     st.add_argument("--resume", action="store_true", help="finish an interrupted step run in --out")
     st.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -76,50 +76,87 @@ def _one_step(net, optimizer, x, y, totals: dict | None) -> dict:
     return {"forward": t1 - t0, "backward": t2 - t1, "update": t3 - t2, "step": t3 - t0, "loss": loss}
 
 
-def measure_step(backend: str, model: str, batch_size: int, dtype: str, budget: float,
-                 rounds: int | None, seed: int = 0) -> dict:
-    """Median seconds of each part of a training step, and of each layer kind; or a 'wrong' verdict."""
-    x, y = _batch(model, batch_size, dtype)
-    reference = build_model(model, kernels.reference, seed=seed, dtype="float64")
-    expected = reference.train_step(x.astype(np.float64), y, SGD(**_sgd(model)))[0]
-    be = kernels.get(backend)  # raises BackendUnavailable where it cannot load
+SLICES = 10  # each backend's budget is spent in this many turns, interleaved with the others'
+
+
+def _step_function(backend: str, model: str, x, y, dtype: str, seed: int) -> Callable[[bool], dict]:
+    """``step(instrumented)``: one training step on ``backend`` (raises BackendUnavailable)."""
+    be = kernels.get(backend)
     if backend == "torch":  # the yardstick runs the same network natively in PyTorch
         from convbench.torch_step import torch_step
 
-        step = torch_step(model, x, y, dtype, _sgd(model), seed)
-    else:
-        net = build_model(model, be, seed=seed, dtype=dtype)
-        optimizer = SGD(**_sgd(model))
+        return torch_step(model, x, y, dtype, _sgd(model), seed)
+    net = build_model(model, be, seed=seed, dtype=dtype)
+    optimizer = SGD(**_sgd(model))
 
-        def step(instrumented: bool = True) -> dict:
-            totals = dict.fromkeys(KINDS, 0.0) if instrumented else None
-            parts = _one_step(net, optimizer, x, y, totals)
-            return {**parts, **({f"{kind}_s": totals[kind] for kind in KINDS} if instrumented else {})}
+    def step(instrumented: bool = True) -> dict:
+        totals = dict.fromkeys(KINDS, 0.0) if instrumented else None
+        parts = _one_step(net, optimizer, x, y, totals)
+        return {**parts, **({f"{kind}_s": totals[kind] for kind in KINDS} if instrumented else {})}
 
-    return _measure(step, expected, TOLERANCE[dtype], budget, rounds)
+    return step
 
 
-def _measure(step: Callable[[], dict], expected: float, tolerance: float, budget: float,
-             rounds: int | None) -> dict:
-    """Check the first step's loss against the reference's, then time steps with ``timing.repeat``.
+def measure_steps(backends: list[str], model: str, batch_size: int, dtype: str, budget: float,
+                  rounds: int | None, seed: int = 0) -> dict[str, dict]:
+    """Per backend: median seconds of each part of a training step and of each layer kind, or a
+    'wrong', 'unavailable' or 'error' verdict.
 
-    ``step(instrumented)`` runs one training step and returns the seconds of each part (and the
-    loss), and of each layer kind when instrumented. Each timed round is one plain step, whose
-    time is the step's, and one instrumented step, which gives the split.
+    Each backend's first step is checked against the float64 reference's loss. Then the backends
+    take turns (in a rotating order), each turn spending a tenth of ``budget`` (or, with
+    ``rounds``, one step pair), so that a machine drifting during the run shifts every backend
+    alike. A timed step pair is one plain step, whose time is the step's, and one instrumented
+    step, which gives the split by part and layer kind.
     """
-    first = step(False)  # warm-up: numba compiles here
-    error = abs(first["loss"] - expected) / abs(expected)
-    if not error <= tolerance:
-        return {"status": "wrong", "max_rel_err": error,
-                "reason": f"first-step loss {first['loss']:.6g} vs the reference's {expected:.6g}"}
-    plain: list[dict] = []
-    timed: list[dict] = []
-    timing.repeat(lambda: (plain.append(step(False)), timed.append(step(True))), budget, rounds)
-    source = {key: plain if key == "step" else timed for key in timed[0] if key != "loss"}
-    medians = {key: float(np.median([s[key] for s in samples])) for key, samples in source.items()}
-    iqr = {key: float(np.subtract(*np.percentile([s[key] for s in source[key]], [75, 25]))) for key in PARTS}
-    return {"status": "ok", "rounds": len(plain), "medians": medians, "iqr": iqr,
-            "first_call_s": first["step"], "max_rel_err": error}
+    x, y = _batch(model, batch_size, dtype)
+    reference = build_model(model, kernels.reference, seed=seed, dtype="float64")
+    expected = reference.train_step(x.astype(np.float64), y, SGD(**_sgd(model)))[0]
+    results: dict[str, dict] = {}
+    steps, first, plain, timed = {}, {}, {}, {}
+    for backend in backends:
+        try:
+            step = _step_function(backend, model, x, y, dtype, seed)
+            warm_up = step(False)  # numba compiles here
+        except kernels.BackendUnavailable as exc:
+            results[backend] = {"status": "unavailable", "reason": str(exc)}
+            continue
+        except Exception as exc:  # recorded, and the run goes on
+            results[backend] = {"status": "error", "reason": f"{type(exc).__name__}: {exc}"}
+            continue
+        error = abs(warm_up["loss"] - expected) / abs(expected)
+        if not error <= TOLERANCE[dtype]:
+            results[backend] = {"status": "wrong", "max_rel_err": error, "reason": (
+                f"first-step loss {warm_up['loss']:.6g} vs the reference's {expected:.6g}")}
+            continue
+        steps[backend], first[backend], plain[backend], timed[backend] = step, (warm_up["step"], error), [], []
+    spent = dict.fromkeys(steps, 0.0)
+    for turn in range(rounds or SLICES):
+        order = list(steps)
+        for backend in order[turn % len(order):] + order[: turn % len(order)] if order else []:
+            if not rounds and plain[backend] and spent[backend] >= budget:
+                continue  # a slow backend whose first steps already spent its budget
+            pair = lambda: (plain[backend].append(steps[backend](False)), timed[backend].append(steps[backend](True)))  # noqa: E731
+            try:
+                spent[backend] += sum(timing.repeat(pair, budget / SLICES, 1 if rounds else None).times)
+            except Exception as exc:
+                results[backend] = {"status": "error", "reason": f"{type(exc).__name__}: {exc}"}
+                del steps[backend]
+    for backend in steps:
+        source = {key: plain[backend] if key == "step" else timed[backend] for key in timed[backend][0] if key != "loss"}
+        medians = {key: float(np.median([s[key] for s in samples])) for key, samples in source.items()}
+        iqr = {key: float(np.subtract(*np.percentile([s[key] for s in source[key]], [75, 25]))) for key in PARTS}
+        results[backend] = {"status": "ok", "rounds": len(plain[backend]), "medians": medians, "iqr": iqr,
+                            "first_call_s": first[backend][0], "max_rel_err": first[backend][1]}
+    return {backend: results[backend] for backend in backends}
+
+
+def measure_step(backend: str, model: str, batch_size: int, dtype: str, budget: float,
+                 rounds: int | None, seed: int = 0) -> dict:
+    """``measure_steps`` for one backend; BackendUnavailable is raised rather than recorded."""
+    result = measure_steps([backend], model, batch_size, dtype, budget, rounds, seed)[backend]
+    if result["status"] == "unavailable":
+        raise kernels.BackendUnavailable(result["reason"])
+    return result
 
 
 def _sgd(model: str) -> dict:
@@ -129,7 +166,8 @@ def _sgd(model: str) -> dict:
 def run_steps(run: RunDirectory, models: list[tuple[str, int]], backends: list[str], threads: int,
               dtype: str = "float32", budget: float = 2.0, rounds: int | None = None,
               on_row: Callable[[dict], None] | None = None) -> None:
-    """Measure every (model, batch) x backend into ``run``, skipping what it already holds."""
+    """Measure every (model, batch) x backend into ``run``, skipping what it already holds. A
+    model's backends are timed interleaved (``measure_steps``) and written when it finishes."""
     on_row = on_row or (lambda row: None)
     done = {(r["problem"], r["backend"], r["direction"]) for r in run.rows()}
     for backend in backends:  # import now (torch, numba) so the thread limit below reaches them
@@ -143,18 +181,13 @@ def run_steps(run: RunDirectory, models: list[tuple[str, int]], backends: list[s
         session = run.start_session({**metadata, "peaks": {threads: {"sgemm_gflops": peak, "copy_gbs": bandwidth}}})
         for model, batch in models:
             problem = f"{model}-b{batch}"
-            for backend in backends:
-                if all((problem, backend, part) in done for part in PARTS):
-                    continue
+            pending = [b for b in backends if not all((problem, b, part) in done for part in PARTS)]
+            if not pending:
+                continue
+            for backend, result in measure_steps(pending, model, batch, dtype, budget, rounds).items():
                 base = {"session": session, "suite": "step", "problem": problem, "op": "train_step",
                         "N": batch, "repeat": 1, "backend": backend, "dtype": dtype, "threads": threads,
                         "peak_gflops": peak, "bandwidth_gbs": bandwidth}
-                try:
-                    result = measure_step(backend, model, batch, dtype, budget, rounds)
-                except kernels.BackendUnavailable as exc:
-                    result = {"status": "unavailable", "reason": str(exc)}
-                except Exception as exc:  # recorded, and the run goes on
-                    result = {"status": "error", "reason": f"{type(exc).__name__}: {exc}"}
                 for part in PARTS:
                     row = {**base, "direction": part, "status": result["status"],
                            "time": datetime.now(timezone.utc).isoformat(timespec="seconds")}

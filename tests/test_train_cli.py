@@ -102,3 +102,26 @@ def test_step_resume_finishes_the_saved_plan_not_the_defaults(tmp_path, capsys):
     assert all(r["rounds"] == 2 for r in rows if r["backend"] == "numba")
     assert main(["step", "--resume", "--quiet", "--out", str(tmp_path / "none")]) == 2
     assert "holds no step run to finish" in capsys.readouterr().err
+
+
+def test_step_backends_take_turns_in_a_rotating_order(monkeypatch):
+    """Interleaved timing: every turn runs each backend's plain and instrumented step, and the
+    first backend of a turn rotates, so drift during the run falls on every backend alike."""
+    from convbench import step as step_module
+
+    calls = []
+    real = step_module._step_function
+
+    def recording(backend, *args):
+        step = real(backend, *args)
+        return lambda instrumented=True: calls.append((backend, instrumented)) or step(instrumented)
+
+    monkeypatch.setattr(step_module, "_step_function", recording)
+    results = step_module.measure_steps(["im2col", "numba", "cuda"], "seed002", 4, "float32", budget=1.0, rounds=3)
+    assert [r["status"] for r in results.values()] == ["ok", "ok", "error"]
+    assert "unknown backend 'cuda'" in results["cuda"]["reason"]
+    assert results["im2col"]["rounds"] == results["numba"]["rounds"] == 3
+    timed = calls[2:]  # after each backend's warm-up step
+    assert timed == [("im2col", False), ("im2col", True), ("numba", False), ("numba", True),
+                     ("numba", False), ("numba", True), ("im2col", False), ("im2col", True),
+                     ("im2col", False), ("im2col", True), ("numba", False), ("numba", True)]
