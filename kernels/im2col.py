@@ -22,39 +22,39 @@ name = "im2col"
 description = "im2col column matrix + one BLAS GEMM per group; col2im for the input gradient"
 
 
-def _tap(p, r: int, s: int) -> tuple[slice, slice]:
-    """Rows and columns of the padded input that kernel tap (r, s) meets, one per output pixel."""
+def _taps(a, p):
+    """For each kernel tap (r, s) of problem ``p`` (conv or pool), in row-major order: (r, s, the
+    view of the padded array ``a`` that the tap meets, one element per output pixel), that is
+    view[n, c, i, j] = a[n, c, i*sh + r*dh, j*sw + s*dw]."""
+    R, S = getattr(p, "kernel_size", None) or (p.R, p.S)
     (sh, sw), (dh, dw) = p.stride, getattr(p, "dilation", (1, 1))
-    return (
-        slice(r * dh, r * dh + sh * (p.out_h - 1) + 1, sh),
-        slice(s * dw, s * dw + sw * (p.out_w - 1) + 1, sw),
-    )
+    for r in range(R):
+        for s in range(S):
+            rows = slice(r * dh, r * dh + sh * (p.out_h - 1) + 1, sh)
+            columns = slice(s * dw, s * dw + sw * (p.out_w - 1) + 1, sw)
+            yield r, s, a[:, :, rows, columns]
 
 
-def _kernel(p) -> tuple[int, int]:
-    return getattr(p, "kernel_size", None) or (p.R, p.S)
+def _scatter(p, plane):
+    """The adjoint of reading through ``_taps``: add ``plane(r, s)``, tap (r, s)'s gradient, into
+    the padded pixels the tap read, then drop the padding."""
+    dxpad = padded_zeros(p)
+    for r, s, view in _taps(dxpad, p):
+        view += plane(r, s)
+    return crop(dxpad, p)
 
 
 def im2col(xpad, p):
     """Column matrix of shape (C, R, S, N, Ho, Wo): cols[c, r, s, n, i, j] = xpad[n, c, i*sh + r*dh, j*sw + s*dw]."""
-    R, S = _kernel(p)
-    cols = np.empty((p.C, R, S, p.N, p.out_h, p.out_w), dtype=xpad.dtype)
-    for r in range(R):
-        for s in range(S):
-            rows, columns = _tap(p, r, s)
-            cols[:, r, s] = xpad[:, :, rows, columns].transpose(1, 0, 2, 3)
+    cols = np.empty((p.C, p.R, p.S, p.N, p.out_h, p.out_w), dtype=xpad.dtype)
+    for r, s, view in _taps(xpad, p):
+        cols[:, r, s] = view.transpose(1, 0, 2, 3)
     return cols
 
 
 def col2im(dcols, p):
     """Adjoint of ``im2col``: sum every column entry back into its pixel, then drop the padding."""
-    R, S = _kernel(p)
-    dxpad = padded_zeros(p)
-    for r in range(R):
-        for s in range(S):
-            rows, columns = _tap(p, r, s)
-            dxpad[:, :, rows, columns] += dcols[:, r, s].transpose(1, 0, 2, 3)
-    return crop(dxpad, p)
+    return _scatter(p, lambda r, s: dcols[:, r, s].transpose(1, 0, 2, 3))
 
 
 def conv2d_forward(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1):
@@ -88,20 +88,10 @@ def _pool_columns(x, p, fill: float):
     """Windows as columns in tap-major order, (R*S, N, C, Ho, Wo): one strided copy per tap. The
     reductions over the taps then run elementwise across contiguous planes already in NCHW order."""
     R, S = p.kernel_size
-    xpad = pad(x, p.padding, fill)
     cols = np.empty((R * S, p.N, p.C, p.out_h, p.out_w), dtype=x.dtype)
-    for t in range(R * S):
-        cols[t] = xpad[(slice(None), slice(None), *_tap(p, *divmod(t, S)))]
+    for r, s, view in _taps(pad(x, p.padding, fill), p):
+        cols[r * S + s] = view
     return cols
-
-
-def _col2im_taps(p, plane):
-    """Adjoint of ``_pool_columns``: add ``plane(t)``, tap t's gradient, back into its pixels."""
-    R, S = p.kernel_size
-    dxpad = padded_zeros(p)
-    for t in range(R * S):
-        dxpad[(slice(None), slice(None), *_tap(p, *divmod(t, S)))] += plane(t)
-    return crop(dxpad, p)
 
 
 def _first_max(cols, y):
@@ -133,8 +123,8 @@ def maxpool2d_forward(x, kernel_size, *, stride=None, padding=0):
 
 def maxpool2d_backward(dy, ctx):
     p = check_backward(dy, ctx, name, "maxpool2d")
-    first, dy = ctx.saved["first"], np.ascontiguousarray(dy)
-    return _col2im_taps(p, lambda t: _select(first[t], dy))
+    first, dy, S = ctx.saved["first"], np.ascontiguousarray(dy), p.kernel_size[1]
+    return _scatter(p, lambda r, s: _select(first[r * S + s], dy))
 
 
 def avgpool2d_forward(x, kernel_size, *, stride=None, padding=0):
@@ -147,4 +137,4 @@ def avgpool2d_backward(dy, ctx):
     p = check_backward(dy, ctx, name, "avgpool2d")
     R, S = p.kernel_size
     share = dy / (R * S)
-    return _col2im_taps(p, lambda t: share)
+    return _scatter(p, lambda r, s: share)
