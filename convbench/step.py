@@ -131,8 +131,11 @@ def measure_steps(backends: list[str], model: str, batch_size: int, dtype: str, 
         steps[backend], first[backend], plain[backend], timed[backend] = step, (warm_up["step"], error), [], []
     spent = dict.fromkeys(steps, 0.0)
     for turn in range(rounds or SLICES):
+        if not steps:
+            break
         order = list(steps)
-        for backend in order[turn % len(order):] + order[: turn % len(order)] if order else []:
+        first_up = turn % len(order)
+        for backend in order[first_up:] + order[:first_up]:
             if not rounds and plain[backend] and spent[backend] >= budget:
                 continue  # a slow backend whose first steps already spent its budget
             pair = lambda: (plain[backend].append(steps[backend](False)), timed[backend].append(steps[backend](True)))  # noqa: E731
