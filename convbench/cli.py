@@ -12,7 +12,7 @@ import kernels
 from convbench import __version__
 
 PLAN_OPTIONS = ("suite", "backends", "ops", "directions", "dtype", "threads", "match", "batch",
-                "budget", "rounds", "max_time")
+                "budget", "rounds", "turns", "window", "max_time")
 
 
 class UsageError(Exception):
@@ -60,7 +60,7 @@ def _plan_from_args(args):
             dtypes=_csv(args.dtype) if args.dtype else None,
             threads=_ints("--threads", args.threads) if args.threads else None,
             match=args.match, batch=args.batch, budget=args.budget, rounds=args.rounds,
-            max_time=args.max_time,
+            turns=args.turns, window=args.window, max_time=args.max_time,
         ).items() if v is not None},
     )
 
@@ -89,15 +89,17 @@ def cmd_run(args) -> int:
             raise UsageError(str(exc)) from None
         run.create(asdict(plan))
 
-    noted: list[str] = []
-
     def on_row(row: dict) -> None:
         bar.update(1)
-        if row["status"] in ("wrong", "error") or row.get("noisy"):
-            what = "noisy (IQR > 10 % of median)" if row["status"] == "ok" else f"{row['status']}: {row['reason']}"
-            note = f"{row['suite']}/{row['problem']} {row['backend']} {row['direction']}: {what}"
-            noted.append(note)
-            bar.write(note)
+        if row["status"] in ("wrong", "error"):
+            bar.write(f"{row['suite']}/{row['problem']} {row['backend']} {row['direction']}: "
+                      f"{row['status']}: {row['reason']}")
+
+    from convbench.bench.machine import busy_warning
+
+    busy = busy_warning()
+    if busy:
+        print(f"convbench run: warning: {busy}", file=sys.stderr)
 
     runner = Runner(plan, run, on_row)
     pending = runner.pending()
@@ -111,10 +113,15 @@ def cmd_run(args) -> int:
         return 130
     bar.close()
     statuses = {}
-    for row in run.rows():
+    rows = run.rows()
+    for row in rows:
         statuses[row["status"]] = statuses.get(row["status"], 0) + 1
     summary = ", ".join(f"{n} {s}" for s, n in sorted(statuses.items()))
-    print(f"{len(pending)} measured now; {run.path} holds {summary}. Next: convbench report {run.path}")
+    marks = [f"{sum(bool(r.get(flag)) for r in rows)} {flag}" for flag in ("noisy", "contended")
+             if any(r.get(flag) for r in rows)]
+    print(f"{len(pending)} measured now; {run.path} holds {summary}"
+          + (f" ({', '.join(marks)}: marked in the report)" if marks else "")
+          + f". Next: convbench report {run.path}")
     return 0
 
 
@@ -135,15 +142,68 @@ def cmd_targets(args) -> int:
     return 0
 
 
-def cmd_compare(args) -> int:
+def _compared(old, new, threshold: float) -> int:
+    """Print compare's report of NEW against OLD; exit status 1 on a regression, else 0."""
     from convbench.compare import compare
 
-    table, regressions = compare(args.old, args.new, threshold=args.threshold)
+    try:
+        table, regressions = compare(old, new, threshold=threshold)
+    except (ValueError, OSError) as exc:  # unreadable or unmatched inputs: a usage error
+        raise UsageError(f"compare: {exc}") from None
     print(table)
     if regressions:
-        print(f"{regressions} measurement(s) slower by more than {args.threshold:.0%} beyond noise", file=sys.stderr)
+        print(f"{regressions} measurement(s) significantly slower by more than {threshold:.0%}", file=sys.stderr)
         return 1
     return 0
+
+
+def _threshold(value: float) -> float:
+    if not value >= 0:
+        raise UsageError(f"--threshold must be a number >= 0; got {value}")
+    return value
+
+
+def cmd_compare(args) -> int:
+    return _compared(args.old, args.new, _threshold(args.threshold))
+
+
+def cmd_ab(args) -> int:
+    import re
+
+    from tqdm import tqdm
+
+    from convbench.bench.ab import AbError, resolve, run_ab
+
+    _threshold(args.threshold)
+    repo = Path(args.repo)
+    try:
+        commits = [resolve(repo, r) for r in (args.rev_a, args.rev_b)]
+        plan = _plan_from_args(args)
+        problems = plan.problems()
+    except (AbError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    out = Path(args.out or "ab-" + "-".join(re.sub(r"[^A-Za-z0-9_.-]", "_", r) for r in (args.rev_a, args.rev_b)))
+    if out.exists():
+        raise UsageError(f"--out {out} already exists; choose another")
+    groups = len(problems) * len(plan.dtypes) * len(plan.threads)
+    bar = tqdm(total=groups, unit="problem", desc=f"convbench ab {commits[0][:10]} {commits[1][:10]}", disable=args.quiet)
+
+    def on_group(label: str) -> None:
+        bar.set_postfix_str(label)
+        bar.update(1)
+
+    try:
+        a, b = run_ab(repo, (args.rev_a, args.rev_b), plan, out, on_group)
+    except AbError as exc:
+        bar.close()
+        print(f"convbench ab: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        bar.close()
+        print(f"interrupted: the problems finished so far are in {out}/a and {out}/b", file=sys.stderr)
+        return 130
+    bar.close()
+    return _compared(a, b, args.threshold)
 
 
 def _backend_name(args) -> str:
@@ -275,6 +335,27 @@ def cmd_featuremaps(args) -> int:
     return 0
 
 
+def _plan_arguments(command: argparse.ArgumentParser) -> None:
+    """What to measure: the options `run` and `ab` share."""
+    command.add_argument("--suite", help="comma-separated suite names (see `convbench list`) or paths; default seeds")
+    command.add_argument("--backends", help="comma-separated backends, or all (with torch where installed); default all")
+    command.add_argument("--ops", help="comma-separated: conv2d, maxpool2d, avgpool2d, or all; default all")
+    command.add_argument("--directions", help="comma-separated: forward, backward, forward+backward; default all")
+    command.add_argument("--dtype", help="comma-separated: float32, float64; default float32")
+    command.add_argument("--threads", help="comma-separated thread counts to sweep, e.g. 1,2; default all cores")
+    command.add_argument("--match", metavar="REGEX", help="only problems whose name matches")
+    command.add_argument("--batch", type=int, metavar="N", help="override every problem's batch size")
+    command.add_argument("--budget", type=float, metavar="SECONDS", help="repeat each measurement for about this long; default 1")
+    command.add_argument("--rounds", type=int, metavar="N", help="exactly N turns of one call each instead of a time budget")
+    command.add_argument("--turns", type=int, metavar="N",
+                     help="the budget is spent in N interleaved turns, one sample each; default 10")
+    command.add_argument("--window", type=float, metavar="SECONDS",
+                         help="problems whose timing budgets add up to about this take turns together, so "
+                              "each measurement's turns spread over the window; default 60")
+    command.add_argument("--max-time", type=float, metavar="SECONDS",
+                     help="skip a measurement whose single call is estimated to take longer; default 10")
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="convbench",
@@ -293,18 +374,7 @@ def parser() -> argparse.ArgumentParser:
                     "adaptive repeats (median, IQR), and appended to OUT/measurements.jsonl at once.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    run.add_argument("--suite", help="comma-separated suite names (see `convbench list`) or paths; default seeds")
-    run.add_argument("--backends", help="comma-separated backends, or all (with torch where installed); default all")
-    run.add_argument("--ops", help="comma-separated: conv2d, maxpool2d, avgpool2d, or all; default all")
-    run.add_argument("--directions", help="comma-separated: forward, backward, forward+backward; default all")
-    run.add_argument("--dtype", help="comma-separated: float32, float64; default float32")
-    run.add_argument("--threads", help="comma-separated thread counts to sweep, e.g. 1,2; default all cores")
-    run.add_argument("--match", metavar="REGEX", help="only problems whose name matches")
-    run.add_argument("--batch", type=int, metavar="N", help="override every problem's batch size")
-    run.add_argument("--budget", type=float, metavar="SECONDS", help="repeat each measurement for about this long; default 1")
-    run.add_argument("--rounds", type=int, metavar="N", help="exactly N timed rounds instead of a time budget")
-    run.add_argument("--max-time", type=float, metavar="SECONDS",
-                     help="skip a measurement whose single call is estimated to take longer; default 10")
+    _plan_arguments(run)
     run.add_argument("--out", required=True, metavar="DIR", help="run directory (created; must not hold a run unless --resume)")
     run.add_argument("--resume", action="store_true", help="finish the interrupted run in --out with its saved plan")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -385,12 +455,35 @@ def parser() -> argparse.ArgumentParser:
     tg.add_argument("--out", required=True, metavar="DIR", help="where the table and plot go")
     tg.set_defaults(fn=cmd_targets)
 
-    comp = sub.add_parser("compare", help="per-problem ratios of two runs, with a noise-aware verdict",
-                          description="Compare NEW with OLD measurement by measurement. Exit status 1 when "
-                                      "something is slower by more than --threshold beyond its noise.")
+    ab = sub.add_parser(
+        "ab", help="measure two git revisions side by side, in turns, and compare them",
+        description="Check REV_A and REV_B out in temporary git worktrees and measure the same problems "
+                    "on both, each revision in its own worker process, taking turns (A then B, then B "
+                    "then A) so drift of the machine falls on both alike. Writes OUT/a and OUT/b (run "
+                    "directories) and prints `convbench compare OUT/a OUT/b`; the exit status is "
+                    "compare's. Every speed claim in this project goes through it.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ab.add_argument("rev_a", metavar="REV_A", help="the baseline revision (a commit, branch or tag)")
+    ab.add_argument("rev_b", metavar="REV_B", help="the revision to judge")
+    _plan_arguments(ab)
+    ab.add_argument("--repo", default=".", metavar="DIR", help="the git repository (default: the current folder)")
+    ab.add_argument("--out", metavar="DIR", help="where OUT/a and OUT/b go (default ab-REV_A-REV_B; must not exist)")
+    ab.add_argument("--threshold", type=float, default=0.10, help="compare's threshold (default 0.10)")
+    ab.add_argument("--quiet", action="store_true", help="no progress bar")
+    ab.set_defaults(fn=cmd_ab)
+
+    comp = sub.add_parser("compare", help="per-measurement ratios of two runs, with a statistical verdict",
+                          description="Compare NEW with OLD measurement by measurement: the ratio of medians "
+                                      "with a 95%% bootstrap interval from the raw samples, and a verdict: "
+                                      "faster or slower (the whole interval beyond --threshold), same (within "
+                                      "it) or inconclusive (too noisy, contended, or no larger than the "
+                                      "machine's own drift, which the calibration workload measures). Exit "
+                                      "status 1 for a significant slowdown beyond --threshold (or a result "
+                                      "that became wrong), 2 for bad input, 0 otherwise. OLD and NEW are run "
+                                      "directories or pytest-benchmark JSON files.")
     comp.add_argument("old", metavar="OLD", help="the baseline run directory")
     comp.add_argument("new", metavar="NEW", help="the run directory to judge")
-    comp.add_argument("--threshold", type=float, default=0.10, help="a slowdown ratio above 1 + THRESHOLD fails (default 0.10)")
+    comp.add_argument("--threshold", type=float, default=0.10, help="the smallest change worth a verdict: slower means the interval lies above 1 + THRESHOLD (default 0.10)")
     comp.set_defaults(fn=cmd_compare)
     return top
 

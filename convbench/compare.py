@@ -1,60 +1,114 @@
-"""``convbench compare OLD NEW``: per-measurement ratios with a noise-aware verdict.
+"""``convbench compare OLD NEW``: a statistical verdict per measurement, and whether the machine
+itself changed speed in between.
 
-Measurements are matched on (suite, problem, batch, backend, direction, dtype, threads). The
-ratio is NEW median / OLD median. Its noise band is the sum of the two relative IQRs (IQR /
-median), but never under ``MIN_BAND``: a ratio inside ``1 ± band`` is ``same``. Outside it,
-``slower`` or ``faster``; a ``slower`` ratio above ``1 + threshold`` is a regression, and so
-is a measurement that was ``ok`` in OLD and is ``wrong`` or ``error`` in NEW.
+Measurements are matched on (suite, problem, batch, backend, direction, dtype, threads). Each
+verdict comes from the two rows' raw samples (``convbench.bench.stats.verdict``): the ratio of
+their fastest calls NEW / OLD with a 95 % bootstrap interval over turns, called ``slower`` or
+``faster`` only when the whole interval lies beyond ``threshold``, ``same`` when it lies
+within, and ``inconclusive`` otherwise (too noisy for the threshold, too few samples,
+contended, or no larger than the machine's own drift). The drift is the ratio of the
+calibration workload's fastest times, measured before every turn of both runs. The ratio of medians is shown beside
+it, for the reader. A ``slower`` verdict is a regression, and so is a measurement that was
+``ok`` in OLD and is ``wrong`` or ``error`` in NEW.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from convbench.results import load_results
+from convbench.bench import stats
+from convbench.results import load_calibration, load_results
 
 KEY = ["suite", "problem", "N", "backend", "direction", "dtype", "threads"]
-MIN_BAND = 0.02
+STEADY = 0.03  # a calibration ratio whose interval lies within 1 ± this: the machine held its speed
+UNITS = (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6), ("ns", 1e-9))
 
 
-def verdict(old_median: float, old_iqr: float, new_median: float, new_iqr: float) -> tuple[float, str]:
-    ratio = new_median / old_median
-    band = max(MIN_BAND, old_iqr / old_median + new_iqr / new_median)
-    if ratio > 1 + band:
-        return ratio, "slower"
-    if ratio < 1 / (1 + band):
-        return ratio, "faster"
-    return ratio, "same"
+def time_unit(seconds) -> tuple[str, float]:
+    """The unit that shows the smallest of ``seconds`` as a number >= 1 (one unit per table)."""
+    finite = [s for s in seconds if isinstance(s, (int, float)) and math.isfinite(s) and s > 0]
+    smallest = min(finite, default=1.0)
+    return next(((name, scale) for name, scale in UNITS if smallest >= scale), UNITS[-1])
+
+
+def machine_drift(old: list[float], new: list[float]) -> tuple[tuple[float, float], str]:
+    """(the interval of the machine's own change of speed to allow for, a sentence saying what the
+    calibration workload saw)."""
+    if old == new:
+        return (1.0, 1.0), ("machine speed: steady by construction: both sides were measured in turns, on one "
+                            "calibration timeline, so the machine's drift fell on both alike")
+    if min(len(old), len(new)) < 3:
+        return (1.0, 1.0), ("machine speed: not known (a side has fewer than 3 calibration measurements), "
+                            "so a change of machine cannot be told from a change of code")
+    ratio, low, high = stats.ratio_interval(old, new, np.min)
+    seen = (f"calibration workload NEW/OLD {ratio:.3f} [{low:.3f}, {high:.3f}] ({len(old)} and {len(new)} "
+            "measurements); a change of code must reach beyond that interval to be called one")
+    if 1 / (1 + STEADY) <= low and high <= 1 + STEADY:
+        return (low, high), f"machine speed: steady (within {STEADY:.0%}); {seen}"
+    if low > 1 + STEADY or high < 1 / (1 + STEADY):
+        direction = "slower" if ratio > 1 else "faster"
+        return (low, high), f"machine speed: CHANGED, the machine itself ran {abs(ratio - 1):.0%} {direction} in NEW; {seen}"
+    return (low, high), f"machine speed: uncertain; {seen}"
+
+
+def _samples(row, side: str) -> list[float]:
+    value = getattr(row, f"sample_min_s_{side}", None)
+    return list(value) if isinstance(value, (list, tuple, np.ndarray)) else []
+
+
+def _flag(row, name: str, side: str) -> bool:
+    value = getattr(row, f"{name}_{side}", False)
+    return bool(value) if isinstance(value, (bool, np.bool_)) else False
 
 
 def compare(old: str | Path, new: str | Path, threshold: float = 0.10) -> tuple[str, int]:
-    """A Markdown table of NEW against OLD, and how many regressions it holds."""
-    if threshold < 0:
-        raise ValueError(f"threshold must be >= 0; got {threshold}")
+    """A Markdown report of NEW against OLD, and how many regressions it holds."""
+    if not threshold >= 0:
+        raise ValueError(f"--threshold must be a number >= 0; got {threshold}")
     a, b = load_results(old), load_results(new)
-    merged = a[KEY + ["status", "median_s", "iqr_s"]].merge(
-        b[KEY + ["status", "median_s", "iqr_s"]], on=KEY, suffixes=("_old", "_new"))
+    drift, machine = machine_drift(load_calibration(old), load_calibration(new))
+    columns = KEY + ["status", "median_s", "min_s", "sample_min_s", "contended"]
+    a, b = (frame.reindex(columns=columns) for frame in (a, b))
+    merged = a.merge(b, on=KEY, suffixes=("_old", "_new"))
     if merged.empty:
         raise ValueError(f"{old} and {new} share no measurement (same suite, problem, batch, backend, "
                          "direction, dtype and threads)")
+    unit, scale = time_unit([*merged.min_s_old, *merged.min_s_new])
     rows, regressions = [], 0
     for r in merged.itertuples():
         if r.status_old == "ok" and r.status_new == "ok":
-            ratio, word = verdict(r.median_s_old, r.iqr_s_old, r.median_s_new, r.iqr_s_new)
-            regression = word == "slower" and ratio > 1 + threshold
-            cells = (f"{r.median_s_old * 1e3:.4g}", f"{r.median_s_new * 1e3:.4g}", f"{ratio:.3f}")
+            old_samples, new_samples = _samples(r, "old"), _samples(r, "new")
+            if old_samples and new_samples:
+                v = stats.verdict(old_samples, new_samples, threshold, drift=drift,
+                                  contended=_flag(r, "contended", "old") or _flag(r, "contended", "new"))
+            else:
+                v = stats.Verdict("inconclusive", r.min_s_new / r.min_s_old, float("nan"), float("nan"),
+                                  "no per-turn samples (a schema 1 run): measure again")
+            word, regression = v.word, v.word == "slower"
+            cells = (f"{r.min_s_old / scale:.4g}", f"{r.min_s_new / scale:.4g}", f"{v.ratio:.3f}", v.interval,
+                     f"{r.median_s_new / r.median_s_old:.3f}")
+            note = v.reason
         else:
             word = f"{r.status_old} -> {r.status_new}"
             regression = r.status_old == "ok" and r.status_new in ("wrong", "error")
-            cells = ("-", "-", "-")
+            cells, note = ("-", "-", "-", "-", "-"), ""
         regressions += regression
         rows.append({"suite": r.suite, "problem": r.problem, "backend": r.backend, "direction": r.direction,
-                     "dtype": r.dtype, "threads": r.threads, "old ms": cells[0], "new ms": cells[1],
-                     "new/old": cells[2], "verdict": word + (" (REGRESSION)" if regression else "")})
+                     "dtype": r.dtype, "threads": r.threads, f"old fastest ({unit})": cells[0],
+                     f"new fastest ({unit})": cells[1], "new/old": cells[2], "95% interval": cells[3],
+                     "medians new/old": cells[4],
+                     "verdict": word + (" (REGRESSION)" if regression else ""), "why": note})
     table = pd.DataFrame(rows)
     counts = table.verdict.str.replace(" (REGRESSION)", "", regex=False).value_counts()
+    contended = int(table.why.str.startswith("contended").sum())
     head = (f"{len(table)} measurements compared: " + ", ".join(f"{n} {v}" for v, n in counts.items())
-            + f"; {regressions} regression(s) beyond {threshold:.0%}.")
+            + f"; {regressions} regression(s) beyond {threshold:.0%}."
+            + (f" {contended} measured while other processes held the cores (contended)." if contended else "")
+            + f"\n\n{machine}.")
+    if not table.why.astype(bool).any():
+        table = table.drop(columns="why")
     return head + "\n\n" + table.to_markdown(index=False) + "\n", regressions

@@ -52,21 +52,35 @@ def _contenders(ok: pd.DataFrame) -> pd.DataFrame:
     return real if len(real) else ok
 
 
-def compare_table(rows: pd.DataFrame) -> pd.DataFrame:
-    """One suite x direction: backends as rows, problems as columns, 'median (x best)' cells."""
+NOISY_MARK, CONTENDED_MARK = "~", "!"
+MARKS = (f"`{NOISY_MARK}` noisy: the median of the turns' times spread by more than 10 % (IQR / median); "
+         f"`{CONTENDED_MARK}` contended: other processes held the cores this measurement asked for.")
+
+
+def _marks(row) -> str:
+    return ((NOISY_MARK if row.get("noisy") is True else "")
+            + (CONTENDED_MARK if row.get("contended") is True else ""))
+
+
+def compare_table(rows: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """One suite x direction: backends as rows, problems as columns, 'median (x best)' cells, all
+    in one time unit (returned with the table); noisy and contended cells are marked."""
+    from convbench.compare import time_unit
+
     problems = list(dict.fromkeys(rows["problem"]))
     backends = _backend_order(rows["backend"])
     best = _contenders(rows[rows.status == "ok"]).groupby("problem")["median_s"].min()
+    unit, scale = time_unit(rows.loc[rows.status == "ok", "median_s"])
     table = pd.DataFrame(index=backends, columns=problems, dtype=object)
     for _, r in rows.iterrows():
         if r.status == "ok":
-            cell = f"{_duration(r.median_s)} ({_ratio(r.median_s / best[r.problem])})"
+            cell = f"{r.median_s / scale:.3g} ({_ratio(r.median_s / best[r.problem])}){_marks(r)}"
             table.loc[r.backend, r.problem] = f"**{cell}**" if r.median_s == best[r.problem] else cell
         else:
             table.loc[r.backend, r.problem] = r.status
     winners = _contenders(rows[rows.status == "ok"]).loc[lambda d: d.groupby("problem")["median_s"].idxmin()]
     table.loc["winner"] = [winners.set_index("problem")["backend"].get(p, "-") for p in problems]
-    return table.fillna("-")
+    return table.fillna("-"), unit
 
 
 def summary_table(rows: pd.DataFrame) -> pd.DataFrame:
@@ -149,11 +163,13 @@ def write_report(path: str | Path, plots: bool = True) -> list[Path]:
     statuses = frame.status.value_counts()
     parts = [f"# convbench report: {path.name}", "", _machine(frame), "",
              "Statuses: " + ", ".join(f"{n} {s}" for s, n in statuses.items()) + ".",
-             "Cells: median time (ratio to the best backend on that problem); **bold** is the best. "
-             "Medians and ratios come from one run on one machine.", ""]
-    noisy = frame[frame.get("noisy", False) == True]  # noqa: E712
-    if len(noisy):
-        parts += [f"{len(noisy)} measurement(s) had an IQR above 10 % of their median (noisy).", ""]
+             "Cells: median time, one unit per table (ratio to the best backend on that problem); **bold** "
+             "is the best. Medians and ratios come from one run on one machine, the backends of each "
+             "problem measured in turns. " + MARKS, ""]
+    for flag, what in (("noisy", "noisy"), ("contended", "contended")):
+        marked = frame[frame.get(flag, False) == True]  # noqa: E712
+        if len(marked):
+            parts += [f"{len(marked)} of {len(frame)} measurement(s) were {what}.", ""]
     groups = frame.groupby(["threads", "dtype", "suite"], sort=False)
     for (threads, dtype, suite), suite_rows in groups:
         parts.append(f"## {suite} ({dtype}, {threads} thread{'s' if threads > 1 else ''})")
@@ -162,8 +178,9 @@ def write_report(path: str | Path, plots: bool = True) -> list[Path]:
             rows = suite_rows[suite_rows.direction == direction]
             if rows.empty:
                 continue
+            table, unit = compare_table(rows)
             parts += [f"### {direction}", "", summary_table(rows).to_markdown(), "",
-                      compare_table(rows).to_markdown(), ""]
+                      f"Median times in {unit} (ratio to the best):", "", table.to_markdown(), ""]
             picks = auto_table(rows)
             if picks is not None:
                 parts += ["auto's picks (timed on first sight) and its overhead, in this run:", "",

@@ -6,7 +6,15 @@ A run directory holds
 - ``sessions.jsonl``: one line per invocation, with the machine's metadata (CPU, cores, OS,
   library versions, BLAS and its threads, git commit, time, measured SGEMM peak and copy
   bandwidth per thread count);
-- ``measurements.jsonl``: one line per measurement, naming its session.
+- ``measurements.jsonl``: one line per measurement, naming its session; a measured row keeps
+  its raw samples (``samples_s``: one median per interleaved turn, ``sample_calls``: the calls
+  behind each) and the CPU that other processes took while it ran (``others_cores``,
+  ``contended``);
+- ``calibration.jsonl``: the machine's calibration workload, measured before every group of
+  measurements and at the end (``convbench.bench.machine.calibrate``).
+
+Every line carries ``schema`` (``SCHEMA``); rows without it are from schema 1, which kept no
+raw samples.
 
 A killed run loses at most the measurement in flight; a half-written last line is skipped when
 reading.
@@ -23,10 +31,14 @@ import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-PLAN, SESSIONS, MEASUREMENTS = "plan.json", "sessions.jsonl", "measurements.jsonl"
-STATUSES = ("ok", "wrong", "skipped", "error", "unavailable")
+from convbench.bench import stats
+from convbench.bench.machine import CALIBRATION_VERSION
+
+PLAN, SESSIONS, MEASUREMENTS, CALIBRATION = "plan.json", "sessions.jsonl", "measurements.jsonl", "calibration.jsonl"
+SCHEMA = 2
 
 
 def _versions() -> dict:
@@ -120,8 +132,15 @@ class RunDirectory:
 
     def start_session(self, metadata: dict) -> str:
         session = uuid.uuid4().hex[:12]
-        _append_line(self.path / SESSIONS, {"session": session, **metadata})
+        _append_line(self.path / SESSIONS, {"schema": SCHEMA, "session": session, **metadata})
         return session
+
+    def add_calibration(self, session: str, record: dict) -> dict:
+        _append_line(self.path / CALIBRATION, {"schema": SCHEMA, "session": session, **record})
+        return record
+
+    def calibrations(self) -> list[dict]:
+        return _read_lines(self.path / CALIBRATION)
 
     def append(self, row: dict) -> None:
         _append_line(self.path / MEASUREMENTS, row)
@@ -135,27 +154,46 @@ class RunDirectory:
 
 def read_benchmark_json(path: Path) -> pd.DataFrame:
     """A ``pytest --benchmark-json`` file as measurement rows (the benchmarks put the problem,
-    backend, direction, dtype, threads and FLOPs in ``extra_info``)."""
+    backend, direction, dtype, threads, FLOPs and the calibration workload's seconds measured
+    just before them in ``extra_info``). The raw call times (``stats.data``, which
+    ``--benchmark-json`` always writes) become samples as the medians and the fastest calls of
+    consecutive blocks."""
     data = json.loads(path.read_text())
     if "benchmarks" not in data:
         raise ValueError(f"{path} is not a pytest-benchmark JSON file (no 'benchmarks' list)")
     machine, commit = data.get("machine_info", {}), data.get("commit_info", {})
     rows = []
     for bench in data["benchmarks"]:
-        info, stats = bench.get("extra_info", {}), bench["stats"]
+        info, bstats = bench.get("extra_info", {}), bench["stats"]
         if "backend" not in info:
             continue  # a benchmark that is not one of convbench's
+        samples = stats.blocks(bstats["data"]).tolist() if bstats.get("data") else []
+        lows = stats.blocks(bstats["data"], statistic=np.min).tolist() if bstats.get("data") else []
         defaults = {"dtype": "float32", "threads": machine.get("cpu", {}).get("count"), "repeat": 1}
         row = {"session": f"pytest-benchmark {data.get('datetime', '')}", "status": "ok", **defaults, **info,
-               "median_s": stats["median"], "iqr_s": stats["iqr"], "min_s": stats["min"], "rounds": stats["rounds"],
-               "noisy": stats["iqr"] > 0.1 * stats["median"], "benchmark": bench["fullname"],
+               "median_s": bstats["median"], "iqr_s": bstats["iqr"], "min_s": bstats["min"], "rounds": bstats["rounds"],
+               "samples_s": samples or None, "sample_min_s": lows or None, "turns": len(samples),
+               "noisy": stats.is_noisy(samples) if samples else not bstats["iqr"] <= stats.NOISY_SPREAD * bstats["median"],
+               "benchmark": bench["fullname"],
                "cpu": machine.get("cpu", {}).get("brand_raw"), "cores": machine.get("cpu", {}).get("count"),
                "python_version": machine.get("python_version"), "git_commit": commit.get("id"),
                "started": data.get("datetime"), "peak_gflops": float("nan"), "bandwidth_gbs": float("nan")}
         if info.get("flops"):
-            row["gflops"] = info["flops"] / stats["median"] / 1e9
+            row["gflops"] = info["flops"] / bstats["median"] / 1e9
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def load_calibration(path: str | Path) -> list[float]:
+    """The calibration workload's seconds (``index_s``) measured through a run (or, for a
+    pytest-benchmark file, before each benchmark); empty when it holds none."""
+    path = Path(path)
+    if path.suffix == ".json" and path.is_file():
+        frame = read_benchmark_json(path)
+        return frame["calibration_s"].dropna().tolist() if "calibration_s" in frame else []
+    run = RunDirectory(path.parent if path.name == MEASUREMENTS else path)
+    return [c["index_s"] for c in run.calibrations()
+            if c.get("version") == CALIBRATION_VERSION and isinstance(c.get("index_s"), (int, float))]
 
 
 def load_results(path: str | Path) -> pd.DataFrame:

@@ -1,17 +1,22 @@
 """Run a plan: every problem x backend x dtype x thread count x direction, one row each.
 
-For each (problem, backend, dtype, threads) the runner
+The plan's (problem, dtype, threads) groups are measured in windows of about a minute of
+timing budget (``windows``). For each window the runner
 
-1. estimates the time of one call from a cut-down probe (``Problem.probe``) and records the
-   directions that would take longer than ``max_time`` as ``skipped``, with the estimate;
-2. runs forward (and backward) once on the real problem and compares every output with
-   ``kernels.reference``; a mismatch is recorded as ``wrong`` and not timed. This first call is
-   also the warm-up: numba compiles here, and its extra time is recorded as ``compile_s``;
-3. times each direction with ``timing.repeat``, then measures one more call's peak memory and,
-   for backends with phases, one instrumented call's phase breakdown.
+1. measures the machine's calibration workload (``convbench.bench.machine.calibrate``), as it
+   does again before every turn of step 3;
+2. for each backend, estimates the time of one call from a cut-down probe (``Problem.probe``)
+   and records the directions that would take longer than ``max_time`` as ``skipped``, with the
+   estimate; runs forward (and backward) once on the real problem and compares every output
+   with ``kernels.reference``; a mismatch is recorded as ``wrong`` and not timed. This first call
+   is also the warm-up: numba compiles here, and its extra time is recorded as ``compile_s``;
+3. times every (problem, backend, direction) of the window in ``turns`` rotating turns
+   (``convbench.bench.interleave``), keeping one sample per turn and the CPU time that other
+   processes took meanwhile (a row is ``contended`` when they held the cores it asked for);
+4. measures one more call's peak memory and, for backends with phases, one instrumented call's
+   phase breakdown, and appends the window's rows.
 
-A backend that raises is recorded as ``error`` with its message and the run goes on. Each row
-is appended to the run directory as soon as it exists.
+A backend that raises is recorded as ``error`` with its message and the run goes on.
 """
 
 from __future__ import annotations
@@ -26,14 +31,18 @@ import numpy as np
 
 import kernels
 from convbench import timing
+from convbench.bench import stats
+from convbench.bench.interleave import TURNS, Entry, call_times, interleave
+from convbench.bench.machine import calibrate
 from convbench.problems import DIRECTIONS, OPS, Problem
-from convbench.results import RunDirectory, machine_metadata
+from convbench.results import SCHEMA, RunDirectory, machine_metadata
 from convbench.suites import load_suite
 from kernels import _phases
 
 TOLERANCE = {"float32": 1e-4, "float64": 1e-10}  # relative to the largest reference value
 DTYPES = tuple(TOLERANCE)
 SLOW_EXTRAS = 1.0  # seconds: calls slower than this get no extra memory / phase call
+WINDOW = 60.0  # seconds of timing budget whose problems take turns together (see windows())
 
 
 def all_backends() -> list[str]:
@@ -56,6 +65,8 @@ class Plan:
     batch: int | None = None
     budget: float = 1.0
     rounds: int | None = None
+    turns: int = TURNS
+    window: float = WINDOW
     max_time: float = 10.0
     seed: int = 0
 
@@ -74,12 +85,14 @@ class Plan:
                 re.compile(self.match)
             except re.error as exc:
                 raise ValueError(f"match is not a regular expression ({exc}): {self.match!r}") from None
-        for name in ("budget", "max_time"):
+        for name in ("budget", "max_time", "window"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0 seconds; got {getattr(self, name)}")
         bad_threads = [t for t in self.threads if not 1 <= t <= timing.max_threads()]
         if bad_threads or not self.threads:
             raise ValueError(f"threads must be between 1 and {timing.max_threads()} on this machine; got {self.threads}")
+        if not isinstance(self.turns, int) or self.turns < 1:
+            raise ValueError(f"turns must be a whole number >= 1; got {self.turns!r}")
         if self.rounds is not None and self.rounds < 1:
             raise ValueError(f"rounds must be >= 1; got {self.rounds}")
         if self.batch is not None and self.batch < 1:
@@ -105,6 +118,24 @@ class Plan:
                             yield (suite, problem.name, backend, dtype, threads, direction)
 
 
+def windows(groups: dict[tuple, dict[str, list[str]]], budget: float, seconds: float) -> list[list[tuple]]:
+    """Consecutive groups (problem, dtype, threads) whose entries take turns together: as many
+    as fill about ``seconds`` of timing budget, all at one thread count. Measuring a window's
+    problems in turns spreads each row's turns over the whole window (asv's
+    ``--interleave-rounds``), so a state of the machine that lasts a few seconds falls on many
+    problems a little rather than on one problem wholly; a kill loses at most the window."""
+    result: list[list[tuple]] = []
+    filled = 0.0
+    for key, wanted in groups.items():
+        cost = budget * sum(len(directions) for directions in wanted.values())
+        if not result or filled + cost > seconds or key[3] != result[-1][0][0][3]:
+            result.append([])
+            filled = 0.0
+        result[-1].append((key, wanted))
+        filled += cost
+    return result
+
+
 def row_key(row: dict) -> tuple:
     return (row["suite"], row["problem"], row["backend"], row["dtype"], row["threads"], row["direction"])
 
@@ -119,8 +150,52 @@ def _max_relative_error(got, expected) -> float:
     return worst
 
 
+def _calls(problem: Problem, be, arrays: dict, ctx) -> dict[str, Callable[[], object]]:
+    return {
+        "forward": lambda: problem.forward(be, arrays),
+        "backward": lambda: problem.backward(be, arrays, ctx),
+        "forward+backward": lambda: problem.backward(be, arrays, problem.forward(be, arrays)[1]),
+    }
+
+
+@dataclass
+class _Contender:
+    """One backend made ready for one problem: its calls, verified, warmed up, and what its rows share."""
+
+    backend: str
+    be: object
+    problem: Problem
+    arrays: dict
+    base: dict
+    extras: dict
+    calls: dict
+    first: dict
+    estimates: dict | None
+    error: float
+    ctx: object = None
+
+    def slice(self, direction: str, seconds: float, exact: bool) -> list[float]:
+        """One turn's calls. Unless a forward call is too slow to repeat, they run on fresh copies
+        of the inputs (and a fresh forward pass for the backward), so that where the arrays happen
+        to lie in memory varies from turn to turn and shows in the samples instead of biasing a
+        whole run (Curtsinger and Berger's Stabilizer, in miniature)."""
+        fn = self.calls[direction]
+        if self.first["forward"] < seconds / 4:
+            arrays = {k: v.copy() for k, v in self.arrays.items()}
+            ctx = self.problem.forward(self.be, arrays)[1] if direction == "backward" else None
+            fn = _calls(self.problem, self.be, arrays, ctx)[direction]
+        return call_times(fn, seconds, exact)
+
+
 class Runner:
-    """Executes a Plan into a RunDirectory, skipping measurements it already holds."""
+    """Executes a Plan into a RunDirectory, skipping measurements it already holds.
+
+    Work comes in windows of groups (``windows``); a group is one problem, dtype and thread
+    count, with every backend and direction still pending for it. Each backend is checked and
+    warmed up first; then all of the window's entries take turns (``convbench.bench.interleave``),
+    and the machine's calibration workload is measured before every turn. A window's rows are
+    appended when it ends.
+    """
 
     def __init__(self, plan: Plan, run: RunDirectory, on_row: Callable[[dict], None] | None = None):
         self.plan, self.run, self.on_row = plan, run, on_row or (lambda row: None)
@@ -147,31 +222,45 @@ class Runner:
                 peaks[threads] = (timing.sgemm_peak(), timing.copy_bandwidth())
         metadata["peaks"] = {t: {"sgemm_gflops": g, "copy_gbs": b} for t, (g, b) in peaks.items()}
         self.session = self.run.start_session(metadata)
-        cells: dict[tuple, list[str]] = {}
-        for key in self.plan.keys():  # plan order, grouped by everything but the direction
+        groups: dict[tuple, dict[str, list[str]]] = {}
+        for key in self.plan.keys():  # plan order, grouped by problem, dtype and threads
             if key in pending:
-                cells.setdefault(key[:5], []).append(key[5])
-        for (suite, name, backend, dtype, threads), directions in cells.items():
-            base = {"suite": suite, **problems[suite, name].record(), "descriptor": problems[suite, name].descriptor(),
-                    "backend": backend, "dtype": dtype, "threads": threads,
-                    "peak_gflops": peaks[threads][0], "bandwidth_gbs": peaks[threads][1]}
+                suite, name, backend, dtype, threads, direction = key
+                groups.setdefault((suite, name, dtype, threads), {}).setdefault(backend, []).append(direction)
+        for window in windows(groups, self.plan.budget, self.plan.window):
+            threads = window[0][0][3]
+            calibration = self._calibrate()
             with timing.threads(threads):
-                self._cell(problems[suite, name], base, directions)
+                contenders = []
+                for (suite, name, dtype, _), wanted in window:
+                    problem = problems[suite, name]
+                    for backend, directions in wanted.items():
+                        base = {"suite": suite, **problem.record(), "descriptor": problem.descriptor(),
+                                "backend": backend, "dtype": dtype, "threads": threads,
+                                "peak_gflops": peaks[threads][0], "bandwidth_gbs": peaks[threads][1],
+                                "calibration_s": calibration["index_s"]}
+                        contender = self._prepare(problem, base, directions)
+                        if contender is not None:
+                            contenders.append(contender)
+                self._time(contenders, threads)
+        self._calibrate()
+
+    def _calibrate(self) -> dict:
+        return self.run.add_calibration(self.session, calibrate())
 
     def _emit(self, base: dict, direction: str, status: str, **fields) -> None:
         problem_flops = fields.pop("flops")
-        row = {"session": self.session, **base, "direction": direction, "status": status,
+        row = {"schema": SCHEMA, "session": self.session, **base, "direction": direction, "status": status,
                "flops": problem_flops, **fields,
                "time": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         if status == "ok":
             row["gflops"] = problem_flops / row["median_s"] / 1e9
             row["pct_of_peak"] = 100 * row["gflops"] / base["peak_gflops"]
         self.run.append(row)
-        self._emitted.add(direction)
         self.on_row(row)
 
     def _reference_outputs(self, problem: Problem, dtype: str, arrays: dict) -> tuple:
-        """(y, grads) of kernels.reference, kept for the latest problem only: cells come problem
+        """(y, grads) of kernels.reference, kept for the latest problem only: groups come problem
         by problem, so every backend of a problem shares one reference computation."""
         if self._reference[0] != (problem, dtype):
             as64 = {k: v.astype(np.float64) for k, v in arrays.items()}
@@ -179,31 +268,30 @@ class Runner:
             self._reference = ((problem, dtype), (y, problem.backward(kernels.reference, as64, ctx)))
         return self._reference[1]
 
-    def _cell(self, problem: Problem, base: dict, directions: list[str]) -> None:
-        self._emitted: set[str] = set()
+    def _prepare(self, problem: Problem, base: dict, directions: list[str]) -> _Contender | None:
+        """Probe, check against the reference and warm up one backend; rows that will not be timed
+        (unavailable, skipped, wrong, error) are written here."""
         dtype = base["dtype"]
         itemsize = np.dtype(dtype).itemsize
-        flops = {d: problem.flops(d) for d in directions}
-        extras = {d: {"flops": flops[d], "intensity": flops[d] / problem.bytes_moved(d, itemsize)} for d in directions}
+        extras = {d: {"flops": problem.flops(d), "intensity": problem.flops(d) / problem.bytes_moved(d, itemsize)}
+                  for d in directions}
         try:
             be = kernels.get(base["backend"])
         except kernels.BackendUnavailable as exc:
             for d in directions:
                 self._emit(base, d, "unavailable", reason=str(exc), **extras[d])
-            return
-        stage = "probe"
+            return None
+        stage, runnable = "probe", list(directions)
         try:
             estimates = estimate_seconds(be, problem, dtype, directions, self.plan.seed)
-            runnable = []
-            for d in directions:
-                if estimates and estimates[d] > self.plan.max_time:
-                    self._emit(base, d, "skipped", estimate_s=estimates[d], **extras[d], reason=(
-                        f"estimated {estimates[d]:.1f} s per call from a cut-down probe; "
-                        f"over the {self.plan.max_time:g} s limit (--max-time)"))
-                else:
-                    runnable.append(d)
+            too_slow = [d for d in directions if estimates and estimates[d] > self.plan.max_time]
+            for d in too_slow:
+                self._emit(base, d, "skipped", estimate_s=estimates[d], **extras[d], reason=(
+                    f"estimated {estimates[d]:.1f} s per call from a cut-down probe; "
+                    f"over the {self.plan.max_time:g} s limit (--max-time)"))
+            runnable = [d for d in directions if d not in too_slow]
             if not runnable:
-                return
+                return None
             stage = "check"
             arrays = problem.inputs(dtype, self.plan.seed)
             first_forward, (y, ctx) = timing.timed(lambda: problem.forward(be, arrays))
@@ -216,37 +304,48 @@ class Runner:
                 for d in runnable:
                     self._emit(base, d, "wrong", max_rel_err=error, **extras[d], reason=(
                         f"max relative error {error:.3g} against kernels.reference; tolerance {TOLERANCE[dtype]:g}"))
-                return
-            first = {"forward": first_forward, "backward": first_backward,
-                     "forward+backward": first_forward + first_backward}
-            calls = {
-                "forward": lambda: problem.forward(be, arrays),
-                "backward": lambda: problem.backward(be, arrays, ctx),
-                "forward+backward": lambda: problem.backward(be, arrays, problem.forward(be, arrays)[1]),
-            }
+                return None
+        except Exception as exc:  # isolate the failure: record it and go on with the next backend
             for d in runnable:
-                stage = d
-                result = timing.repeat(calls[d], self.plan.budget, self.plan.rounds)
-                measured = {
-                    "rounds": len(result.times), "min_s": result.min, "median_s": result.median,
-                    "iqr_s": result.iqr, "noisy": result.noisy, "first_call_s": first[d],
-                    "compile_s": max(0.0, first[d] - result.median), "max_rel_err": error,
-                    "estimate_s": estimates[d] if estimates else None,
-                }
-                if hasattr(be, "pick_of"):  # auto: which backend it chose for this problem
-                    measured["pick"] = be.pick_of(ctx)
-                if result.median < SLOW_EXTRAS:
-                    measured["peak_mem_bytes"] = timing.peak_memory(calls[d])
+                self._emit(base, d, "error", reason=f"{type(exc).__name__} in {stage}: {exc}",
+                           traceback=traceback.format_exc(limit=-3), **extras[d])
+            return None
+        calls = _calls(problem, be, arrays, ctx)
+        first = {"forward": first_forward, "backward": first_backward,
+                 "forward+backward": first_forward + first_backward}
+        return _Contender(base["backend"], be, problem, arrays, base, {d: extras[d] for d in runnable},
+                          {d: calls[d] for d in runnable}, first, estimates, error, ctx)
+
+    def _time(self, contenders: list[_Contender], threads: int) -> None:
+        """Every contender's directions take turns; then each gets its extra calls and its rows."""
+        entries = [Entry((c, d), lambda seconds, exact, c=c, d=d: c.slice(d, seconds, exact))
+                   for c in contenders for d in c.calls]
+        interleave(entries, self.plan.budget, self.plan.rounds or self.plan.turns, exact=self.plan.rounds is not None,
+                   between=self._calibrate)
+        for entry in entries:
+            c, d = entry.key
+            if entry.error is not None:
+                exc = entry.error
+                self._emit(c.base, d, "error", reason=f"{type(exc).__name__} in {d}: {exc}",
+                           traceback="".join(traceback.format_exception(exc, limit=-3)), **c.extras[d])
+                continue
+            measured = {
+                **entry.summary(), **entry.meter.record(threads), "first_call_s": c.first[d],
+                "compile_s": max(0.0, c.first[d] - stats.median(entry.samples)), "max_rel_err": c.error,
+                "estimate_s": c.estimates[d] if c.estimates else None,
+            }
+            try:
+                if hasattr(c.be, "pick_of"):  # auto: which backend it chose for this problem
+                    measured["pick"] = c.be.pick_of(c.ctx)
+                if measured["median_s"] < SLOW_EXTRAS:
+                    measured["peak_mem_bytes"] = timing.peak_memory(c.calls[d])
                     with _phases.record() as phases:
-                        calls[d]()
+                        c.calls[d]()
                     measured["phases"] = phases or None
-                self._emit(base, d, "ok", **measured, **extras[d])
-        except Exception as exc:  # isolate the failure: record it and go on with the next cell
-            message = f"{type(exc).__name__} in {stage}: {exc}"
-            detail = traceback.format_exc(limit=-3)
-            for d in directions:
-                if d not in self._emitted:
-                    self._emit(base, d, "error", reason=message, traceback=detail, **extras[d])
+            except Exception as exc:  # the timing stands; the extras are recorded as missing
+                measured["extras_error"] = f"{type(exc).__name__}: {exc}"
+            self._emit(c.base, d, "ok", **measured, **c.extras[d])
+
 
 def estimate_seconds(be, problem: Problem, dtype: str, directions: list[str], seed: int = 0) -> dict | None:
     """Seconds per call of each direction, extrapolated from two cut-down probes; None if tiny.

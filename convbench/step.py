@@ -20,10 +20,12 @@ import numpy as np
 
 import kernels
 from convbench import timing
+from convbench.bench.interleave import Entry, call_times, interleave, timing_fields
+from convbench.bench.machine import calibrate
 from convbench.data import embedded_digits, prepare
 from convbench.models import build_model
 from convbench.nn import SGD
-from convbench.results import RunDirectory, machine_metadata
+from convbench.results import SCHEMA, RunDirectory, machine_metadata
 from convbench.runner import TOLERANCE
 from convbench.train import MODEL_DEFAULTS
 
@@ -98,7 +100,7 @@ def _step_function(backend: str, model: str, x, y, dtype: str, seed: int) -> Cal
 
 
 def measure_steps(backends: list[str], model: str, batch_size: int, dtype: str, budget: float,
-                  rounds: int | None, seed: int = 0) -> dict[str, dict]:
+                  rounds: int | None, seed: int = 0, between: Callable[[], None] | None = None) -> dict[str, dict]:
     """Per backend: median seconds of each part of a training step and of each layer kind, or a
     'wrong', 'unavailable' or 'error' verdict.
 
@@ -112,7 +114,7 @@ def measure_steps(backends: list[str], model: str, batch_size: int, dtype: str, 
     reference = build_model(model, kernels.reference, seed=seed, dtype="float64")
     expected = reference.train_step(x.astype(np.float64), y, SGD(**_sgd(model)))[0]
     results: dict[str, dict] = {}
-    steps, first, plain, timed = {}, {}, {}, {}
+    steps, first, timed = {}, {}, {}
     for backend in backends:
         try:
             step = _step_function(backend, model, x, y, dtype, seed)
@@ -128,27 +130,33 @@ def measure_steps(backends: list[str], model: str, batch_size: int, dtype: str, 
             results[backend] = {"status": "wrong", "max_rel_err": error, "reason": (
                 f"first-step loss {warm_up['loss']:.6g} vs the reference's {expected:.6g}")}
             continue
-        steps[backend], first[backend], plain[backend], timed[backend] = step, (warm_up["step"], error), [], []
-    spent = dict.fromkeys(steps, 0.0)
-    for turn in range(rounds or SLICES):
-        if not steps:
-            break
-        order = list(steps)
-        first_up = turn % len(order)
-        for backend in order[first_up:] + order[:first_up]:
-            if not rounds and plain[backend] and spent[backend] >= budget:
-                continue  # a slow backend whose first steps already spent its budget
-            pair = lambda: (plain[backend].append(steps[backend](False)), timed[backend].append(steps[backend](True)))  # noqa: E731
-            try:
-                spent[backend] += sum(timing.repeat(pair, budget / SLICES, 1 if rounds else None).times)
-            except Exception as exc:
-                results[backend] = {"status": "error", "reason": f"{type(exc).__name__}: {exc}"}
-                del steps[backend]
-    for backend in steps:
-        source = {key: plain[backend] if key == "step" else timed[backend] for key in timed[backend][0] if key != "loss"}
-        medians = {key: float(np.median([s[key] for s in samples])) for key, samples in source.items()}
-        iqr = {key: float(np.subtract(*np.percentile([s[key] for s in source[key]], [75, 25]))) for key in PARTS}
-        results[backend] = {"status": "ok", "rounds": len(plain[backend]), "medians": medians, "iqr": iqr,
+        steps[backend], first[backend], timed[backend] = step, (warm_up["step"], error), []
+    def turn_of(backend: str) -> Callable[[float, bool], list[float]]:
+        def one_turn(seconds: float, exact: bool) -> list[float]:
+            plain_steps, instrumented = [], []
+
+            def pair() -> None:
+                plain_steps.append(steps[backend](False))
+                instrumented.append(steps[backend](True))
+
+            call_times(pair, seconds, exact)
+            timed[backend].append(instrumented)
+            return [s["step"] for s in plain_steps]
+        return one_turn
+
+    entries = [Entry(backend, turn_of(backend)) for backend in steps]
+    interleave(entries, budget, rounds or SLICES, exact=rounds is not None, between=between)
+    for entry in entries:
+        backend = entry.key
+        if entry.error is not None:
+            results[backend] = {"status": "error", "reason": f"{type(entry.error).__name__}: {entry.error}"}
+            continue
+        turns = timed[backend]
+        keys = [key for key in turns[0][0] if key not in ("step", "loss")]
+        fields = {"step": entry.summary(), **{key: timing_fields(
+            [float(np.median([s[key] for s in turn])) for turn in turns],
+            [min(s[key] for s in turn) for turn in turns], entry.calls) for key in keys}}
+        results[backend] = {"status": "ok", "fields": fields, "meter": entry.meter,
                             "first_call_s": first[backend][0], "max_rel_err": first[backend][1]}
     return {backend: results[backend] for backend in backends}
 
@@ -187,21 +195,23 @@ def run_steps(run: RunDirectory, models: list[tuple[str, int]], backends: list[s
             pending = [b for b in backends if not all((problem, b, part) in done for part in PARTS)]
             if not pending:
                 continue
-            for backend, result in measure_steps(pending, model, batch, dtype, budget, rounds).items():
-                base = {"session": session, "suite": "step", "problem": problem, "op": "train_step",
+            calibration = run.add_calibration(session, calibrate())
+            between = lambda: run.add_calibration(session, calibrate())  # noqa: E731
+            for backend, result in measure_steps(pending, model, batch, dtype, budget, rounds, between=between).items():
+                base = {"schema": SCHEMA, "session": session, "calibration_s": calibration["index_s"], "suite": "step", "problem": problem, "op": "train_step",
                         "N": batch, "repeat": 1, "backend": backend, "dtype": dtype, "threads": threads,
                         "peak_gflops": peak, "bandwidth_gbs": bandwidth}
                 for part in PARTS:
                     row = {**base, "direction": part, "status": result["status"],
                            "time": datetime.now(timezone.utc).isoformat(timespec="seconds")}
                     if result["status"] == "ok":
-                        row.update(rounds=result["rounds"], median_s=result["medians"][part],
-                                   iqr_s=result["iqr"][part], max_rel_err=result["max_rel_err"],
-                                   noisy=result["iqr"][part] > timing.NOISY_IQR * result["medians"][part])
+                        row.update(**result["fields"][part], max_rel_err=result["max_rel_err"],
+                                   **result["meter"].record(threads))
                         if part == "step":
-                            row.update({f"{k}_s": result["medians"].get(f"{k}_s") for k in KINDS},
+                            row.update({f"{k}_s": result["fields"][f"{k}_s"]["median_s"] for k in KINDS},
                                        first_call_s=result["first_call_s"])
                     else:
                         row.update(reason=result["reason"], max_rel_err=result.get("max_rel_err"))
                     run.append(row)
                     on_row(row)
+        run.add_calibration(session, calibrate())

@@ -3,7 +3,7 @@
 Like ``timeit``'s autorange and ``torch.utils.benchmark``: the caller warms the function up,
 then it repeats until a time budget is spent (or exactly ``rounds`` times), and the median and
 the interquartile range describe the result; a measurement whose IQR exceeds 10 % of its median
-is flagged noisy.
+is flagged noisy (``convbench.bench.stats.is_noisy``).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-NOISY_IQR = 0.10  # IQR / median above this marks a measurement noisy
+from convbench.bench import stats
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ class Timing:
 
     @property
     def noisy(self) -> bool:
-        return len(self.times) >= 4 and self.iqr > NOISY_IQR * self.median
+        return stats.is_noisy(self.times)
 
 
 def repeat(fn: Callable[[], object], budget: float, rounds: int | None = None, max_rounds: int = 10_000) -> Timing:

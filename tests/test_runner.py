@@ -16,6 +16,7 @@ from convbench.cli import main
 import convbench
 from convbench.results import MEASUREMENTS, RunDirectory, load_results
 from convbench.runner import Plan, Runner, row_key
+from convbench.runner import windows as runner_windows
 
 
 def execute(tmp_path, **plan_fields) -> list[dict]:
@@ -37,6 +38,52 @@ def test_a_small_real_run(tmp_path):
     assert set(rows[0]["phases"]) == {"im2col", "gemm"}  # im2col's forward phases
     frame = convbench.load_results(tmp_path / "run")
     assert len(frame) == 6 and {"cpu", "numpy_version", "blas", "peaks"} <= set(frame.columns)
+
+
+def test_rows_keep_raw_samples_and_the_machines_state(tmp_path):
+    rows = execute(tmp_path, suites=["seeds"], match="seed001_(conv|pool)$", backends=["im2col", "stride_tricks"],
+                   rounds=4)
+    assert len(rows) == 12
+    for r in rows:
+        assert r["schema"] == 2 and r["turns"] == 4 and r["sample_calls"] == [1, 1, 1, 1]
+        assert len(r["samples_s"]) == len(r["sample_min_s"]) == 4 and r["min_s"] == min(r["sample_min_s"])
+        assert r["median_s"] == pytest.approx(sorted(r["samples_s"])[1] / 2 + sorted(r["samples_s"])[2] / 2)
+        assert isinstance(r["contended"], bool) and r["others_cores"] >= 0 and r["cpu_per_wall"] >= 0
+        assert r["calibration_s"] > 0
+    calibrations = RunDirectory(tmp_path / "run").calibrations()
+    # the 2 problems take turns in one window: one before it, one before each of its 4 turns, one at the end
+    assert len(calibrations) == 1 + 4 + 1
+    assert all(c["version"] == 1 and c["index_s"] > 0 for c in calibrations)
+
+
+def test_the_backends_and_directions_of_a_problem_take_turns(tmp_path, monkeypatch):
+    """Every call of a problem's group is logged: with 2 turns, each (backend, direction) is
+    called once per turn, and the second turn starts one place further on."""
+    import convbench.runner as runner
+
+    log = []
+    original = runner.interleave
+
+    def logged(entries, *args, **kwargs):
+        for e in entries:
+            e.slice = lambda s, x, key=(e.key[0].backend, e.key[1]), f=e.slice: (log.append(key), f(s, x))[1]
+        return original(entries, *args, **kwargs)
+
+    monkeypatch.setattr(runner, "interleave", logged)
+    execute(tmp_path, suites=["seeds"], match="seed001_conv$", backends=["im2col", "stride_tricks"],
+            directions=["forward", "backward"], rounds=2)
+    first, second = log[:4], log[4:]
+    assert first == [(b, d) for b in ("im2col", "stride_tricks") for d in ("forward", "backward")]
+    assert second == first[1:] + first[:1]
+
+
+def test_windows_of_problems_that_take_turns_together():
+    three = {"forward": None, "backward": None, "forward+backward": None}
+    groups = {(s, f"p{i}", "float32", t): {"im2col": list(three), "numba": list(three)}
+              for i, (s, t) in enumerate([("a", 1)] * 5 + [("a", 2)] * 2)}
+    cut = runner_windows(groups, budget=1.0, seconds=12.0)  # 6 entries of 1 s per group: 2 groups a window
+    assert [[key[1] for key, _ in w] for w in cut] == [["p0", "p1"], ["p2", "p3"], ["p4"], ["p5", "p6"]]
+    assert len(runner_windows(groups, budget=1.0, seconds=1.0)) == 7  # a group never splits
 
 
 def test_slow_measurements_are_skipped_with_the_reason(tmp_path):

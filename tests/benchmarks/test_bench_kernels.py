@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import kernels
+from convbench.bench.machine import calibrate
 from convbench.timing import usable_cores
 from bench_common import PROBLEMS, assert_close, problem_id, rounds_policy, run
 
@@ -47,6 +48,8 @@ def test_kernel(benchmark, backend, item, direction, references):
                                 N=problem.N, repeat=problem.repeat, backend=backend, direction=direction,
                                 dtype="float32", threads=usable_cores(), flops=problem.flops(direction),
                                 intensity=problem.flops(direction) / problem.bytes_moved(direction, 4))
+    if not benchmark.disabled:  # the machine's speed just before: compare tells drift from change with it
+        benchmark.extra_info["calibration_s"] = calibrate()["index_s"]
     got = run(benchmark, call, rounds)
     assert_close(got, references(problem, arrays)[: len(got)])
     if benchmark.stats:  # timed (not a plain run): GFLOP/s from the median

@@ -1,0 +1,215 @@
+"""``convbench ab REV_A REV_B``: two revisions of the kernels measured side by side, in turns.
+
+Each revision is checked out in a temporary git worktree and driven by its own worker process
+(``abworker``, which imports only that revision's ``kernels``). For every problem the two
+workers take turns in pairs (``interleave.paired``: A then B, then B then A, ...), while the
+other waits idle, so a machine that drifts during the session slows both alike and a change
+of code is not confused with a change of machine. Both sides' outputs are checked against their
+own revision's float64 reference before they are timed.
+
+The result is two ordinary run directories, ``OUT/a`` and ``OUT/b``, which ``convbench
+compare`` (run at the end) and ``convbench report`` read like any other.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+
+from convbench.bench.interleave import Entry, interleave, paired
+from convbench.bench.machine import CpuMeter, calibrate
+from convbench.results import SCHEMA, RunDirectory, machine_metadata
+from convbench.runner import TOLERANCE, Plan
+
+WORKER = Path(__file__).with_name("abworker.py")
+SIDES = ("a", "b")
+
+
+class AbError(Exception):
+    """Something outside the measurement went wrong: a bad revision, a worker that would not start."""
+
+
+def _git(repo: Path, *args: str) -> str:
+    done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise AbError(f"git {' '.join(args)}: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else 'failed'}")
+    return done.stdout.strip()
+
+
+def resolve(repo: Path, revision: str) -> str:
+    """The full commit hash of ``revision`` in ``repo``, or AbError naming it."""
+    try:
+        return _git(repo, "rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}")
+    except AbError:
+        raise AbError(f"{revision!r} is not a commit of the repository at {repo}") from None
+
+
+@contextmanager
+def worktrees(repo: Path, commits: list[str]) -> Iterator[list[Path]]:
+    """Detached worktrees of ``commits`` in a temporary folder, removed afterwards."""
+    folder = Path(tempfile.mkdtemp(prefix="convbench-ab-"))
+    made: list[Path] = []
+    try:
+        for side, commit in zip(SIDES, commits):
+            path = folder / side
+            _git(repo, "worktree", "add", "--detach", "--quiet", str(path), commit)
+            made.append(path)
+        yield made
+    finally:
+        for path in made:
+            subprocess.run(["git", "-C", str(repo), "worktree", "remove", "--force", str(path)], capture_output=True)
+        shutil.rmtree(folder, ignore_errors=True)
+        subprocess.run(["git", "-C", str(repo), "worktree", "prune"], capture_output=True)
+
+
+class Worker:
+    """One revision's worker process; ``ask`` sends a request and returns the answer."""
+
+    def __init__(self, root: Path, log: Path):
+        self.log = log
+        with open(log, "w") as err:
+            self.process = subprocess.Popen([sys.executable, str(WORKER), str(root)], cwd=root, text=True,
+                                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err)
+        hello = self._read()
+        if not hello.get("ok"):
+            raise AbError(f"the worker in {root} imported kernels from {hello.get('kernels')}, not from its revision")
+
+    def _read(self) -> dict:
+        line = self.process.stdout.readline()
+        if not line:
+            tail = self.log.read_text()[-2000:].strip() if self.log.exists() else ""
+            raise AbError(f"a worker process ended unexpectedly (see {self.log}): {tail.splitlines()[-1] if tail else ''}")
+        return json.loads(line)
+
+    def ask(self, request: dict) -> dict:
+        self.process.stdin.write(json.dumps(request) + "\n")
+        self.process.stdin.flush()
+        return self._read()
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            try:
+                self.process.stdin.write('{"op": "quit"}\n')
+                self.process.stdin.flush()
+                self.process.wait(timeout=10)
+            except (OSError, subprocess.TimeoutExpired):
+                self.process.kill()
+                self.process.wait()
+        for pipe in (self.process.stdin, self.process.stdout):
+            try:
+                pipe.close()
+            except OSError:
+                pass
+
+
+def _slicer(worker: Worker, ident: int) -> Callable[[float, bool], list[float]]:
+    def slice_(seconds: float, exact: bool) -> list[float]:
+        answer = worker.ask({"op": "slice", "id": ident, "seconds": seconds, "exact": exact})
+        if not answer["ok"]:
+            raise RuntimeError(answer["reason"])
+        return answer["times"]
+    return slice_
+
+
+def run_ab(repo: Path, revisions: tuple[str, str], plan: Plan, out: Path,
+           on_group: Callable[[str], None] | None = None) -> tuple[Path, Path]:
+    """Measure ``plan`` on both revisions in turns; write ``out/a`` and ``out/b``; return them."""
+    on_group = on_group or (lambda label: None)
+    commits = [resolve(repo, r) for r in revisions]
+    problems = plan.problems()
+    out.mkdir(parents=True, exist_ok=True)
+    runs = [RunDirectory(out / side) for side in SIDES]
+    with worktrees(repo, commits) as roots:
+        workers: list[Worker] = []
+        try:
+            for side, root in zip(SIDES, roots):
+                workers.append(Worker(root, out / f"worker-{side}.log"))
+            metadata = machine_metadata()
+            sessions = []
+            for run, side, revision, commit in zip(runs, SIDES, revisions, commits):
+                run.create({"command": "ab", "side": side, "revision": revision, "commit": commit, "plan": asdict(plan)})
+                sessions.append(run.start_session({**metadata, "git_commit": commit, "revision": revision}))
+            ident = 0
+            for threads in plan.threads:
+                for dtype in plan.dtypes:
+                    for suite, problem in problems:
+                        on_group(f"{suite}/{problem.name} {dtype} {threads}t")
+                        calibration = calibrate()
+                        for run, session in zip(runs, sessions):
+                            run.add_calibration(session, calibration)
+                        entries, rows = [], []
+                        for backend in plan.backends:
+                            for direction in plan.directions:
+                                base = {"suite": suite, **problem.record(), "descriptor": problem.descriptor(),
+                                        "backend": backend, "dtype": dtype, "threads": threads,
+                                        "direction": direction, "calibration_s": calibration["index_s"],
+                                        "flops": problem.flops(direction)}
+                                pair = []
+                                for side, worker, session in zip(SIDES, workers, sessions):
+                                    ident += 1
+                                    answer = worker.ask({"op": "setup", "id": ident, "problem": asdict(problem),
+                                                         "backend": backend, "dtype": dtype, "threads": threads,
+                                                         "direction": direction, "seed": plan.seed})
+                                    row = {"schema": SCHEMA, "session": session, **base}
+                                    if answer["ok"] and not answer["max_rel_err"] <= TOLERANCE[dtype]:
+                                        answer = {"ok": False, "status": "wrong", "max_rel_err": answer["max_rel_err"],
+                                                  "reason": f"max relative error {answer['max_rel_err']:.3g} "
+                                                            f"against kernels.reference; tolerance {TOLERANCE[dtype]:g}"}
+                                    if answer["ok"] and answer["first_s"] > plan.max_time:
+                                        answer = {"ok": False, "status": "skipped",
+                                                  "reason": f"the first call took {answer['first_s']:.1f} s; over --max-time"}
+                                    if answer["ok"]:
+                                        row.update(max_rel_err=answer["max_rel_err"], first_call_s=answer["first_s"])
+                                        meter = CpuMeter(pids=[worker.process.pid, os.getpid()])
+                                        pair.append((Entry((side, backend, direction), _slicer(worker, ident), meter), row))
+                                    else:
+                                        row.update(status=answer["status"], reason=answer["reason"])
+                                        rows.append((side, row))
+                                if len(pair) == 1:  # the other side cannot run it: time this one alone
+                                    entry, row = pair[0]
+                                    idle = Entry(("idle", backend, direction), lambda seconds, exact: [0.0])
+                                    pair.insert(SIDES.index(entry.key[0]) ^ 1, (idle, None))
+                                entries += [entry for entry, _ in pair]
+                                rows += [(entry.key[0], row) for entry, row in pair if row is not None]
+                        def between() -> None:
+                            calibration = calibrate()
+                            for run, session in zip(runs, sessions):
+                                run.add_calibration(session, calibration)
+
+                        interleave(entries, plan.budget, _even(plan.rounds or plan.turns),
+                                   exact=plan.rounds is not None, order=paired, between=between)
+                        measured = {entry.key: entry for entry in entries}
+                        for side, row in rows:
+                            entry = measured.get((side, row["backend"], row["direction"]))
+                            if entry is not None and "status" not in row:
+                                row.update(_measured(entry, threads))
+                                if row["status"] == "ok":
+                                    row["gflops"] = row["flops"] / row["median_s"] / 1e9
+                            row["time"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+                            runs[SIDES.index(side)].append(row)
+            final = calibrate()
+            for run, session in zip(runs, sessions):
+                run.add_calibration(session, final)
+        finally:
+            for worker in workers:
+                worker.close()
+    return runs[0].path, runs[1].path
+
+
+def _even(turns: int) -> int:
+    return turns + turns % 2
+
+
+def _measured(entry: Entry, threads: int) -> dict:
+    if entry.error is not None:
+        return {"status": "error", "reason": f"{type(entry.error).__name__}: {entry.error}"}
+    return {"status": "ok", **entry.summary(), **entry.meter.record(threads)}

@@ -1,0 +1,153 @@
+"""The worker of ``convbench ab``: one per revision, run as a script inside that revision's
+git worktree, speaking JSON lines on stdin and stdout.
+
+It imports nothing of convbench, only the revision's ``kernels`` (the interface of
+INTERFACE.md, which every revision keeps) and numpy, so the same worker drives any commit,
+older or newer than the code that starts it. Requests::
+
+    {"op": "setup", "id": ID, "problem": {...}, "backend": B, "dtype": D, "threads": T,
+     "direction": DIR, "seed": S}      -> {"ok": true, "max_rel_err": E, "first_s": F}
+    {"op": "slice", "id": ID, "seconds": S, "exact": false}  -> {"ok": true, "times": [...]}
+    {"op": "quit"}
+
+A failure answers ``{"ok": false, "status": "error" | "unavailable", "reason": ...}``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import traceback
+
+
+def _inputs(p: dict, dtype: str, seed: int) -> dict:
+    """The same seeded arrays as ``convbench.problems.Problem.inputs``."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    ho = (p["H"] + 2 * p["padding"][0] - p["dilation"][0] * (p["R"] - 1) - 1) // p["stride"][0] + 1
+    wo = (p["W"] + 2 * p["padding"][1] - p["dilation"][1] * (p["S"] - 1) - 1) // p["stride"][1] + 1
+    arrays = {"x": rng.standard_normal((p["N"], p["C"], p["H"], p["W"])).astype(dtype),
+              "dy": rng.standard_normal((p["N"], p["K"], ho, wo)).astype(dtype)}
+    if p["op"] == "conv2d":
+        arrays["w"] = rng.standard_normal((p["K"], p["C"] // p["groups"], p["R"], p["S"])).astype(dtype)
+        arrays["b"] = rng.standard_normal((p["K"],)).astype(dtype)
+    return arrays
+
+
+def _forward(be, p: dict, a: dict):
+    if p["op"] == "conv2d":
+        return be.conv2d_forward(a["x"], a["w"], a["b"], stride=tuple(p["stride"]), padding=tuple(p["padding"]),
+                                 dilation=tuple(p["dilation"]), groups=p["groups"])
+    return getattr(be, f"{p['op']}_forward")(a["x"], (p["R"], p["S"]), stride=tuple(p["stride"]),
+                                              padding=tuple(p["padding"]))
+
+
+def _backward(be, p: dict, a: dict, ctx) -> tuple:
+    grads = getattr(be, f"{p['op']}_backward")(a["dy"], ctx)
+    return grads if isinstance(grads, tuple) else (grads,)
+
+
+def _max_relative_error(got, expected) -> float:
+    import numpy as np
+
+    worst = 0.0
+    for g, e in zip(got, expected):
+        if e is None:
+            continue
+        scale = float(np.max(np.abs(e))) or 1.0
+        worst = max(worst, float(np.max(np.abs(g.astype(np.float64) - e))) / scale)
+    return worst
+
+
+class _Threads:
+    """BLAS and numba thread counts, set once per request."""
+
+    def __init__(self):
+        from threadpoolctl import ThreadpoolController
+
+        self.controller, self.current, self.limit = ThreadpoolController(), None, None
+
+    def set(self, count: int) -> None:
+        if count != self.current:
+            self.limit = self.controller.limit(limits=count)
+            self.current = count
+        numba = sys.modules.get("numba")  # imported by the first numba backend, whenever that is
+        if numba is not None and numba.get_num_threads() != count:
+            numba.set_num_threads(count)
+
+
+def _setup(request: dict, calls: dict, threads: _Threads) -> dict:
+    import kernels
+
+    p, dtype, direction = request["problem"], request["dtype"], request["direction"]
+    try:
+        be = kernels.get(request["backend"])
+    except kernels.BackendUnavailable as exc:
+        return {"ok": False, "status": "unavailable", "reason": str(exc)}
+    threads.set(request["threads"])  # after kernels.get, which may import numba
+    arrays = _inputs(p, dtype, request["seed"])
+    start = time.perf_counter()
+    y, ctx = _forward(be, p, arrays)
+    grads = _backward(be, p, arrays, ctx) if direction != "forward" else ()
+    first = time.perf_counter() - start
+    as64 = {k: v.astype("float64") for k, v in arrays.items()}
+    y_ref, ctx_ref = _forward(kernels.reference, p, as64)
+    grads_ref = _backward(kernels.reference, p, as64, ctx_ref) if direction != "forward" else ()
+    error = _max_relative_error((y, *grads), (y_ref, *grads_ref))
+
+    def make(fresh: bool):
+        """The timed call; with ``fresh``, on new copies of the inputs (see convbench's runner)."""
+        a = {k: v.copy() for k, v in arrays.items()} if fresh else arrays
+        c = _forward(be, p, a)[1] if fresh and direction == "backward" else ctx
+        return {"forward": lambda: _forward(be, p, a),
+                "backward": lambda: _backward(be, p, a, c),
+                "forward+backward": lambda: _backward(be, p, a, _forward(be, p, a)[1])}[direction]
+
+    calls[request["id"]] = (make, request["threads"], first)
+    return {"ok": True, "max_rel_err": error, "first_s": first}
+
+
+def _slice(request: dict, calls: dict, threads: _Threads) -> dict:
+    make, count, first = calls[request["id"]]
+    fn = make(fresh=first < request["seconds"] / 4)
+    threads.set(count)
+    times, spent = [], 0.0
+    while not times or (not request["exact"] and spent < request["seconds"]):
+        start = time.perf_counter()
+        fn()
+        elapsed = time.perf_counter() - start
+        times.append(elapsed)
+        spent += elapsed
+    return {"ok": True, "times": times}
+
+
+def main() -> None:
+    root = os.path.abspath(sys.argv[1])
+    sys.path.insert(0, root)
+    protocol = sys.stdout
+    sys.stdout = sys.stderr  # nothing a kernel prints may corrupt the protocol
+    import kernels
+
+    where = os.path.abspath(kernels.__file__)
+    protocol.write(json.dumps({"ok": where.startswith(root + os.sep), "kernels": where}) + "\n")
+    protocol.flush()
+    calls: dict = {}
+    threads = _Threads()
+    for line in sys.stdin:
+        request = json.loads(line)
+        if request["op"] == "quit":
+            break
+        try:
+            answer = (_setup if request["op"] == "setup" else _slice)(request, calls, threads)
+        except Exception as exc:  # noqa: BLE001 -- reported to the driver, which records it
+            answer = {"ok": False, "status": "error", "reason": f"{type(exc).__name__}: {exc}",
+                      "traceback": traceback.format_exc(limit=-3)}
+        protocol.write(json.dumps(answer) + "\n")
+        protocol.flush()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,147 @@
+"""What the machine is doing while we measure: its speed (a fixed calibration workload) and
+who else is using its cores (CPU accounting from the kernel, through psutil).
+
+The calibration workload never changes between versions of this code (``CALIBRATION_VERSION``
+names it): a 256 x 256 float32 matrix product and an 8 MiB copy, each timed several times on
+one thread. Measured at intervals through every run, it lets ``compare`` tell a machine that got
+slower from code that did.
+
+Contention is measured, not guessed: over a measurement, the cores' busy time (``/proc/stat``:
+user, system, interrupts and steal, i.e. time the hypervisor gave to another guest) minus our
+own processes' CPU time is what others took. A measurement during which others took more than
+the cores we did not ask for (plus ``SPARE_CORES_SLACK``) did not get the cores it asked for.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import psutil
+from threadpoolctl import threadpool_limits
+
+from convbench.timing import usable_cores
+
+CALIBRATION_VERSION = 1
+SPARE_CORES_SLACK = 0.25  # cores others may use on average before a measurement is contended
+BUSY_AT_START = 0.25  # cores in use by others, at the start of a run, before we warn
+
+
+def _busy_seconds() -> float:
+    """Seconds all cores together spent not idle since boot (steal included: a core the
+    hypervisor gave to someone else was not ours either)."""
+    t = psutil.cpu_times()
+    return sum(getattr(t, name, 0.0) for name in ("user", "nice", "system", "irq", "softirq", "steal"))
+
+
+def _cpu_seconds(processes: list[psutil.Process]) -> float:
+    total = 0.0
+    for p in processes:
+        try:
+            t = p.cpu_times()
+        except psutil.Error:
+            continue
+        total += t.user + t.system
+    return total
+
+
+@dataclass
+class CpuMeter:
+    """Accumulates wall time, our CPU time and others' CPU time over many short intervals.
+
+    ``pids``: the processes whose CPU time is ours (default: this one). Use ``with meter:``
+    around each timed slice; the totals add up over every slice.
+    """
+
+    pids: list[int] = field(default_factory=lambda: [os.getpid()])
+    wall: float = 0.0
+    own_cpu: float = 0.0
+    others_cpu: float = 0.0
+
+    def __post_init__(self):
+        self._processes = [psutil.Process(pid) for pid in self.pids]
+
+    def __enter__(self) -> CpuMeter:
+        self._start = (time.perf_counter(), _cpu_seconds(self._processes), _busy_seconds())
+        return self
+
+    def __exit__(self, *exc) -> None:
+        wall, own, busy = time.perf_counter(), _cpu_seconds(self._processes), _busy_seconds()
+        self.wall += wall - self._start[0]
+        self.own_cpu += own - self._start[1]
+        self.others_cpu += max(0.0, (busy - self._start[2]) - (own - self._start[1]))
+
+    def record(self, threads: int, cores: int | None = None) -> dict:
+        """The fields a results row carries: cores others used on average, our CPU per wall
+        second, and whether the measurement was contended."""
+        cores = cores or usable_cores()
+        others = self.others_cpu / self.wall if self.wall > 0 else 0.0
+        return {"others_cores": round(others, 4),
+                "cpu_per_wall": round(self.own_cpu / self.wall, 4) if self.wall > 0 else None,
+                "load1": round(os.getloadavg()[0], 2),
+                "contended": bool(others > max(0, cores - threads) + SPARE_CORES_SLACK)}
+
+
+def others_busy(seconds: float = 0.5) -> float:
+    """Cores in use by other processes over ``seconds`` (this one sleeps meanwhile)."""
+    meter = CpuMeter()
+    with meter:
+        time.sleep(seconds)
+    return meter.others_cpu / meter.wall
+
+
+def busy_warning(seconds: float = 0.5) -> str | None:
+    """A one-line warning when other processes are using the cores now (pyperf's system check
+    in miniature), naming the busiest of them; None on a quiet machine."""
+    processes = [p for p in psutil.process_iter(["pid", "name"]) if p.pid != os.getpid()]
+    for p in processes:
+        try:
+            p.cpu_percent(None)
+        except psutil.Error:
+            pass
+    others = others_busy(seconds)
+    if others <= BUSY_AT_START:
+        return None
+    usage = []
+    for p in processes:
+        try:
+            usage.append((p.cpu_percent(None), p.info["name"], p.pid))
+        except psutil.Error:
+            pass
+    top = ", ".join(f"{name} (pid {pid}, {pct:.0f} %)" for pct, name, pid in sorted(usage, reverse=True)[:3] if pct >= 5)
+    return (f"the machine is busy: other processes used {others:.2f} of {usable_cores()} cores over "
+            f"{seconds:g} s{' (' + top + ')' if top else ''}; measurements they overlap will be "
+            f"marked contended and get no faster/slower verdict")
+
+
+_CAL_RNG = np.random.default_rng(20261123)
+_CAL_A = _CAL_RNG.standard_normal((256, 256), dtype=np.float32)
+_CAL_B = _CAL_RNG.standard_normal((256, 256), dtype=np.float32)
+_CAL_SRC = np.ones(2**20)  # 8 MiB
+_CAL_DST = np.empty_like(_CAL_SRC)
+
+
+def calibrate(repeats: int = 7) -> dict:
+    """Seconds of the fixed workload (the fastest of ``repeats`` each, as the verdicts use the
+    fastest calls), on one thread.
+
+    ``index_s`` is the geometric mean of the matrix product's and the copy's seconds: one number
+    for the machine's speed, compute and memory alike.
+    """
+    def fastest(fn) -> float:
+        fn()
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    with threadpool_limits(limits=1):
+        sgemm = fastest(lambda: _CAL_A @ _CAL_B)
+    copy = fastest(lambda: np.copyto(_CAL_DST, _CAL_SRC))
+    return {"version": CALIBRATION_VERSION, "sgemm_s": sgemm, "copy_s": copy,
+            "index_s": float(np.sqrt(sgemm * copy)),
+            "time": time.time()}

@@ -1,0 +1,44 @@
+"""A backend made slower on purpose, to check that the harness catches a real slowdown.
+
+``slow_down(module, fraction)`` wraps the six kernel functions of a backend module so that each
+call, after it returns, spins for ``fraction`` of its own time: a 1.25x slower kernel for
+``fraction=0.25``, whatever the machine's speed. Run as a script it does that and then runs the
+``convbench`` command line in the same process::
+
+    python tests/slowed.py im2col 0.25 run --suite seeds --backends im2col,numba --out B
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import time
+
+FUNCTIONS = ("conv2d_forward", "conv2d_backward", "maxpool2d_forward", "maxpool2d_backward",
+             "avgpool2d_forward", "avgpool2d_backward")
+
+
+def _spinning(fn, fraction: float):
+    @functools.wraps(fn)
+    def slower(*args, **kwargs):
+        start = time.perf_counter()
+        result = fn(*args, **kwargs)
+        until = time.perf_counter() + fraction * (time.perf_counter() - start)
+        while time.perf_counter() < until:
+            pass
+        return result
+    return slower
+
+
+def slow_down(module, fraction: float) -> None:
+    for name in FUNCTIONS:
+        setattr(module, name, _spinning(getattr(module, name), fraction))
+
+
+if __name__ == "__main__":
+    import kernels
+    from convbench.cli import main
+
+    backend, fraction, *argv = sys.argv[1:]
+    slow_down(kernels.get(backend), float(fraction))
+    sys.exit(main(argv))

@@ -1,0 +1,95 @@
+"""`convbench ab` on a tiny repository with two commits: each revision measured by its own worker,
+from its own worktree, in turns; the worktrees are gone afterwards."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import kernels
+from convbench.cli import main
+
+pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="convbench ab needs git")
+
+WRONG_FORWARD = '''
+
+_conv2d_forward = conv2d_forward
+
+
+def conv2d_forward(*args, **kwargs):  # a commit that breaks the forward pass
+    y, ctx = _conv2d_forward(*args, **kwargs)
+    return y + 1, ctx
+'''
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", *args],
+                          check=True, capture_output=True, text=True).stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    """kernels/ at two commits, and a third whose im2col forward is wrong."""
+    path = tmp_path_factory.mktemp("repo")
+    shutil.copytree(Path(kernels.__file__).parent, path / "kernels", ignore=shutil.ignore_patterns("__pycache__"))
+    git(path, "init", "-q")
+    git(path, "add", ".")
+    git(path, "commit", "-q", "-m", "first")
+    (path / "NOTES").write_text("nothing that changes the kernels\n")
+    git(path, "add", ".")
+    git(path, "commit", "-q", "-m", "second")
+    with open(path / "kernels" / "im2col.py", "a") as f:
+        f.write(WRONG_FORWARD)
+    git(path, "commit", "-q", "-am", "third: wrong")
+    return path
+
+
+def rows(out: Path, side: str) -> list[dict]:
+    return [json.loads(line) for line in (out / side / "measurements.jsonl").read_text().splitlines()]
+
+
+ARGS = ["--suite", "seeds", "--match", "^seed001_conv$", "--backends", "im2col,stride_tricks",
+        "--directions", "forward", "--threads", "1", "--turns", "5", "--budget", "0.05"]
+
+
+def test_two_commits_measured_in_turns(repo, tmp_path, capsys):
+    out = tmp_path / "ab"
+    assert main(["ab", "HEAD~2", "HEAD~1", "--repo", str(repo), "--out", str(out), "--quiet", *ARGS]) in (0, 1)
+    report = capsys.readouterr().out
+    assert "2 measurements compared" in report and "machine speed: steady" in report
+    a, b = rows(out, "a"), rows(out, "b")
+    assert [r["status"] for r in a + b] == ["ok"] * 4
+    assert all(r["turns"] == 6 for r in a + b)  # 5 turns rounded up to an even count: A first as often as B
+    commits = [git(repo, "rev-parse", rev) for rev in ("HEAD~2", "HEAD~1")]
+    for side, commit in zip("ab", commits):
+        session = json.loads((out / side / "sessions.jsonl").read_text().splitlines()[0])
+        assert session["git_commit"] == commit
+    # the two sides share one calibration timeline: the machine's drift cancels
+    timelines = [[json.loads(line)["index_s"] for line in (out / side / "calibration.jsonl").read_text().splitlines()]
+                 for side in "ab"]
+    assert timelines[0] == timelines[1] and len(timelines[0]) == 1 + 6 + 1
+    assert git(repo, "worktree", "list").count("\n") == 0  # the temporary worktrees are gone
+
+
+def test_each_revision_runs_its_own_kernels(repo, tmp_path, capsys):
+    out = tmp_path / "ab"
+    assert main(["ab", "HEAD~1", "HEAD", "--repo", str(repo), "--out", str(out), "--quiet", *ARGS]) == 1
+    assert "ok -> wrong (REGRESSION)" in capsys.readouterr().out
+    a, b = rows(out, "a"), rows(out, "b")
+    assert {r["backend"]: r["status"] for r in a} == {"im2col": "ok", "stride_tricks": "ok"}
+    assert {r["backend"]: r["status"] for r in b} == {"im2col": "wrong", "stride_tricks": "ok"}
+
+
+@pytest.mark.parametrize("args, message", [
+    (["nonsense", "HEAD"], "'nonsense' is not a commit"),
+    (["HEAD", "HEAD", "--threshold", "nan"], "--threshold must be a number >= 0"),
+    (["HEAD", "HEAD", "--backends", "nope"], "backends must be among"),
+])
+def test_bad_input_is_one_line_and_exit_2(repo, tmp_path, capsys, args, message):
+    assert main(["ab", *args, "--repo", str(repo), "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1

@@ -1,0 +1,56 @@
+"""The machine's state: the calibration workload and contention, seen by CPU accounting."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from convbench.bench import machine
+from convbench.bench.machine import CpuMeter
+
+SPIN = "import time\nend = time.time() + 20\nwhile time.time() < end: pass\n"
+
+
+@pytest.fixture
+def busy_core():
+    """Another process keeping one core busy, as a neighbour on a shared machine does."""
+    process = subprocess.Popen([sys.executable, "-c", SPIN])
+    time.sleep(0.3)
+    yield process
+    process.kill()
+    process.wait()
+
+
+def test_calibration_record():
+    record = machine.calibrate(repeats=3)
+    assert record["version"] == machine.CALIBRATION_VERSION
+    assert 0 < record["sgemm_s"] < 1 and 0 < record["copy_s"] < 1
+    assert record["index_s"] == pytest.approx((record["sgemm_s"] * record["copy_s"]) ** 0.5)
+
+
+@pytest.mark.parametrize("others, threads, contended", [
+    (1.0, 2, True),  # a busy neighbour on a 2-core machine, measuring with 2 threads
+    (0.1, 2, False),  # a daemon's tick
+    (1.0, 1, False),  # one thread asked for: the other core is free to lend
+    (1.4, 1, True),
+])
+def test_contended_when_others_hold_the_cores_asked_for(others, threads, contended):
+    meter = CpuMeter(wall=1.0, own_cpu=1.0, others_cpu=others)
+    record = meter.record(threads, cores=2)
+    assert record["contended"] is contended and record["others_cores"] == others
+
+
+def test_a_busy_neighbour_is_seen(busy_core):
+    meter = CpuMeter()
+    with meter:
+        time.sleep(0.5)
+    assert meter.others_cpu / meter.wall > 0.5
+    assert meter.record(threads=machine.usable_cores(), cores=machine.usable_cores())["contended"]
+
+
+def test_the_start_of_a_run_warns_on_a_busy_machine_and_names_the_process(busy_core):
+    warning = machine.busy_warning(0.5)
+    assert warning is not None and "the machine is busy" in warning and f"pid {busy_core.pid}" in warning
