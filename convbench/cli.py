@@ -348,7 +348,7 @@ def _plan_arguments(command: argparse.ArgumentParser) -> None:
     command.add_argument("--budget", type=float, metavar="SECONDS", help="repeat each measurement for about this long; default 1")
     command.add_argument("--rounds", type=int, metavar="N", help="exactly N turns of one call each instead of a time budget")
     command.add_argument("--turns", type=int, metavar="N",
-                     help="the budget is spent in N interleaved turns, one sample each; default 10")
+                     help="the budget is spent in N interleaved turns, one sample each; default 20")
     command.add_argument("--window", type=float, metavar="SECONDS",
                          help="problems whose timing budgets add up to about this take turns together, so "
                               "each measurement's turns spread over the window; default 60")

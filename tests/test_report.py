@@ -73,3 +73,36 @@ def test_compare_flags_a_slowdown_beyond_noise(small_run, tmp_path, capsys):
 def test_report_of_a_missing_directory_is_one_clear_line(tmp_path, capsys):
     assert main(["report", str(tmp_path / "none")]) == 1
     assert "holds no measurements.jsonl: is it a convbench run directory?" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--threshold", "nan"], "--threshold must be a number >= 0; got nan"),
+    (["--threshold", "-0.1"], "--threshold must be a number >= 0; got -0.1"),
+])
+def test_compare_usage_errors_exit_2(small_run, capsys, args, message):
+    assert main(["compare", str(small_run), str(small_run), *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_compare_of_an_unreadable_input_exits_2(small_run, tmp_path, capsys):
+    assert main(["compare", str(small_run), str(tmp_path / "none")]) == 2
+    assert "holds no measurements.jsonl" in capsys.readouterr().err
+
+
+def test_report_marks_noisy_and_contended_cells_and_keeps_one_unit_per_table(small_run, tmp_path):
+    marked = tmp_path / "marked"
+    shutil.copytree(small_run, marked)
+    rows = [json.loads(line) for line in (marked / MEASUREMENTS).read_text().splitlines()]
+    for row in rows:
+        row["noisy"] = row["backend"] == "im2col"
+        row["contended"] = row["backend"] == "naive"
+    (marked / MEASUREMENTS).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["report", str(marked), "--no-plots"]) == 0
+    report = (marked / "report.md").read_text()
+    im2col = [line for line in report.splitlines() if line.startswith("| im2col ") and "x)" in line]
+    naive = [line for line in report.splitlines() if line.startswith("| naive ") and "x)" in line]
+    assert im2col and all(line.count("x)~") >= 4 for line in im2col)
+    assert naive and all(line.count("x)!") >= 4 for line in naive)
+    assert "`~` noisy" in report and "`!` contended" in report
+    assert "Median times in µs (ratio to the best):" in report or "Median times in ms (ratio to the best):" in report

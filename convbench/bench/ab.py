@@ -5,7 +5,9 @@ Each revision is checked out in a temporary git worktree and driven by its own w
 workers take turns in pairs (``interleave.paired``: A then B, then B then A, ...), while the
 other waits idle, so a machine that drifts during the session slows both alike and a change
 of code is not confused with a change of machine. Both sides' outputs are checked against their
-own revision's float64 reference before they are timed.
+own revision's float64 reference before they are timed. Both workers and the driver count as
+"ours" in the contention meter: the threads a worker leaves spinning after its turn slow the
+other's next turn, but A goes first as often as B, so that cost falls on both sides alike.
 
 The result is two ordinary run directories, ``OUT/a`` and ``OUT/b``, which ``convbench
 compare`` (run at the end) and ``convbench report`` read like any other.
@@ -169,7 +171,7 @@ def run_ab(repo: Path, revisions: tuple[str, str], plan: Plan, out: Path,
                                                   "reason": f"the first call took {answer['first_s']:.1f} s; over --max-time"}
                                     if answer["ok"]:
                                         row.update(max_rel_err=answer["max_rel_err"], first_call_s=answer["first_s"])
-                                        meter = CpuMeter(pids=[worker.process.pid, os.getpid()])
+                                        meter = CpuMeter(pids=[w.process.pid for w in workers] + [os.getpid()])
                                         pair.append((Entry((side, backend, direction), _slicer(worker, ident), meter), row))
                                     else:
                                         row.update(status=answer["status"], reason=answer["reason"])

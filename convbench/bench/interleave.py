@@ -21,7 +21,7 @@ from convbench.bench.machine import CpuMeter
 from convbench.bench import stats
 from convbench.bench.stats import MIN_SAMPLES
 
-TURNS = 10
+TURNS = 20
 
 
 def call_times(fn: Callable[[], object], seconds: float, exact: bool) -> list[float]:

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The measuring code verified like a kernel: A/A twice on a quiet machine, A/A with a busy
+# neighbour, a 1.25x slowdown of one backend caught by two runs and by `convbench ab`.
+# Usage: bash scripts/verify_verdicts.sh OUT [SCRATCH_REVISION]
+#   OUT (must not exist) receives the run directories and compare-*.md;
+#   SCRATCH_REVISION: a commit whose im2col is 1.25x slower (see the README's methodology),
+#   measured against HEAD by `convbench ab`; left out, that step is skipped.
+# About 30 minutes on 2 cores. Run it on an otherwise idle machine.
+set -uo pipefail
+OUT=${1:?usage: verify_verdicts.sh OUT [SCRATCH_REVISION]}
+SCRATCH=${2:-}
+if [ -e "$OUT" ]; then echo "$OUT exists; choose another" >&2; exit 2; fi
+mkdir -p "$OUT"
+ARGS="--suite seeds,lenet5 --backends im2col,numba,stride_tricks --threads 2 --quiet"
+for n in R1 R2 R3 R4; do convbench run $ARGS --out "$OUT/$n"; done
+python -c "while True: pass" & SPIN=$!  # a busy neighbour on one core
+convbench run $ARGS --out "$OUT/R5"
+kill $SPIN
+python "$(dirname "$0")/../tests/slowed.py" im2col 0.25 run $ARGS --out "$OUT/R6"
+compare() { convbench compare "$OUT/$1" "$OUT/$2" --threshold 0.10 > "$OUT/compare-$1-$2.md"; echo "compare $1 $2: exit $?"; }
+compare R1 R2   # A/A, quiet
+compare R3 R4   # A/A, quiet
+compare R4 R5   # A/A, the second run with one core kept busy
+compare R4 R6   # power: im2col 1.25x slower
+if [ -n "$SCRATCH" ]; then
+  convbench ab HEAD "$SCRATCH" $ARGS --out "$OUT/ab" > "$OUT/compare-ab.md"; echo "ab HEAD $SCRATCH: exit $?"
+fi
