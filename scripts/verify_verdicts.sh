@@ -9,6 +9,7 @@
 set -uo pipefail
 OUT=${1:?usage: verify_verdicts.sh OUT [SCRATCH_REVISION]}
 SCRATCH=${2:-}
+command -v convbench > /dev/null || { echo "convbench is not on PATH: activate the environment it is installed in" >&2; exit 2; }
 if [ -e "$OUT" ]; then echo "$OUT exists; choose another" >&2; exit 2; fi
 mkdir -p "$OUT"
 ARGS="--suite seeds,lenet5 --backends im2col,numba,stride_tricks --threads 2 --quiet"
