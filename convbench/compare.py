@@ -6,7 +6,8 @@ verdict comes from the two rows' raw samples (``convbench.bench.stats.verdict``)
 their fastest calls NEW / OLD with a 95 % bootstrap interval over turns, called ``slower`` or
 ``faster`` only when the whole interval lies beyond ``threshold``, ``same`` when it lies
 within, and ``inconclusive`` otherwise (too noisy for the threshold, too few samples,
-contended, or no larger than the machine's own drift). The drift is the ratio of the
+contended, no larger than the machine's own drift, or a shift of the fastest calls that the
+medians do not share). The drift is the ratio of the
 calibration workload's fastest times, measured before every turn of both runs. The ratio of medians is shown beside
 it, for the reader. A ``slower`` verdict is a regression, and so is a measurement that was
 ``ok`` in OLD and is ``wrong`` or ``error`` in NEW.
@@ -55,8 +56,8 @@ def machine_drift(old: list[float], new: list[float]) -> tuple[tuple[float, floa
     return (low, high), f"machine speed: uncertain; {seen}"
 
 
-def _samples(row, side: str) -> list[float]:
-    value = getattr(row, f"sample_min_s_{side}", None)
+def _samples(row, side: str, name: str = "sample_min_s") -> list[float]:
+    value = getattr(row, f"{name}_{side}", None)
     return list(value) if isinstance(value, (list, tuple, np.ndarray)) else []
 
 
@@ -71,7 +72,7 @@ def compare(old: str | Path, new: str | Path, threshold: float = 0.10) -> tuple[
         raise ValueError(f"--threshold must be a number >= 0; got {threshold}")
     a, b = load_results(old), load_results(new)
     drift, machine = machine_drift(load_calibration(old), load_calibration(new))
-    columns = KEY + ["status", "median_s", "min_s", "sample_min_s", "contended"]
+    columns = KEY + ["status", "median_s", "min_s", "samples_s", "sample_min_s", "contended"]
     a, b = (frame.reindex(columns=columns) for frame in (a, b))
     merged = a.merge(b, on=KEY, suffixes=("_old", "_new"))
     if merged.empty:
@@ -84,7 +85,9 @@ def compare(old: str | Path, new: str | Path, threshold: float = 0.10) -> tuple[
             old_samples, new_samples = _samples(r, "old"), _samples(r, "new")
             if old_samples and new_samples:
                 v = stats.verdict(old_samples, new_samples, threshold, drift=drift,
-                                  contended=_flag(r, "contended", "old") or _flag(r, "contended", "new"))
+                                  contended=_flag(r, "contended", "old") or _flag(r, "contended", "new"),
+                                  medians=(_samples(r, "old", "samples_s") or [r.median_s_old],
+                                           _samples(r, "new", "samples_s") or [r.median_s_new]))
             else:
                 v = stats.Verdict("inconclusive", r.min_s_new / r.min_s_old, float("nan"), float("nan"),
                                   "no per-turn samples (a schema 1 run): measure again")

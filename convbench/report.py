@@ -166,10 +166,10 @@ def write_report(path: str | Path, plots: bool = True) -> list[Path]:
              "Cells: median time, one unit per table (ratio to the best backend on that problem); **bold** "
              "is the best. Medians and ratios come from one run on one machine, the backends of each "
              "problem measured in turns. " + MARKS, ""]
-    for flag, what in (("noisy", "noisy"), ("contended", "contended")):
-        marked = frame[frame.get(flag, False) == True]  # noqa: E712
-        if len(marked):
-            parts += [f"{len(marked)} of {len(frame)} measurement(s) were {what}.", ""]
+    for flag in ("noisy", "contended"):
+        marked = int((frame[flag] == True).sum()) if flag in frame else 0  # noqa: E712
+        if marked:
+            parts += [f"{marked} of {len(frame)} measurement(s) were {flag}.", ""]
     groups = frame.groupby(["threads", "dtype", "suite"], sort=False)
     for (threads, dtype, suite), suite_rows in groups:
         parts.append(f"## {suite} ({dtype}, {threads} thread{'s' if threads > 1 else ''})")

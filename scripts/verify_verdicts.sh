@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# The measuring code verified like a kernel: A/A twice on a quiet machine, A/A with a busy
-# neighbour, a 1.25x slowdown of one backend caught by two runs and by `convbench ab`.
+# The measuring code verified like a kernel: A/A three times on a quiet machine, A/A with a busy
+# neighbour, a 1.25x slowdown of one backend caught by two runs (twice) and by `convbench ab`.
 # Usage: bash scripts/verify_verdicts.sh OUT [SCRATCH_REVISION]
 #   OUT (must not exist) receives the run directories and compare-*.md;
 #   SCRATCH_REVISION: a commit whose im2col is 1.25x slower (see the README's methodology),
 #   measured against HEAD by `convbench ab`; left out, that step is skipped.
-# About 30 minutes on 2 cores. Run it on an otherwise idle machine.
+# About 45 minutes on 2 cores. Run it on an otherwise idle machine.
 set -uo pipefail
 OUT=${1:?usage: verify_verdicts.sh OUT [SCRATCH_REVISION]}
 SCRATCH=${2:-}
@@ -26,3 +26,13 @@ compare R4 R6   # power: im2col 1.25x slower
 if [ -n "$SCRATCH" ]; then
   convbench ab HEAD "$SCRATCH" $ARGS --out "$OUT/ab" > "$OUT/compare-ab.md"; echo "ab HEAD $SCRATCH: exit $?"
 fi
+for n in R7 R8 R9; do convbench run $ARGS --out "$OUT/$n"; done
+python "$(dirname "$0")/../tests/slowed.py" im2col 0.25 run $ARGS --out "$OUT/R10"
+compare R7 R8   # A/A, quiet
+compare R9 R10  # power again: im2col 1.25x slower
+# the pytest-benchmark path: the same code benchmarked twice, compared
+for side in a b; do
+  python -m pytest "$(dirname "$0")/../tests/benchmarks" --benchmark-only -k seed002 -q -p no:cacheprovider \
+    --benchmark-json="$OUT/bench-$side.json" > /dev/null
+done
+convbench compare "$OUT/bench-a.json" "$OUT/bench-b.json" --threshold 0.10 > "$OUT/compare-bench.md"; echo "compare bench-a bench-b: exit $?"

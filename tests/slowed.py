@@ -6,6 +6,11 @@ call, after it returns, spins for ``fraction`` of its own time: a 1.25x slower k
 ``convbench`` command line in the same process::
 
     python tests/slowed.py im2col 0.25 run --suite seeds --backends im2col,numba --out B
+
+For ``convbench ab``, which needs the slowdown in a commit, ``--write FILE FRACTION`` appends the
+same wrapper to a backend's module (on a scratch branch: never commit it to main)::
+
+    python tests/slowed.py --write kernels/im2col.py 0.25
 """
 
 from __future__ import annotations
@@ -35,7 +40,34 @@ def slow_down(module, fraction: float) -> None:
         setattr(module, name, _spinning(getattr(module, name), fraction))
 
 
+WRITTEN = """
+
+# scratch branch only: every call {factor}x slower (it spins for {fraction} of its own time)
+def _spinning(fn):
+    import time
+
+    def slower(*args, **kwargs):
+        start = time.perf_counter()
+        result = fn(*args, **kwargs)
+        until = time.perf_counter() + {fraction} * (time.perf_counter() - start)
+        while time.perf_counter() < until:
+            pass
+        return result
+    return slower
+
+
+for _name in {functions!r}:
+    globals()[_name] = _spinning(globals()[_name])
+"""
+
+
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--write"]:
+        path, fraction = sys.argv[2], float(sys.argv[3])
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(WRITTEN.format(factor=1 + fraction, fraction=fraction, functions=FUNCTIONS))
+        sys.exit(0)
+
     import kernels
     from convbench.cli import main
 

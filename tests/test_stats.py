@@ -89,6 +89,16 @@ def test_a_change_no_larger_than_the_machines_drift_is_not_blamed_on_the_code():
     assert stats.verdict(old, 0.8 * np.ones(10), 0.10, drift=(0.8, 1.05)).word == "inconclusive"
 
 
+def test_a_shift_of_the_fastest_calls_alone_is_not_a_change_of_code():
+    """A process that ran its fastest calls 30 % slower while its typical calls held still (a
+    state of the machine) is inconclusive; when the medians move beyond the threshold too, slower."""
+    old, new = np.ones(10), 1.3 * np.ones(10)
+    v = stats.verdict(old, new, 0.10, medians=(2 * np.ones(10), 2.1 * np.ones(10)))
+    assert v.word == "inconclusive" and "medians moved 1.050 only" in v.reason
+    assert stats.verdict(old, new, 0.10, medians=(2 * np.ones(10), 2.4 * np.ones(10))).word == "slower"
+    assert stats.verdict(new, old, 0.10, medians=(2 * np.ones(10), 1.95 * np.ones(10))).word == "inconclusive"
+
+
 @pytest.mark.parametrize("threshold", [float("nan"), -0.1])
 def test_a_threshold_that_is_nan_or_negative_is_refused(threshold):
     with pytest.raises(ValueError, match="threshold must be a number >= 0"):

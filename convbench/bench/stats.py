@@ -122,12 +122,17 @@ class Verdict:
 
 
 def verdict(old: ArrayLike, new: ArrayLike, threshold: float, *, drift: tuple[float, float] = (1.0, 1.0),
-            contended: bool = False, confidence: float = CONFIDENCE) -> Verdict:
+            contended: bool = False, medians: tuple[ArrayLike, ArrayLike] | None = None,
+            confidence: float = CONFIDENCE) -> Verdict:
     """Judge NEW's per-turn fastest calls against OLD's (see the module's table).
 
     ``drift`` is the interval of the machine's own change of speed between the two (NEW / OLD of
     a fixed calibration workload; (1, 1) when it cannot change, as in an interleaved A/B): a
     change that does not reach beyond the whole interval is not blamed on the code.
+    ``medians`` (OLD's and NEW's per-turn medians), when given, must agree: a change of code
+    moves the typical call as well as the fastest, so `slower` also needs the ratio of medians
+    above ``1 + threshold`` (and `faster` below its inverse); a shift of the fastest calls alone
+    is a state of the machine (a lucky or unlucky process), and inconclusive.
     """
     if not threshold >= 0:
         raise ValueError(f"threshold must be a number >= 0; got {threshold}")
@@ -139,10 +144,14 @@ def verdict(old: ArrayLike, new: ArrayLike, threshold: float, *, drift: tuple[fl
     if contended:
         return Verdict("inconclusive", ratio, low, high, "contended: other processes held the cores")
     slow, fast = 1 + threshold, 1 / (1 + threshold)
+    typical = median(medians[1]) / median(medians[0]) if medians is not None else ratio
+    disagree = f"the medians moved {typical:.3f} only: the fastest calls alone do not make a change of code"
     if low > slow * max(drift[1], 1.0):
-        return Verdict("slower", ratio, low, high)
+        return Verdict("slower", ratio, low, high) if typical > slow else Verdict(
+            "inconclusive", ratio, low, high, disagree)
     if high < fast * min(drift[0], 1.0):
-        return Verdict("faster", ratio, low, high)
+        return Verdict("faster", ratio, low, high) if typical < fast else Verdict(
+            "inconclusive", ratio, low, high, disagree)
     if fast <= low and high <= slow:
         return Verdict("same", ratio, low, high)
     if low > slow or high < fast:
