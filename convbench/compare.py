@@ -40,8 +40,9 @@ def machine_drift(old: list[float], new: list[float]) -> tuple[tuple[float, floa
     """(the interval of the machine's own change of speed to allow for, a sentence saying what the
     calibration workload saw)."""
     if old == new:
-        return (1.0, 1.0), ("machine speed: steady by construction: both sides were measured in turns, on one "
-                            "calibration timeline, so the machine's drift fell on both alike")
+        return (1.0, 1.0), ("machine speed: steady by construction: both sides share one calibration timeline "
+                            "(measured in turns by `convbench ab`, or the same run), so the machine's drift "
+                            "fell on both alike")
     if min(len(old), len(new)) < 3:
         return (1.0, 1.0), ("machine speed: not known (a side has fewer than 3 calibration measurements), "
                             "so a change of machine cannot be told from a change of code")
