@@ -68,6 +68,7 @@ def _plan_from_args(args):
 def cmd_run(args) -> int:
     from tqdm import tqdm
 
+    from convbench.bench.machine import busy_warning
     from convbench.results import RunDirectory
     from convbench.runner import Plan, Runner
 
@@ -94,8 +95,6 @@ def cmd_run(args) -> int:
         if row["status"] in ("wrong", "error"):
             bar.write(f"{row['suite']}/{row['problem']} {row['backend']} {row['direction']}: "
                       f"{row['status']}: {row['reason']}")
-
-    from convbench.bench.machine import busy_warning
 
     busy = busy_warning()
     if busy:

@@ -167,8 +167,8 @@ def read_benchmark_json(path: Path) -> pd.DataFrame:
         info, bstats = bench.get("extra_info", {}), bench["stats"]
         if "backend" not in info:
             continue  # a benchmark that is not one of convbench's
-        samples = stats.blocks(bstats["data"]).tolist() if bstats.get("data") else []
-        lows = stats.blocks(bstats["data"], statistic=np.min).tolist() if bstats.get("data") else []
+        times = bstats.get("data") or []
+        samples, lows = stats.blocks(times).tolist(), stats.blocks(times, statistic=np.min).tolist()
         defaults = {"dtype": "float32", "threads": machine.get("cpu", {}).get("count"), "repeat": 1}
         row = {"session": f"pytest-benchmark {data.get('datetime', '')}", "status": "ok", **defaults, **info,
                "median_s": bstats["median"], "iqr_s": bstats["iqr"], "min_s": bstats["min"], "rounds": bstats["rounds"],

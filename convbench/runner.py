@@ -32,6 +32,7 @@ import numpy as np
 import kernels
 from convbench import timing
 from convbench.bench import stats
+from convbench.bench.abworker import max_relative_error
 from convbench.bench.interleave import TURNS, Entry, call_times, interleave
 from convbench.bench.machine import calibrate
 from convbench.problems import DIRECTIONS, OPS, Problem
@@ -138,16 +139,6 @@ def windows(groups: dict[tuple, dict[str, list[str]]], budget: float, seconds: f
 
 def row_key(row: dict) -> tuple:
     return (row["suite"], row["problem"], row["backend"], row["dtype"], row["threads"], row["direction"])
-
-
-def _max_relative_error(got, expected) -> float:
-    worst = 0.0
-    for a, e in zip(got, expected):
-        if e is None:
-            continue
-        scale = float(np.max(np.abs(e))) or 1.0
-        worst = max(worst, float(np.max(np.abs(a.astype(np.float64) - e))) / scale)
-    return worst
 
 
 def _calls(problem: Problem, be, arrays: dict, ctx) -> dict[str, Callable[[], object]]:
@@ -299,7 +290,7 @@ class Runner:
             first_backward, grads = (timing.timed(lambda: problem.backward(be, arrays, ctx))
                                      if needs_backward else (0.0, ()))
             y_ref, grads_ref = self._reference_outputs(problem, dtype, arrays)
-            error = _max_relative_error((y, *grads), (y_ref, *grads_ref[: len(grads)]))
+            error = max_relative_error((y, *grads), (y_ref, *grads_ref[: len(grads)]))
             if not error <= TOLERANCE[dtype]:  # NaN counts as wrong
                 for d in runnable:
                     self._emit(base, d, "wrong", max_rel_err=error, **extras[d], reason=(

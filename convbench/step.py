@@ -198,8 +198,9 @@ def run_steps(run: RunDirectory, models: list[tuple[str, int]], backends: list[s
             calibration = run.add_calibration(session, calibrate())
             between = lambda: run.add_calibration(session, calibrate())  # noqa: E731
             for backend, result in measure_steps(pending, model, batch, dtype, budget, rounds, between=between).items():
-                base = {"schema": SCHEMA, "session": session, "calibration_s": calibration["index_s"], "suite": "step", "problem": problem, "op": "train_step",
-                        "N": batch, "repeat": 1, "backend": backend, "dtype": dtype, "threads": threads,
+                base = {"schema": SCHEMA, "session": session, "calibration_s": calibration["index_s"],
+                        "suite": "step", "problem": problem, "op": "train_step", "N": batch, "repeat": 1,
+                        "backend": backend, "dtype": dtype, "threads": threads,
                         "peak_gflops": peak, "bandwidth_gbs": bandwidth}
                 for part in PARTS:
                     row = {**base, "direction": part, "status": result["status"],

@@ -1,7 +1,8 @@
 """The worker of ``convbench ab``: one per revision, run as a script inside that revision's
 git worktree, speaking JSON lines on stdin and stdout.
 
-It imports nothing of convbench, only the revision's ``kernels`` (the interface of
+It imports nothing of convbench (the runner imports its ``max_relative_error`` instead), only
+the revision's ``kernels`` (the interface of
 INTERFACE.md, which every revision keeps) and numpy, so the same worker drives any commit,
 older or newer than the code that starts it. Requests::
 
@@ -50,7 +51,10 @@ def _backward(be, p: dict, a: dict, ctx) -> tuple:
     return grads if isinstance(grads, tuple) else (grads,)
 
 
-def _max_relative_error(got, expected) -> float:
+def max_relative_error(got, expected) -> float:
+    """The largest absolute error of any output, relative to that output's largest reference
+    value (None entries skipped). The harness's one definition: it lives here because the worker
+    may import nothing of convbench, and ``convbench.runner`` imports it from here."""
     import numpy as np
 
     worst = 0.0
@@ -96,7 +100,7 @@ def _setup(request: dict, calls: dict, threads: _Threads) -> dict:
     as64 = {k: v.astype("float64") for k, v in arrays.items()}
     y_ref, ctx_ref = _forward(kernels.reference, p, as64)
     grads_ref = _backward(kernels.reference, p, as64, ctx_ref) if direction != "forward" else ()
-    error = _max_relative_error((y, *grads), (y_ref, *grads_ref))
+    error = max_relative_error((y, *grads), (y_ref, *grads_ref))
 
     def make(fresh: bool):
         """The timed call; with ``fresh``, on new copies of the inputs (see convbench's runner)."""
