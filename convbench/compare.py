@@ -8,8 +8,8 @@ their fastest calls NEW / OLD with a 95 % bootstrap interval over turns, called 
 within, and ``inconclusive`` otherwise (too noisy for the threshold, too few samples,
 contended, no larger than the machine's own drift, or a shift of the fastest calls that the
 medians do not share). The drift is the ratio of the
-calibration workload's fastest times, measured before every turn of both runs. The ratio of medians is shown beside
-it, for the reader. A ``slower`` verdict is a regression, and so is a measurement that was
+calibration workload's fastest times, measured on the rows' threads before every turn of both
+runs. The ratio of medians is shown beside it, for the reader. A ``slower`` verdict is a regression, and so is a measurement that was
 ``ok`` in OLD and is ``wrong`` or ``error`` in NEW.
 """
 
@@ -72,7 +72,6 @@ def compare(old: str | Path, new: str | Path, threshold: float = 0.10) -> tuple[
     if not threshold >= 0:
         raise ValueError(f"--threshold must be a number >= 0; got {threshold}")
     a, b = load_results(old), load_results(new)
-    drift, machine = machine_drift(load_calibration(old), load_calibration(new))
     columns = KEY + ["status", "median_s", "min_s", "samples_s", "sample_min_s", "contended"]
     a, b = (frame.reindex(columns=columns) for frame in (a, b))
     merged = a.merge(b, on=KEY, suffixes=("_old", "_new"))
@@ -80,12 +79,15 @@ def compare(old: str | Path, new: str | Path, threshold: float = 0.10) -> tuple[
         raise ValueError(f"{old} and {new} share no measurement (same suite, problem, batch, backend, "
                          "direction, dtype and threads)")
     unit, scale = time_unit([*merged.min_s_old, *merged.min_s_new])
+    drifts = {}  # threads -> (interval, sentence): the calibration is measured on the rows' threads
+    for threads in sorted(merged.threads.dropna().unique()):
+        drifts[threads] = machine_drift(load_calibration(old, int(threads)), load_calibration(new, int(threads)))
     rows, regressions = [], 0
     for r in merged.itertuples():
         if r.status_old == "ok" and r.status_new == "ok":
             old_samples, new_samples = _samples(r, "old"), _samples(r, "new")
             if old_samples and new_samples:
-                v = stats.verdict(old_samples, new_samples, threshold, drift=drift,
+                v = stats.verdict(old_samples, new_samples, threshold, drift=drifts[r.threads][0],
                                   contended=_flag(r, "contended", "old") or _flag(r, "contended", "new"),
                                   medians=(_samples(r, "old", "samples_s") or [r.median_s_old],
                                            _samples(r, "new", "samples_s") or [r.median_s_new]))
@@ -112,7 +114,8 @@ def compare(old: str | Path, new: str | Path, threshold: float = 0.10) -> tuple[
     head = (f"{len(table)} measurements compared: " + ", ".join(f"{n} {v}" for v, n in counts.items())
             + f"; {regressions} regression(s) beyond {threshold:.0%}."
             + (f" {contended} measured while other processes held the cores (contended)." if contended else "")
-            + f"\n\n{machine}.")
+            + "".join(f"\n\n{'' if len(drifts) == 1 else f'{t:g} thread(s): '}{sentence}."
+                      for t, (_, sentence) in drifts.items()))
     if not table.why.astype(bool).any():
         table = table.drop(columns="why")
     return head + "\n\n" + table.to_markdown(index=False) + "\n", regressions

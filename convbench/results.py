@@ -184,16 +184,23 @@ def read_benchmark_json(path: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def load_calibration(path: str | Path) -> list[float]:
+def load_calibration(path: str | Path, threads: int | None = None) -> list[float]:
     """The calibration workload's seconds (``index_s``) measured through a run (or, for a
-    pytest-benchmark file, before each benchmark); empty when it holds none."""
+    pytest-benchmark file, before each benchmark), of this version of the workload and, when
+    given, on ``threads`` threads; empty when it holds none."""
     path = Path(path)
     if path.suffix == ".json" and path.is_file():
         frame = read_benchmark_json(path)
-        return frame["calibration_s"].dropna().tolist() if "calibration_s" in frame else []
+        if "calibration_s" not in frame or "calibration_version" not in frame:
+            return []
+        frame = frame[frame.calibration_version == CALIBRATION_VERSION]
+        if threads is not None:
+            frame = frame[frame.threads == threads]
+        return frame["calibration_s"].dropna().tolist()
     run = RunDirectory(path.parent if path.name == MEASUREMENTS else path)
     return [c["index_s"] for c in run.calibrations()
-            if c.get("version") == CALIBRATION_VERSION and isinstance(c.get("index_s"), (int, float))]
+            if c.get("version") == CALIBRATION_VERSION and isinstance(c.get("index_s"), (int, float))
+            and (threads is None or c.get("threads") == threads)]
 
 
 def load_results(path: str | Path) -> pd.DataFrame:

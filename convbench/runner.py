@@ -220,7 +220,7 @@ class Runner:
                 groups.setdefault((suite, name, dtype, threads), {}).setdefault(backend, []).append(direction)
         for window in windows(groups, self.plan.budget, self.plan.window):
             threads = window[0][0][3]
-            calibration = self._calibrate()
+            calibration = self._calibrate(threads)
             with timing.threads(threads):
                 contenders = []
                 for (suite, name, dtype, _), wanted in window:
@@ -234,10 +234,11 @@ class Runner:
                         if contender is not None:
                             contenders.append(contender)
                 self._time(contenders, threads)
-        self._calibrate()
+        for threads in self.plan.threads:
+            self._calibrate(threads)
 
-    def _calibrate(self) -> dict:
-        return self.run.add_calibration(self.session, calibrate())
+    def _calibrate(self, threads: int) -> dict:
+        return self.run.add_calibration(self.session, calibrate(threads))
 
     def _emit(self, base: dict, direction: str, status: str, **fields) -> None:
         problem_flops = fields.pop("flops")
@@ -312,7 +313,7 @@ class Runner:
         entries = [Entry((c, d), lambda seconds, exact, c=c, d=d: c.slice(d, seconds, exact))
                    for c in contenders for d in c.calls]
         interleave(entries, self.plan.budget, self.plan.rounds or self.plan.turns, exact=self.plan.rounds is not None,
-                   between=self._calibrate)
+                   between=lambda: self._calibrate(threads))
         for entry in entries:
             c, d = entry.key
             if entry.error is not None:

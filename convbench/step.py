@@ -195,8 +195,8 @@ def run_steps(run: RunDirectory, models: list[tuple[str, int]], backends: list[s
             pending = [b for b in backends if not all((problem, b, part) in done for part in PARTS)]
             if not pending:
                 continue
-            calibration = run.add_calibration(session, calibrate())
-            between = lambda: run.add_calibration(session, calibrate())  # noqa: E731
+            calibration = run.add_calibration(session, calibrate(threads))
+            between = lambda: run.add_calibration(session, calibrate(threads))  # noqa: E731
             for backend, result in measure_steps(pending, model, batch, dtype, budget, rounds, between=between).items():
                 base = {"schema": SCHEMA, "session": session, "calibration_s": calibration["index_s"],
                         "suite": "step", "problem": problem, "op": "train_step", "N": batch, "repeat": 1,
@@ -215,4 +215,4 @@ def run_steps(run: RunDirectory, models: list[tuple[str, int]], backends: list[s
                         row.update(reason=result["reason"], max_rel_err=result.get("max_rel_err"))
                     run.append(row)
                     on_row(row)
-        run.add_calibration(session, calibrate())
+        run.add_calibration(session, calibrate(threads))

@@ -24,11 +24,13 @@ def busy_core():
     process.wait()
 
 
-def test_calibration_record():
-    record = machine.calibrate(repeats=3)
-    assert record["version"] == machine.CALIBRATION_VERSION
-    assert 0 < record["sgemm_s"] < 1 and 0 < record["copy_s"] < 1
-    assert record["index_s"] == pytest.approx((record["sgemm_s"] * record["copy_s"]) ** 0.5)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_calibration_record(threads):
+    record = machine.calibrate(threads, repeats=3)
+    assert record["version"] == machine.CALIBRATION_VERSION and record["threads"] == threads
+    assert 0 < record["sgemm_s"] < 1 and 0 < record["copy_s"] < 1 and 0 < record["sgemm_threads_s"] < 1
+    parts = record["sgemm_s"] * record["copy_s"] * record["sgemm_threads_s"]
+    assert record["index_s"] == pytest.approx(parts ** (1 / 3))
 
 
 @pytest.mark.parametrize("others, threads, contended", [

@@ -8,6 +8,7 @@ from dataclasses import asdict
 
 import pytest
 
+from convbench.bench.machine import CALIBRATION_VERSION
 from convbench.cli import main
 from convbench.results import MEASUREMENTS, RunDirectory
 from convbench.runner import Plan, Runner
@@ -68,6 +69,35 @@ def test_compare_flags_a_slowdown_beyond_noise(small_run, tmp_path, capsys):
     assert "4 measurement(s) significantly slower by more than 50%" in captured.err
     assert main(["compare", str(slower), str(small_run)]) == 0  # faster is fine
     assert "4 faster" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("machine_slowed_on, regressions", [(1, 0), (2, 4)])
+def test_compare_tells_a_slower_machine_from_slower_code_on_the_rows_threads(
+        small_run, tmp_path, capsys, machine_slowed_on, regressions):
+    """The calibration measured on the rows' thread count, and of this workload's version, is the
+    machine's drift: when it slowed 3x as much as the code did, the code is not blamed."""
+    base, slower = tmp_path / "base", tmp_path / "slower"
+    shutil.copytree(small_run, base)
+    rows = [{**json.loads(line), "contended": False} for line in (base / MEASUREMENTS).read_text().splitlines()]
+    (base / MEASUREMENTS).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    shutil.copytree(base, slower)
+    for row in rows:
+        if row["backend"] == "im2col" and row["direction"] == "forward":
+            row.update(median_s=3 * row["median_s"], min_s=3 * row["min_s"],
+                       samples_s=[3 * t for t in row["samples_s"]], sample_min_s=[3 * t for t in row["sample_min_s"]])
+    (slower / MEASUREMENTS).write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    def calibrations(slowed: int | None) -> str:
+        lines = [{"version": CALIBRATION_VERSION, "threads": t, "index_s": (3.0 if t == slowed else 1.0) * (1 + i / 100)}
+                 for t in (1, 2) for i in range(10)]
+        lines += [{"version": CALIBRATION_VERSION - 1, "index_s": 9.0 if slowed else 1.0} for _ in range(10)]
+        return "".join(json.dumps(c) + "\n" for c in lines)
+    (base / "calibration.jsonl").write_text(calibrations(None))
+    (slower / "calibration.jsonl").write_text(calibrations(machine_slowed_on))
+    assert main(["compare", str(base), str(slower), "--threshold", "0.5"]) == (1 if regressions else 0)
+    out = capsys.readouterr().out
+    assert f"; {regressions} regression(s) beyond 50%" in out
+    assert ("machine speed: CHANGED" in out) is (machine_slowed_on == 1)
 
 
 def test_report_of_a_missing_directory_is_one_clear_line(tmp_path, capsys):

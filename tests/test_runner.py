@@ -11,9 +11,10 @@ from dataclasses import asdict
 
 import pytest
 
-import kernels
-from convbench.cli import main
 import convbench
+import kernels
+from convbench.bench.machine import CALIBRATION_VERSION
+from convbench.cli import main
 from convbench.results import MEASUREMENTS, RunDirectory, load_results
 from convbench.runner import Plan, Runner, row_key
 from convbench.runner import windows as runner_windows
@@ -53,7 +54,7 @@ def test_rows_keep_raw_samples_and_the_machines_state(tmp_path):
     calibrations = RunDirectory(tmp_path / "run").calibrations()
     # the 2 problems take turns in one window: one before it, one before each of its 4 turns, one at the end
     assert len(calibrations) == 1 + 4 + 1
-    assert all(c["version"] == 1 and c["index_s"] > 0 for c in calibrations)
+    assert all(c["version"] == CALIBRATION_VERSION and c["threads"] == 1 and c["index_s"] > 0 for c in calibrations)
 
 
 def test_the_backends_and_directions_of_a_problem_take_turns(tmp_path, monkeypatch):

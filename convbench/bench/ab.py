@@ -145,7 +145,7 @@ def run_ab(repo: Path, revisions: tuple[str, str], plan: Plan, out: Path,
                 for dtype in plan.dtypes:
                     for suite, problem in problems:
                         on_group(f"{suite}/{problem.name} {dtype} {threads}t")
-                        calibration = calibrate()
+                        calibration = calibrate(threads)
                         for run, session in zip(runs, sessions):
                             run.add_calibration(session, calibration)
                         entries, rows = [], []
@@ -182,8 +182,8 @@ def run_ab(repo: Path, revisions: tuple[str, str], plan: Plan, out: Path,
                                     pair.insert(SIDES.index(entry.key[0]) ^ 1, (idle, None))
                                 entries += [entry for entry, _ in pair]
                                 rows += [(entry.key[0], row) for entry, row in pair if row is not None]
-                        def between() -> None:
-                            calibration = calibrate()
+                        def between(threads: int = threads) -> None:
+                            calibration = calibrate(threads)
                             for run, session in zip(runs, sessions):
                                 run.add_calibration(session, calibration)
 
@@ -198,9 +198,10 @@ def run_ab(repo: Path, revisions: tuple[str, str], plan: Plan, out: Path,
                                     row["gflops"] = row["flops"] / row["median_s"] / 1e9
                             row["time"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
                             runs[SIDES.index(side)].append(row)
-            final = calibrate()
-            for run, session in zip(runs, sessions):
-                run.add_calibration(session, final)
+            for threads in plan.threads:
+                final = calibrate(threads)
+                for run, session in zip(runs, sessions):
+                    run.add_calibration(session, final)
         finally:
             for worker in workers:
                 worker.close()

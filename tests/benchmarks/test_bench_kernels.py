@@ -49,7 +49,8 @@ def test_kernel(benchmark, backend, item, direction, references):
                                 dtype="float32", threads=usable_cores(), flops=problem.flops(direction),
                                 intensity=problem.flops(direction) / problem.bytes_moved(direction, 4))
     if not benchmark.disabled:  # the machine's speed just before: compare tells drift from change with it
-        benchmark.extra_info["calibration_s"] = calibrate()["index_s"]
+        calibration = calibrate(usable_cores())
+        benchmark.extra_info.update(calibration_s=calibration["index_s"], calibration_version=calibration["version"])
     got = run(benchmark, call, rounds)
     assert_close(got, references(problem, arrays)[: len(got)])
     if benchmark.stats:  # timed (not a plain run): GFLOP/s from the median
