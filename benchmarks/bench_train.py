@@ -1,9 +1,9 @@
 """asv: one full training step (forward, loss, backward, SGD update) per backend."""
 
 import kernels
-from convbench.models import build_model
-from convbench.nn import SGD
-from convbench.step import _batch, _sgd
+from convbench.cnn.layers import SGD
+from convbench.cnn.models import build_model
+from convbench.cnn.step import digits_batch, sgd_settings
 
 
 class TrainStep:
@@ -19,8 +19,8 @@ class TrainStep:
             be = kernels.get(backend)
         except kernels.BackendUnavailable as exc:
             raise NotImplementedError(str(exc)) from None
-        self.x, self.y = _batch(name, int(batch), "float32")
-        self.net, self.optimizer = build_model(name, be, seed=0), SGD(**_sgd(name))
+        self.x, self.y = digits_batch(name, int(batch), "float32")
+        self.net, self.optimizer = build_model(name, be, seed=0), SGD(**sgd_settings(name))
         self.net.train_step(self.x, self.y, self.optimizer)  # warm-up: numba compiles here
 
     def time_step(self, backend, model):

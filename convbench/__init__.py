@@ -9,7 +9,7 @@ __all__ = ["load_results"]
 
 def __getattr__(name: str):
     if name == "load_results":  # imported on first use: pandas is slow to import for --help
-        from convbench.results import load_results
+        from convbench.bench.results import load_results
 
         return load_results
     raise AttributeError(f"module 'convbench' has no attribute {name!r}")

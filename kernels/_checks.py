@@ -121,7 +121,9 @@ def _common_dtype(**arrays: np.ndarray | None) -> np.dtype:
     raise TypeError(f"{subject} {verb} float32 or float64; got {listing}")
 
 
-def _out_size(size: int, pad: int, kernel: int, dilation: int, stride: int) -> int:
+def output_size(size: int, pad: int, kernel: int, dilation: int = 1, stride: int = 1) -> int:
+    """One spatial dimension of a conv's or pool's output: floor rounding, zero padding ``pad`` on
+    both sides (``Ho = (H + 2*ph - dh*(R-1) - 1) // sh + 1``); below 1 when the kernel does not fit."""
     return (size + 2 * pad - dilation * (kernel - 1) - 1) // stride + 1
 
 
@@ -151,8 +153,8 @@ def check_conv2d(x, w, b, stride, padding, dilation, groups) -> ConvProblem:
         )
     if b is not None and b.shape != (K,):
         raise ShapeError(f"b must have shape (K,) = ({K},); got shape {b.shape}")
-    out_h = _out_size(H, padding[0], R, dilation[0], stride[0])
-    out_w = _out_size(W, padding[1], S, dilation[1], stride[1])
+    out_h = output_size(H, padding[0], R, dilation[0], stride[0])
+    out_w = output_size(W, padding[1], S, dilation[1], stride[1])
     if out_h < 1 or out_w < 1:
         raise ShapeError(
             f"w's dilated kernel ({dilation[0] * (R - 1) + 1}, {dilation[1] * (S - 1) + 1}) is "
@@ -175,8 +177,8 @@ def check_pool2d(x, kernel_size, stride, padding) -> PoolProblem:
             f"padding must be at most half of kernel_size {kernel_size}; got padding {padding}"
         )
     N, C, H, W = x.shape
-    out_h = _out_size(H, padding[0], kernel_size[0], 1, stride[0])
-    out_w = _out_size(W, padding[1], kernel_size[1], 1, stride[1])
+    out_h = output_size(H, padding[0], kernel_size[0], 1, stride[0])
+    out_w = output_size(W, padding[1], kernel_size[1], 1, stride[1])
     if out_h < 1 or out_w < 1:
         raise ShapeError(
             f"kernel_size {kernel_size} is larger than the padded input x "

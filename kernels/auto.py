@@ -26,35 +26,32 @@ from pathlib import Path
 import numpy as np
 
 import kernels
-from kernels._checks import Context, check_backward, check_conv2d, check_pool2d
+from kernels._checks import (
+    Context,
+    ConvProblem,
+    PoolProblem,
+    check_backward,
+    check_conv2d,
+    check_pool2d,
+)
+from kernels.traits import Traits
 
 name = "auto"
 description = "the fastest backend per problem signature, timed on first sight and cached on disk"
+TRAITS = Traits(contender=False, picks=True)
 
-# The loop-bound backends are timed only where one call is cheap: beyond these sizes (output
-# pixels x output channels for naive, per-plane scipy calls) they lose by 10-300x.
-LOOP_LIMITS = {"naive": 50_000, "scipy": 2_000}
 TUNING_BUDGET = 0.05  # seconds of timed calls per candidate, after a warm-up call
 MAX_ROUNDS = 7
 
 _memo: dict[tuple, kernels.Backend] = {}  # (op, problem, threads) -> picked backend
 
 
-def loop_work(backend: str, p) -> int:
-    """The size that decides whether a loop-bound backend is worth timing on ``p``: a validated
-    kernels problem, or a ``convbench.problems.Problem`` (the asv suite shares this rule)."""
-    conv = getattr(p, "op", "conv2d" if hasattr(p, "has_bias") else "pool") == "conv2d"
-    if backend == "naive":
-        return p.N * (p.K if conv else p.C) * p.out_h * p.out_w
-    if backend == "scipy" and conv:
-        return p.N * p.K * (p.C // p.groups)
-    return 0
-
-
-def candidates(p) -> list[str]:
-    """The registered backends worth timing on problem ``p`` that load here."""
-    usable = [n for n, reason in kernels.available().items() if reason is None and n != name]
-    return [n for n in usable if loop_work(n, p) <= LOOP_LIMITS.get(n, np.inf)]
+def candidates(p: ConvProblem | PoolProblem) -> list[str]:
+    """The contending backends that load here and are worth timing on problem ``p`` (the
+    loop-bound ones only where one call is cheap: see ``kernels.Traits.worth_timing``)."""
+    op, K, groups = ("conv2d", p.K, p.groups) if isinstance(p, ConvProblem) else ("pool2d", p.C, 1)
+    usable = [n for n, reason in kernels.available().items() if reason is None and kernels.traits(n).contender]
+    return [n for n in usable if kernels.traits(n).worth_timing(op, p.N, p.C, K, p.out_h, p.out_w, groups)]
 
 
 def cache_path() -> Path:

@@ -14,32 +14,21 @@ from __future__ import annotations
 
 import numpy as np
 
-from kernels._arrays import crop, pad, padded_zeros
+from kernels._arrays import crop, pad, padded_zeros, taps
 from kernels._checks import Context, check_backward, check_conv2d, check_pool2d
-from kernels._phases import span
+from kernels.phases import span
+from kernels.traits import Traits
 
 name = "im2col"
 description = "im2col column matrix + one BLAS GEMM per group; col2im for the input gradient"
-
-
-def _taps(a, p):
-    """For each kernel tap (r, s) of problem ``p`` (conv or pool), in row-major order: (r, s, the
-    view of the padded array ``a`` that the tap meets, one element per output pixel), that is
-    view[n, c, i, j] = a[n, c, i*sh + r*dh, j*sw + s*dw]."""
-    R, S = getattr(p, "kernel_size", None) or (p.R, p.S)
-    (sh, sw), (dh, dw) = p.stride, getattr(p, "dilation", (1, 1))
-    for r in range(R):
-        for s in range(S):
-            rows = slice(r * dh, r * dh + sh * (p.out_h - 1) + 1, sh)
-            columns = slice(s * dw, s * dw + sw * (p.out_w - 1) + 1, sw)
-            yield r, s, a[:, :, rows, columns]
+TRAITS = Traits(phases=True)
 
 
 def _scatter(p, plane):
-    """The adjoint of reading through ``_taps``: add ``plane(r, s)``, tap (r, s)'s gradient, into
+    """The adjoint of reading through ``taps``: add ``plane(r, s)``, tap (r, s)'s gradient, into
     the padded pixels the tap read, then drop the padding."""
     dxpad = padded_zeros(p)
-    for r, s, view in _taps(dxpad, p):
+    for r, s, view in taps(dxpad, p):
         view += plane(r, s)
     return crop(dxpad, p)
 
@@ -47,7 +36,7 @@ def _scatter(p, plane):
 def im2col(xpad, p):
     """Column matrix of shape (C, R, S, N, Ho, Wo): cols[c, r, s, n, i, j] = xpad[n, c, i*sh + r*dh, j*sw + s*dw]."""
     cols = np.empty((p.C, p.R, p.S, p.N, p.out_h, p.out_w), dtype=xpad.dtype)
-    for r, s, view in _taps(xpad, p):
+    for r, s, view in taps(xpad, p):
         cols[:, r, s] = view.transpose(1, 0, 2, 3)
     return cols
 
@@ -89,7 +78,7 @@ def _pool_columns(x, p, fill: float):
     reductions over the taps then run elementwise across contiguous planes already in NCHW order."""
     R, S = p.kernel_size
     cols = np.empty((R * S, p.N, p.C, p.out_h, p.out_w), dtype=x.dtype)
-    for r, s, view in _taps(pad(x, p.padding, fill), p):
+    for r, s, view in taps(pad(x, p.padding, fill), p):
         cols[r * S + s] = view
     return cols
 

@@ -11,9 +11,13 @@ import numpy as np
 
 from kernels._arrays import crop, pad, padded_zeros
 from kernels._checks import Context, check_backward, check_conv2d, check_pool2d
+from kernels.traits import Traits
 
 name = "naive"
 description = "explicit Python loops over output pixels (seed 002); the baseline"
+# One Python iteration per output element: worth timing repeatedly up to about 50,000 of them.
+TRAITS = Traits(baseline=True, work=lambda op, N, C, K, out_h, out_w, groups: N * K * out_h * out_w,
+                work_limit=50_000)
 
 
 def _window(p, i: int, j: int, dilation=(1, 1), size=None) -> tuple[slice, slice]:

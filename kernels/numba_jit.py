@@ -31,7 +31,7 @@ description = "numba @njit direct loops, parallel over output rows, vectorised a
 
 
 @njit(cache=True, parallel=True)
-def _conv_forward(xpad, w, y, sh, sw, dh, dw, groups):
+def _conv_forward(xpad, w, y, sh, sw, dil_h, dil_w, groups):
     N, K, Ho, Wo = y.shape
     _, Cg, R, S = w.shape
     Kg = K // groups
@@ -41,20 +41,20 @@ def _conv_forward(xpad, w, y, sh, sw, dh, dw, groups):
         out = y[n, k, i]
         for c in range(Cg):
             for r in range(R):
-                xrow = xpad[n, c0 + c, i * sh + r * dh]
+                xrow = xpad[n, c0 + c, i * sh + r * dil_h]
                 for s in range(S):
                     wv = w[k, c, r, s]
                     if sw == 1:  # unit stride: a 1-D slice that LLVM vectorises
-                        src = xrow[s * dw : s * dw + Wo]
+                        src = xrow[s * dil_w : s * dil_w + Wo]
                         for j in range(Wo):
                             out[j] += wv * src[j]
                     else:
                         for j in range(Wo):
-                            out[j] += wv * xrow[j * sw + s * dw]
+                            out[j] += wv * xrow[j * sw + s * dil_w]
 
 
 @njit(cache=True, parallel=True)
-def _conv_backward_data(dy, w, dxpad, sh, sw, dh, dw, groups):
+def _conv_backward_data(dy, w, dxpad, sh, sw, dil_h, dil_w, groups):
     N, K, Ho, Wo = dy.shape
     _, Cg, R, S = w.shape
     C, Hp = dxpad.shape[1], dxpad.shape[2]
@@ -64,7 +64,7 @@ def _conv_backward_data(dy, w, dxpad, sh, sw, dh, dw, groups):
         k0, cc = (c // Cg) * Kg, c % Cg
         dxrow = dxpad[n, c, row]
         for r in range(R):
-            top = row - r * dh
+            top = row - r * dil_h
             if top < 0 or top % sh != 0 or top // sh >= Ho:
                 continue
             i = top // sh
@@ -73,17 +73,17 @@ def _conv_backward_data(dy, w, dxpad, sh, sw, dh, dw, groups):
                 for s in range(S):
                     wv = w[k, cc, r, s]
                     if sw == 1:
-                        dst = dxrow[s * dw : s * dw + Wo]
+                        dst = dxrow[s * dil_w : s * dil_w + Wo]
                         for j in range(Wo):
                             dst[j] += wv * dyrow[j]
                     else:
                         for j in range(Wo):
-                            dxrow[j * sw + s * dw] += wv * dyrow[j]
+                            dxrow[j * sw + s * dil_w] += wv * dyrow[j]
 
 
 # reassoc lets LLVM vectorise the long sums (no nnan/ninf: NaN and Inf still propagate)
 @njit(cache=True, parallel=True, fastmath={"reassoc", "contract"})
-def _conv_backward_weight(dy, xpad, dw_out, sh, sw, dh, dw, groups):
+def _conv_backward_weight(dy, xpad, dw_out, sh, sw, dil_h, dil_w, groups):
     N, K, Ho, Wo = dy.shape
     _, Cg, R, S = dw_out.shape
     Kg = K // groups
@@ -93,14 +93,14 @@ def _conv_backward_weight(dy, xpad, dw_out, sh, sw, dh, dw, groups):
         acc = dw_out[k, cc, r, s]  # zero, in the output's dtype
         for n in range(N):
             for i in range(Ho):
-                dyrow, xrow = dy[n, k, i], xpad[n, c, i * sh + r * dh]
+                dyrow, xrow = dy[n, k, i], xpad[n, c, i * sh + r * dil_h]
                 if sw == 1:
-                    src = xrow[s * dw : s * dw + Wo]
+                    src = xrow[s * dil_w : s * dil_w + Wo]
                     for j in range(Wo):
                         acc += dyrow[j] * src[j]
                 else:
                     for j in range(Wo):
-                        acc += dyrow[j] * xrow[j * sw + s * dw]
+                        acc += dyrow[j] * xrow[j * sw + s * dil_w]
         dw_out[k, cc, r, s] = acc
 
 

@@ -17,11 +17,15 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage, signal
 
-from kernels._arrays import crop, pad
+from kernels._arrays import crop, pad, taps
 from kernels._checks import Context, check_backward, check_conv2d, check_pool2d
+from kernels.traits import Traits
 
 name = "scipy"
 description = "scipy.signal.correlate2d per image-channel plane; pooling with scipy.ndimage filters"
+# One correlate2d call per (image, output channel, input channel) plane: up to about 2,000 of them.
+TRAITS = Traits(work=lambda op, N, C, K, out_h, out_w, groups: N * K * (C // groups) if op == "conv2d" else 0,
+                work_limit=2_000)
 
 
 def _spread(a, step: tuple[int, int]):
@@ -104,18 +108,13 @@ def maxpool2d_forward(x, kernel_size, *, stride=None, padding=0):
 def maxpool2d_backward(dy, ctx):
     p = check_backward(dy, ctx, name, "maxpool2d")
     xpad, y = ctx.saved["xpad"], ctx.saved["y"]
-    (R, S), (sh, sw) = p.kernel_size, p.stride
     # The gradient goes to the first tap in row-major order that holds the window's maximum.
     claimed = np.zeros(p.y_shape, dtype=bool)
     dxpad = np.zeros_like(xpad)
-    for r in range(R):
-        for s in range(S):
-            tap = (slice(None), slice(None),
-                   slice(r, r + sh * (p.out_h - 1) + 1, sh), slice(s, s + sw * (p.out_w - 1) + 1, sw))
-            v = xpad[tap]
-            hit = ((v == y) | (np.isnan(v) & np.isnan(y))) & ~claimed
-            dxpad[tap] += np.where(hit, dy, 0)
-            claimed |= hit
+    for (_, _, v), (_, _, gradient) in zip(taps(xpad, p), taps(dxpad, p)):
+        hit = ((v == y) | (np.isnan(v) & np.isnan(y))) & ~claimed
+        gradient += np.where(hit, dy, 0)
+        claimed |= hit
     return crop(dxpad, p)
 
 

@@ -15,12 +15,14 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from kernels._arrays import crop, pad, padded_zeros
+from kernels._arrays import crop, pad, padded_zeros, taps
 from kernels._checks import Context, check_backward, check_conv2d, check_pool2d
-from kernels._phases import span
+from kernels.phases import span
+from kernels.traits import Traits
 
 name = "stride_tricks"
 description = "as_strided window views (no copies) contracted with einsum"
+TRAITS = Traits(phases=True)
 
 
 def windows(a, groups: int, out: tuple[int, int], kernel: tuple[int, int], stride, dilation):
@@ -108,13 +110,10 @@ def maxpool2d_forward(x, kernel_size, *, stride=None, padding=0):
 def maxpool2d_backward(dy, ctx):
     p = check_backward(dy, ctx, name, "maxpool2d")
     argmax = ctx.saved["argmax"]
-    (R, S), (sh, sw) = p.kernel_size, p.stride
+    S = p.kernel_size[1]
     dxpad = padded_zeros(p)
-    for r in range(R):
-        for s in range(S):
-            rows = slice(r, r + sh * (p.out_h - 1) + 1, sh)
-            cols = slice(s, s + sw * (p.out_w - 1) + 1, sw)
-            dxpad[:, :, rows, cols] += np.where(argmax == r * S + s, dy, 0)
+    for r, s, gradient in taps(dxpad, p):
+        gradient += np.where(argmax == r * S + s, dy, 0)
     return crop(dxpad, p)
 
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-import kernels
 from cases import (
     CONV_CASES,
     DTYPES,
@@ -16,6 +14,8 @@ from cases import (
     pool_expected,
     pool_inputs,
 )
+
+import kernels
 
 POOL_OPS = ("maxpool2d", "avgpool2d")
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from convbench.bench.results import load_results
 from convbench.cli import main
-from convbench.results import load_results
 
 TESTS = Path(__file__).parent
 

@@ -7,7 +7,7 @@ import gzip
 import numpy as np
 import pytest
 
-from convbench.data import DataError, embedded_digits, load_idx, prepare, read_idx
+from convbench.cnn.data import DataError, embedded_digits, load_idx, prepare, read_idx
 
 
 def idx_bytes(array: np.ndarray) -> bytes:

@@ -7,7 +7,7 @@ import pytest
 
 import kernels
 from convbench.cli import main
-from convbench.featuremaps import read_grey, stages
+from convbench.cnn.featuremaps import read_grey, stages
 
 
 def test_default_image_works_offline(tmp_path, capsys):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from convbench.problems import Problem
+from convbench.bench.problems import Problem
 
 SEED002_CONV = Problem("seed002_conv", "conv2d", 4, 1, 28, 28, 3, 5, 5)
 SEED002_POOL = Problem("seed002_pool", "maxpool2d", 4, 3, 24, 24, 3, 3, 3, stride=(2, 2))

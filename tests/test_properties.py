@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from cases import ConvCase, PoolCase, assert_matches, random_array
 from hypothesis import given
 from hypothesis import strategies as st
 
 import kernels
-from cases import ConvCase, PoolCase, assert_matches, random_array
 
 backends = pytest.mark.parametrize("backend", kernels.names())
 

@@ -7,8 +7,8 @@ import itertools
 
 import numpy as np
 import pytest
-
 from cases import ConvCase, PoolCase
+
 from kernels import reference
 
 FD_CONV_CASES = [

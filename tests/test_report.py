@@ -9,9 +9,9 @@ from dataclasses import asdict
 import pytest
 
 from convbench.bench.machine import CALIBRATION_VERSION
+from convbench.bench.results import MEASUREMENTS, RunDirectory
+from convbench.bench.runner import Plan, Runner
 from convbench.cli import main
-from convbench.results import MEASUREMENTS, RunDirectory
-from convbench.runner import Plan, Runner
 
 
 @pytest.fixture(scope="module")

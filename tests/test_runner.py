@@ -14,10 +14,10 @@ import pytest
 import convbench
 import kernels
 from convbench.bench.machine import CALIBRATION_VERSION
+from convbench.bench.results import MEASUREMENTS, RunDirectory, load_results
+from convbench.bench.runner import Plan, Runner, row_key
+from convbench.bench.runner import windows as runner_windows
 from convbench.cli import main
-from convbench.results import MEASUREMENTS, RunDirectory, load_results
-from convbench.runner import Plan, Runner, row_key
-from convbench.runner import windows as runner_windows
 
 
 def execute(tmp_path, **plan_fields) -> list[dict]:
@@ -60,7 +60,7 @@ def test_rows_keep_raw_samples_and_the_machines_state(tmp_path):
 def test_the_backends_and_directions_of_a_problem_take_turns(tmp_path, monkeypatch):
     """Every call of a problem's group is logged: with 2 turns, each (backend, direction) is
     called once per turn, and the second turn starts one place further on."""
-    import convbench.runner as runner
+    import convbench.bench.runner as runner
 
     log = []
     original = runner.interleave

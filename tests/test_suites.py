@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from convbench.problems import Problem
-from convbench.suites import SuiteError, load_suite, parse_descriptor, read_benchdnn, read_csv, suite_names
+from convbench.bench.problems import Problem
+from convbench.bench.suites import (
+    SuiteError,
+    load_suite,
+    parse_descriptor,
+    read_benchdnn,
+    read_csv,
+    suite_names,
+)
 
 HEADER = "name,op,N,C,H,W,K,R,S,stride,padding,dilation,groups,repeat\n"
 

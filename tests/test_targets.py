@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from convbench.bench.results import RunDirectory
 from convbench.cli import main
-from convbench.results import RunDirectory
 
 
 def make_run(path, plan, rows):

@@ -6,7 +6,7 @@ import numba
 import numpy as np
 import pytest
 
-from convbench import timing
+from convbench.bench import timing
 
 
 def test_statistics():

@@ -7,12 +7,12 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from test_data import write_split
 
 import kernels
+from convbench.bench.results import RunDirectory, load_results
 from convbench.cli import main
-from convbench.results import RunDirectory, load_results
-from convbench.step import run_steps
-from test_data import write_split
+from convbench.cnn.step import run_steps
 
 
 def test_train_writes_json_csv_and_png(tmp_path, capsys):
@@ -107,7 +107,7 @@ def test_step_resume_finishes_the_saved_plan_not_the_defaults(tmp_path, capsys):
 def test_step_backends_take_turns_in_a_rotating_order(monkeypatch):
     """Interleaved timing: every turn runs each backend's plain and instrumented step, and the
     first backend of a turn rotates, so drift during the run falls on every backend alike."""
-    from convbench import step as step_module
+    from convbench.cnn import step as step_module
 
     calls = []
     real = step_module._step_function

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 import kernels
-from convbench.data import embedded_digits, prepare
-from convbench.models import MODELS, build_model
-from convbench.nn import SGD
+from convbench.cnn.data import embedded_digits, prepare
+from convbench.cnn.layers import SGD
+from convbench.cnn.models import MODELS, build_model
 
 backends = pytest.mark.parametrize("backend", kernels.names())
 
@@ -96,7 +96,7 @@ def test_seed000_freezing_leaves_a_layer_untouched(digits):
 
 
 def test_sgd_is_seed_002s_rule():
-    from convbench.nn import Layer
+    from convbench.cnn.layers import Layer
 
     layer = Layer()
     layer.params["w"] = np.array([1.0])

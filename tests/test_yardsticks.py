@@ -8,9 +8,17 @@ import importlib.util
 
 import numpy as np
 import pytest
+from cases import (
+    CONV_CASES,
+    DTYPES,
+    POOL_CASES,
+    conv_expected,
+    conv_inputs,
+    pool_expected,
+    pool_inputs,
+)
 
 import kernels
-from cases import CONV_CASES, DTYPES, POOL_CASES, conv_expected, conv_inputs, pool_expected, pool_inputs
 
 HAVE_TORCH = importlib.util.find_spec("torch") is not None
 
@@ -66,7 +74,7 @@ def test_torch_pool(op, case, dtype):
 @pytest.mark.parametrize("model", ["seed000", "seed002", "lenet5"])
 def test_torch_step_is_the_same_network(model):
     """The native PyTorch network starts from our weights: its first loss is the reference's."""
-    from convbench.step import measure_step
+    from convbench.cnn.step import measure_step
 
     result = measure_step("torch", model, 4, "float32", budget=0.01, rounds=2)
     assert result["status"] == "ok" and result["max_rel_err"] < 1e-5

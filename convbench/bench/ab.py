@@ -29,8 +29,8 @@ from pathlib import Path
 
 from convbench.bench.interleave import Entry, interleave, paired
 from convbench.bench.machine import CpuMeter, calibrate
-from convbench.results import SCHEMA, RunDirectory, machine_metadata
-from convbench.runner import TOLERANCE, Plan
+from convbench.bench.results import SCHEMA, RunDirectory, machine_metadata
+from convbench.bench.runner import TOLERANCE, Plan
 
 WORKER = Path(__file__).with_name("abworker.py")
 SIDES = ("a", "b")

@@ -24,7 +24,7 @@ import traceback
 
 
 def _inputs(p: dict, dtype: str, seed: int) -> dict:
-    """The same seeded arrays as ``convbench.problems.Problem.inputs``."""
+    """The same seeded arrays as ``convbench.bench.problems.Problem.inputs``."""
     import numpy as np
 
     rng = np.random.default_rng(seed)
@@ -54,7 +54,7 @@ def _backward(be, p: dict, a: dict, ctx) -> tuple:
 def max_relative_error(got, expected) -> float:
     """The largest absolute error of any output, relative to that output's largest reference
     value (None entries skipped). The harness's one definition: it lives here because the worker
-    may import nothing of convbench, and ``convbench.runner`` imports it from here."""
+    may import nothing of convbench, and ``convbench.bench.runner`` imports it from here."""
     import numpy as np
 
     worst = 0.0

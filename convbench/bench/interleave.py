@@ -17,8 +17,8 @@ import time
 from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
 
-from convbench.bench.machine import CpuMeter
 from convbench.bench import stats
+from convbench.bench.machine import CpuMeter
 from convbench.bench.stats import MIN_SAMPLES
 
 TURNS = 20

@@ -25,7 +25,7 @@ import numpy as np
 import psutil
 from threadpoolctl import threadpool_limits
 
-from convbench.timing import usable_cores
+from convbench.bench.timing import usable_cores
 
 CALIBRATION_VERSION = 2
 SPARE_CORES_SLACK = 0.25  # cores others may use on average before a measurement is contended

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 import kernels
-from convbench.runner import TOLERANCE, estimate_seconds
-from convbench.suites import load_suite
-from kernels.auto import LOOP_LIMITS, loop_work
+from convbench.bench.abworker import max_relative_error
+from convbench.bench.runner import TOLERANCE, estimate_seconds
+from convbench.bench.suites import load_suite
 
 ONE_ROUND_OVER = 0.2  # seconds per call: time a single round only
 SKIP_OVER = 5.0  # seconds per call: too slow to benchmark here
 # A plain test run runs each benchmark once and must stay quick; probing for an estimate would
 # cost more than the calls. The two loop backends' costs have a known shape instead (naive runs
 # one Python iteration per output element, scipy one correlate2d call per image-channel plane),
-# and auto's LOOP_LIMITS on that shape say where they are too slow to bother with.
+# declared by the backends (kernels.traits) with the size at which they are too slow to bother.
 
 # A representative set from the catalogue the harness uses: seed shapes, every LeNet-5 layer,
 # two ResNet-18 layers and one depthwise MobileNetV2 layer.
@@ -41,10 +40,9 @@ def rounds_policy(benchmark, backend: str, problem, direction: str) -> int | Non
     ``pytest --benchmark-only``; those kernels are verified by the main test grid anyway.
     """
     if benchmark.disabled:
-        work, limit = loop_work(backend, problem), LOOP_LIMITS.get(backend)
-        if limit and work > limit:
-            pytest.skip(f"{backend}: {work:,} {'output elements' if backend == 'naive' else 'planes'} "
-                        f"(over {limit:,}); left to `pytest --benchmark-only`")
+        if not problem.worth_timing(backend):
+            pytest.skip(f"{backend}: too slow a call on {problem.name} to repeat in a plain test run; "
+                        "left to `pytest --benchmark-only`")
         return None
     seconds = (estimate(backend, problem, [direction]) or {}).get(direction)
     return seconds_policy(backend, seconds)
@@ -64,12 +62,8 @@ def estimate(backend: str, problem, directions: list[str]) -> dict | None:
 
 def assert_close(got: tuple, expected: tuple) -> None:
     """Every output within the harness's float32 tolerance of the float64 reference."""
-    for a, e in zip(got, expected):
-        if e is None:
-            assert a is None
-            continue
-        scale = float(np.max(np.abs(e))) or 1.0
-        assert float(np.max(np.abs(a.astype(np.float64) - e))) / scale <= TOLERANCE["float32"]
+    assert [a is None for a in got] == [e is None for e in expected]
+    assert max_relative_error(got, expected) <= TOLERANCE["float32"]
 
 
 def run(benchmark, fn, rounds: int | None):

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from bench_common import PROBLEMS, assert_close, problem_id, rounds_policy, run
 
 import kernels
 from convbench.bench.machine import calibrate
-from convbench.timing import usable_cores
-from bench_common import PROBLEMS, assert_close, problem_id, rounds_policy, run
+from convbench.bench.timing import usable_cores
 
 
 @pytest.fixture(scope="module")

@@ -5,28 +5,29 @@ from __future__ import annotations
 import time
 
 import pytest
+from bench_common import run, seconds_policy
 
 import kernels
-from convbench.timing import usable_cores
-from bench_common import run, seconds_policy
-from convbench.models import build_model
-from convbench.nn import SGD
-from convbench.runner import TOLERANCE
-from convbench.step import _batch, _sgd
+from convbench.bench.runner import TOLERANCE
+from convbench.bench.timing import usable_cores
+from convbench.cnn.layers import SGD
+from convbench.cnn.models import build_model
+from convbench.cnn.step import digits_batch, sgd_settings
+
 
 @pytest.mark.parametrize("model, batch", [("seed002", 4), ("lenet5", 64)], ids=["seed002-b4", "lenet5-b64"])
 @pytest.mark.parametrize("backend", kernels.names())
 def test_training_step(benchmark, backend, model, batch):
-    x, y = _batch(model, batch, "float32")
+    x, y = digits_batch(model, batch, "float32")
     # Estimate from a one-image step (every backend's step time grows with the batch).
     probe = build_model(model, kernels.get(backend), seed=0)
-    probe.train_step(x[:1], y[:1], SGD(**_sgd(model)))  # numba compiles or loads its cache here
+    probe.train_step(x[:1], y[:1], SGD(**sgd_settings(model)))  # numba compiles or loads its cache here
     start = time.perf_counter()
-    probe.train_step(x[:1], y[:1], SGD(**_sgd(model)))
+    probe.train_step(x[:1], y[:1], SGD(**sgd_settings(model)))
     rounds = seconds_policy(backend, (time.perf_counter() - start) * batch)
     expected = build_model(model, kernels.reference, seed=0, dtype="float64").train_step(
-        x.astype("float64"), y, SGD(**_sgd(model)))[0]
-    net, optimizer = build_model(model, kernels.get(backend), seed=0), SGD(**_sgd(model))
+        x.astype("float64"), y, SGD(**sgd_settings(model)))[0]
+    net, optimizer = build_model(model, kernels.get(backend), seed=0), SGD(**sgd_settings(model))
     first_loss = net.train_step(x, y, optimizer)[0]  # warm-up, and the check: the reference's first step
     assert abs(first_loss - expected) / expected <= TOLERANCE["float32"]
     benchmark.group = f"train_step:{model}-b{batch}"

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from convbench.results import load_results
+from convbench.bench import backends
+from convbench.bench.results import load_results
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,7 @@ def evaluate(runs: list[str | Path]) -> pd.DataFrame:
         mine = rows[(rows.suite == t.suite) & (rows.direction == t.direction)
                     & rows.problem.str.contains(t.match, regex=True)]
         for (problem, threads), group in mine.groupby(["problem", "threads"], sort=False):
-            ours = group[~group.backend.isin(["torch", "auto"])]
+            ours = group[group.backend.isin(backends.ours(group.backend))]
             if ours.empty:
                 continue
             best = ours.loc[ours.median_s.idxmin()]
@@ -101,27 +102,26 @@ def _row(t: Target, problem, threads, backend, ours_s, torch_s, value) -> dict:
             "met": t.met(value)}
 
 
-def write_targets(runs: list[str | Path], out: str | Path) -> list[Path]:
-    """OUT/targets.md, OUT/targets.csv and OUT/targets.png from the given runs."""
-    from convbench.plots import targets_plot
-    from convbench.report import _duration
+def write_targets(runs: list[str | Path], out: str | Path) -> tuple[str, list[Path]]:
+    """Write OUT/targets.md, OUT/targets.csv and OUT/targets.png from the given runs; return the
+    one-line summary ("3 of 5 met. ...") and the files."""
+    from convbench.bench.plots import targets_plot
+    from convbench.bench.report import duration
 
     table = evaluate(runs)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "targets.csv", index=False)
     shown = table.assign(
-        ours=table.ours_s.map(_duration),
-        torch=table.torch_s.map(lambda s: _duration(s) if s == s else "-"),
+        ours=table.ours_s.map(duration),
+        torch=table.torch_s.map(lambda s: duration(s) if s == s else "-"),
         value=[f"{v:.3g} %" if "peak" in b else (f"{v:.3g} s" if b.endswith(" s") else f"{v:.3g}x")
                for v, b in zip(table.value, table.bound)],
         met=table.met.map({True: "yes", False: "**no**"}),
     )[["target", "bound", "problem", "threads", "fastest", "ours", "torch", "value", "met"]]
-    met = int(table.met.sum())
-    lines = ["# Performance targets", "",
-             f"{met} of {len(table)} met. Ratios are medians measured side by side in one run "
-             "(float32); the runs: " + ", ".join(f"`{r}`" for r in runs) + ".", "",
-             shown.to_markdown(index=False), "", "![targets](targets.png)", ""]
+    summary = (f"{int(table.met.sum())} of {len(table)} met. Ratios are medians measured side by side in one "
+               "run (float32); the runs: " + ", ".join(f"`{r}`" for r in runs) + ".")
+    lines = ["# Performance targets", "", summary, "", shown.to_markdown(index=False), "", "![targets](targets.png)", ""]
     (out / "targets.md").write_text("\n".join(lines))
     image = targets_plot(table, out / "targets.png")
-    return [out / "targets.md", out / "targets.csv", image]
+    return summary, [out / "targets.md", out / "targets.csv", image]

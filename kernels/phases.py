@@ -4,7 +4,7 @@ Off by default, when ``span(name)`` returns one shared do-nothing context manage
 lookup and a call per phase, nothing recorded. The harness turns recording on around one
 extra call with ``record()`` and reads the seconds spent in each phase::
 
-    with _phases.record() as seconds:
+    with phases.record() as seconds:
         be.conv2d_forward(x, w)
     seconds  # {'im2col': 0.0012, 'gemm': 0.0031}
 """

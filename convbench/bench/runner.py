@@ -24,21 +24,20 @@ from __future__ import annotations
 import re
 import traceback
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import numpy as np
 
 import kernels
-from convbench import timing
-from convbench.bench import stats
+from convbench.bench import stats, timing
 from convbench.bench.abworker import max_relative_error
 from convbench.bench.interleave import TURNS, Entry, call_times, interleave
 from convbench.bench.machine import calibrate
-from convbench.problems import DIRECTIONS, OPS, Problem
-from convbench.results import SCHEMA, RunDirectory, machine_metadata
-from convbench.suites import load_suite
-from kernels import _phases
+from convbench.bench.problems import DIRECTIONS, OPS, Problem
+from convbench.bench.results import SCHEMA, RunDirectory, machine_metadata
+from convbench.bench.suites import load_suite
+from kernels import phases
 
 TOLERANCE = {"float32": 1e-4, "float64": 1e-10}  # relative to the largest reference value
 DTYPES = tuple(TOLERANCE)
@@ -327,13 +326,15 @@ class Runner:
                 "estimate_s": c.estimates[d] if c.estimates else None,
             }
             try:
-                if hasattr(c.be, "pick_of"):  # auto: which backend it chose for this problem
+                traits = kernels.traits(c.base["backend"])
+                if traits.picks:  # which backend it chose for this problem
                     measured["pick"] = c.be.pick_of(c.ctx)
                 if measured["median_s"] < SLOW_EXTRAS:
                     measured["peak_mem_bytes"] = timing.peak_memory(c.calls[d])
-                    with _phases.record() as phases:
-                        c.calls[d]()
-                    measured["phases"] = phases or None
+                    if traits.phases:
+                        with phases.record() as seconds:
+                            c.calls[d]()
+                        measured["phases"] = seconds or None
             except Exception as exc:  # the timing stands; the extras are recorded as missing
                 measured["extras_error"] = f"{type(exc).__name__}: {exc}"
             self._emit(c.base, d, "ok", **measured, **c.extras[d])
@@ -374,10 +375,3 @@ def estimate_seconds(be, problem: Problem, dtype: str, directions: list[str], se
     estimate["forward+backward"] = estimate["forward"] + estimate["backward"]
     return estimate
 
-
-def plan_from_dict(data: dict) -> Plan:
-    return Plan(**data)
-
-
-def plan_to_dict(plan: Plan) -> dict:
-    return asdict(plan)

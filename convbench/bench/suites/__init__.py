@@ -1,4 +1,4 @@
-"""Problem suites: CSV tables shipped in ``convbench/suites/``, or oneDNN benchdnn batch files.
+"""Problem suites: CSV tables shipped in ``convbench/bench/suites/``, or oneDNN benchdnn batch files.
 
 A suite CSV has one named layer per row::
 
@@ -24,7 +24,7 @@ import re
 from importlib import resources
 from pathlib import Path
 
-from convbench.problems import OPS, Problem
+from convbench.bench.problems import OPS, Problem
 
 COLUMNS = ("name", "op", "N", "C", "H", "W", "K", "R", "S", "stride", "padding", "dilation", "groups", "repeat")
 
@@ -35,7 +35,7 @@ class SuiteError(ValueError):
 
 def suite_names() -> list[str]:
     """The suites shipped with convbench."""
-    return sorted(p.name.removesuffix(".csv") for p in resources.files("convbench.suites").iterdir()
+    return sorted(p.name.removesuffix(".csv") for p in resources.files("convbench.bench.suites").iterdir()
                   if p.name.endswith(".csv"))
 
 
@@ -168,7 +168,7 @@ def read_benchdnn(path: str | Path, text: str | None = None) -> list[Problem]:
 def load_suite(name_or_path: str, batch: int | None = None) -> list[Problem]:
     """A shipped suite by name, or a suite CSV or benchdnn file by path; ``batch`` overrides N."""
     if name_or_path in suite_names():
-        text = resources.files("convbench.suites").joinpath(f"{name_or_path}.csv").read_text()
+        text = resources.files("convbench.bench.suites").joinpath(f"{name_or_path}.csv").read_text()
         problems = read_csv(f"suites/{name_or_path}.csv", text)
     elif Path(name_or_path).is_file():
         path = Path(name_or_path)

@@ -1,7 +1,7 @@
 """The same models natively in PyTorch, as a yardstick for ``convbench step`` (optional).
 
 The torch network is built from our model's own layers and initial weights, so its first
-training step is checked against the float64 reference like every backend's (``convbench.step``
+training step is checked against the float64 reference like every backend's (``convbench.cnn.step``
 does the checking and the timing); the update is seed 002's SGD rule with torch's in-place ops.
 """
 
@@ -13,8 +13,8 @@ import numpy as np
 import torch
 
 import kernels
-from convbench import nn as ours
-from convbench.models import build_model
+from convbench.cnn import layers as ours
+from convbench.cnn.models import build_model
 
 
 def _torch_layer(layer):
@@ -51,7 +51,7 @@ def torch_model(name: str, seed: int, dtype: str):
 
 def torch_step(name: str, x: np.ndarray, y: np.ndarray, dtype: str, sgd: dict, seed: int = 0):
     """A function that runs one training step of the PyTorch network and returns the seconds of
-    its forward (with the loss), backward and update, and the loss (as ``convbench.step`` wants)."""
+    its forward (with the loss), backward and update, and the loss (as ``convbench.cnn.step`` wants)."""
     net, loss_fn = torch_model(name, seed, dtype)
     params = list(net.parameters())
     velocity = [torch.zeros_like(p) for p in params]

@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, fields
 
 import numpy as np
 
-from convbench.nn import (
-    SGD, Conv2D, Dense, Flatten, Layer, MaxPool2D, ReLU, Sigmoid, binary_log_loss,
+from convbench.cnn.layers import (
+    SGD,
+    Conv2D,
+    Dense,
+    Flatten,
+    Layer,
+    MaxPool2D,
+    ReLU,
+    Sigmoid,
+    binary_log_loss,
     softmax_cross_entropy,
 )
 from kernels import Backend
 
-__all__ = ["MODELS", "Model", "build_model"]
+__all__ = ["MODELS", "Model", "ModelSpec", "build_model", "model_spec"]
 
 
 class Model:
@@ -78,11 +87,41 @@ def _lenet5(be, rng, dtype) -> Model:
     ], softmax_cross_entropy, binary=False)
 
 
-MODELS = {"seed000": _seed000, "seed002": _seed002, "lenet5": _lenet5}
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model: how to build it, and how its article trains it (flags left out take these)."""
+
+    build: Callable[..., Model]
+    lr: float
+    momentum: float
+    decay: float  # lr_t = lr / (1 + t * decay)
+    batch_size: int
+    preprocess: str  # standardise (seed 000's per pixel) or scale (x / 255)
+
+    def training(self) -> dict:
+        """The training settings (everything but ``build``)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "build"}
+
+    def sgd(self) -> dict:
+        """The optimizer's settings: ``SGD(**spec.sgd())``."""
+        return {"lr": self.lr, "momentum": self.momentum, "decay": self.decay}
+
+
+# The one table of models: the CLI's choices, help and defaults all come from here.
+MODELS = {
+    "seed000": ModelSpec(_seed000, lr=0.001, momentum=0.0, decay=0.0, batch_size=1, preprocess="standardise"),
+    "seed002": ModelSpec(_seed002, lr=0.01, momentum=0.9, decay=1e-5, batch_size=4, preprocess="scale"),
+    "lenet5": ModelSpec(_lenet5, lr=0.01, momentum=0.9, decay=1e-5, batch_size=64, preprocess="scale"),
+}
+
+
+def model_spec(name: str) -> ModelSpec:
+    """The table's entry for ``name``; ValueError naming the choices for any other name."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}")
+    return MODELS[name]
 
 
 def build_model(name: str, backend: Backend, *, seed: int = 0, dtype=np.float32, **options) -> Model:
     """A freshly initialised model; the same name, seed and dtype give the same weights."""
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}")
-    return MODELS[name](backend, np.random.default_rng(seed), np.dtype(dtype), **options)
+    return model_spec(name).build(backend, np.random.default_rng(seed), np.dtype(dtype), **options)

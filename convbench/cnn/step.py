@@ -14,23 +14,62 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import numpy as np
 
 import kernels
-from convbench import timing
+from convbench.bench import timing
 from convbench.bench.interleave import Entry, call_times, interleave, timing_fields
 from convbench.bench.machine import calibrate
-from convbench.data import embedded_digits, prepare
-from convbench.models import build_model
-from convbench.nn import SGD
-from convbench.results import SCHEMA, RunDirectory, machine_metadata
-from convbench.runner import TOLERANCE
-from convbench.train import MODEL_DEFAULTS
+from convbench.bench.results import SCHEMA, RunDirectory, machine_metadata
+from convbench.bench.runner import TOLERANCE, all_backends
+from convbench.cnn.data import embedded_digits, prepare
+from convbench.cnn.layers import SGD
+from convbench.cnn.models import MODELS, build_model, model_spec
 
 PARTS = ("step", "forward", "backward", "update")
 KINDS = ("conv", "pool", "dense", "other")
+DTYPES = ("float32", "float64")
+
+
+@dataclass
+class StepPlan:
+    """What ``convbench step`` measures; saved to plan.json (as ``command: step``) so that
+    ``--resume`` finishes it. ``batches`` holds one size per model (None: each model's own)."""
+
+    models: list[str] = field(default_factory=lambda: ["lenet5"])
+    batches: list[int] | None = None
+    backends: list[str] = field(default_factory=all_backends)
+    threads: int = field(default_factory=timing.usable_cores)
+    dtype: str = "float32"
+    budget: float = 2.0
+    rounds: int | None = None
+    command: str = "step"
+
+    def __post_init__(self):
+        if not self.models or any(m not in MODELS for m in self.models):
+            raise ValueError(f"model must be among {', '.join(MODELS)}; got {', '.join(self.models) or 'nothing'}")
+        if self.batches is None:
+            self.batches = [MODELS[m].batch_size for m in self.models]
+        if len(self.batches) != len(self.models) or min(self.batches) < 1:
+            raise ValueError(f"batch-size needs one size >= 1 per model ({len(self.models)}); got {self.batches}")
+        known = kernels.names() + kernels.yardsticks()
+        if not self.backends or any(b not in known for b in self.backends):
+            raise ValueError(f"backends must be among {', '.join(known)}; got {', '.join(self.backends) or 'nothing'}")
+        if not 1 <= self.threads <= timing.max_threads():
+            raise ValueError(f"threads must be between 1 and {timing.max_threads()}; got {self.threads}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}; got {self.dtype!r}")
+        if not self.budget > 0:
+            raise ValueError(f"budget must be > 0 seconds; got {self.budget}")
+        if self.rounds is not None and self.rounds < 1:
+            raise ValueError(f"rounds must be >= 1; got {self.rounds}")
+
+    def pairs(self) -> list[tuple[str, int]]:
+        """(model, batch size) in the plan's order."""
+        return list(zip(self.models, self.batches))
 
 
 class _Timed:
@@ -52,8 +91,9 @@ class _Timed:
         return dx
 
 
-def _batch(model: str, size: int, dtype: str):
-    data = prepare(embedded_digits(), val_fraction=0.0, dtype=dtype, preprocess=MODEL_DEFAULTS[model]["preprocess"])
+def digits_batch(model: str, size: int, dtype: str):
+    """The first ``size`` embedded digits, prepared as ``model`` trains on them: (x, y)."""
+    data = prepare(embedded_digits(), val_fraction=0.0, dtype=dtype, preprocess=model_spec(model).preprocess)
     x, y = data.x_train[:size], data.y_train[:size]
     return (x, y % 2) if model == "seed000" else (x, y)
 
@@ -85,11 +125,11 @@ def _step_function(backend: str, model: str, x, y, dtype: str, seed: int) -> Cal
     """``step(instrumented)``: one training step on ``backend`` (raises BackendUnavailable)."""
     be = kernels.get(backend)
     if backend == "torch":  # the yardstick runs the same network natively in PyTorch
-        from convbench.torch_step import torch_step
+        from convbench.cnn.torch_twin import torch_step
 
-        return torch_step(model, x, y, dtype, _sgd(model), seed)
+        return torch_step(model, x, y, dtype, sgd_settings(model), seed)
     net = build_model(model, be, seed=seed, dtype=dtype)
-    optimizer = SGD(**_sgd(model))
+    optimizer = SGD(**sgd_settings(model))
 
     def step(instrumented: bool = True) -> dict:
         totals = dict.fromkeys(KINDS, 0.0) if instrumented else None
@@ -110,9 +150,9 @@ def measure_steps(backends: list[str], model: str, batch_size: int, dtype: str, 
     alike. A timed step pair is one plain step, whose time is the step's, and one instrumented
     step, which gives the split by part and layer kind.
     """
-    x, y = _batch(model, batch_size, dtype)
+    x, y = digits_batch(model, batch_size, dtype)
     reference = build_model(model, kernels.reference, seed=seed, dtype="float64")
-    expected = reference.train_step(x.astype(np.float64), y, SGD(**_sgd(model)))[0]
+    expected = reference.train_step(x.astype(np.float64), y, SGD(**sgd_settings(model)))[0]
     results: dict[str, dict] = {}
     steps, first, timed = {}, {}, {}
     for backend in backends:
@@ -170,8 +210,9 @@ def measure_step(backend: str, model: str, batch_size: int, dtype: str, budget: 
     return result
 
 
-def _sgd(model: str) -> dict:
-    return {k: MODEL_DEFAULTS[model][k] for k in ("lr", "momentum", "decay")}
+def sgd_settings(model: str) -> dict:
+    """The optimizer settings ``model`` trains with: ``SGD(**sgd_settings(model))``."""
+    return model_spec(model).sgd()
 
 
 def run_steps(run: RunDirectory, models: list[tuple[str, int]], backends: list[str], threads: int,

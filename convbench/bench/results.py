@@ -113,6 +113,10 @@ def _read_lines(path: Path) -> list[dict]:
     return records
 
 
+class RunError(ValueError):
+    """A run directory that cannot be started or resumed as asked."""
+
+
 class RunDirectory:
     """Where one run's plan, sessions and measurements live."""
 
@@ -129,6 +133,27 @@ class RunDirectory:
 
     def plan(self) -> dict:
         return json.loads((self.path / PLAN).read_text())
+
+    def begin(self, plan: dict | None, command: str) -> dict:
+        """The plan a ``command`` (``run``, ``step``) carries out here: ``plan``, saved in a new
+        run directory; or, with ``plan=None`` (``--resume``), the plan saved here before.
+
+        Raises RunError for a new run where one exists, or a resume where none is or where the
+        saved run is another command's.
+        """
+        if plan is None:
+            if not self.exists:
+                what = "run" if command == "run" else f"{command} run"
+                raise RunError(f"--resume: {self.path} holds no {what} to finish (no plan.json)")
+            saved = self.plan()
+            if saved.get("command", "run") != command:
+                raise RunError(f"{self.path} holds a `convbench {saved.get('command', 'run')}` run, "
+                               f"not a {command} run")
+            return saved
+        if self.exists:
+            raise RunError(f"{self.path} already holds a run; finish it with --resume or choose another --out")
+        self.create(plan)
+        return plan
 
     def start_session(self, metadata: dict) -> str:
         session = uuid.uuid4().hex[:12]

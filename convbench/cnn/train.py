@@ -14,24 +14,23 @@ from pathlib import Path
 import numpy as np
 
 import kernels
-from convbench.data import DataError, Digits, embedded_digits, load_idx, prepare, select_classes
-from convbench.models import build_model
-from convbench.nn import SGD
+from convbench.cnn.data import (
+    DataError,
+    Digits,
+    embedded_digits,
+    load_idx,
+    prepare,
+    select_classes,
+)
+from convbench.cnn.layers import SGD
+from convbench.cnn.models import build_model, model_spec
 
 EMBEDDED_HOLDOUT = 1000  # test images held out of the 5,000 embedded digits
 
 
-# Each model trains as its article does unless a flag says otherwise.
-MODEL_DEFAULTS = {
-    "seed000": dict(lr=0.001, momentum=0.0, decay=0.0, batch_size=1, preprocess="standardise"),  # plain SGD, eta .001
-    "seed002": dict(lr=0.01, momentum=0.9, decay=1e-5, batch_size=4, preprocess="scale"),
-    "lenet5": dict(lr=0.01, momentum=0.9, decay=1e-5, batch_size=64, preprocess="scale"),
-}
-
-
 @dataclass
 class TrainConfig:
-    """What to train and how; fields left None take the model's defaults (MODEL_DEFAULTS)."""
+    """What to train and how; fields left None take the model's own (``models.MODELS``)."""
 
     model: str = "lenet5"
     backend: str = "numba"
@@ -52,9 +51,7 @@ class TrainConfig:
     freeze_dense: bool = False
 
     def __post_init__(self):
-        if self.model not in MODEL_DEFAULTS:
-            raise ValueError(f"unknown model {self.model!r}; choose one of: {', '.join(MODEL_DEFAULTS)}")
-        for key, value in MODEL_DEFAULTS[self.model].items():
+        for key, value in model_spec(self.model).training().items():
             if getattr(self, key) is None:
                 setattr(self, key, value)
         for name in ("epochs", "batch_size"):

@@ -175,7 +175,7 @@ class SGD:
     def __init__(self, lr: float = 0.01, momentum: float = 0.9, decay: float = 1e-5):
         self.lr, self.momentum, self.decay = lr, momentum, decay
         self.t = 0
-        self._velocity: dict[int, np.ndarray] = {}
+        self._velocity: dict[tuple[Layer, str], np.ndarray] = {}  # the layer is kept alive: no id reuse
 
     def step(self, layers: list[Layer]) -> None:
         lr_t = self.lr / (1 + self.t * self.decay)
@@ -183,7 +183,7 @@ class SGD:
             if layer.frozen:
                 continue
             for key, w in layer.params.items():
-                v = self._velocity.setdefault(id(w), np.zeros_like(w))
+                v = self._velocity.setdefault((layer, key), np.zeros_like(w))
                 v *= self.momentum
                 v += lr_t * layer.grads[key]
                 w -= v

@@ -2,7 +2,7 @@
 
 The tables follow ``torch.utils.benchmark.Compare``: backends as rows, problems as columns,
 each cell the median time and its ratio to the best backend on that problem, then the winner
-per problem. The summary gives each backend's geometric-mean speedup over ``naive`` and ratio
+per problem. The summary gives each backend's geometric-mean speedup over the baseline (naive) and ratio
 to the fastest (over the problems where both were measured), and its whole-model time (the sum
 of median times weighted by how often each layer repeats) where every layer was measured.
 """
@@ -14,13 +14,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-import kernels
-from convbench.results import load_results
+from convbench.bench import backends
+from convbench.bench.results import load_results
 
-DIRECTIONS = ("step", "forward+backward", "forward", "backward", "update")  # step, update: convbench step
+SECTION_ORDER = ("step", "forward+backward", "forward", "backward", "update")  # step, update: convbench step
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
+    """Seconds as three significant digits in the unit that suits them ("4.21 ms")."""
     for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
         if seconds >= scale:
             return f"{seconds / scale:.3g} {unit}"
@@ -36,19 +37,14 @@ def _ratio(value: float) -> str:
     return f"{value:.3g}x" if value < 100 else f"{value:.0f}x"
 
 
-def _backend_order(backends) -> list[str]:
-    known = list(kernels.names())
-    return sorted(set(backends), key=lambda b: (known.index(b) if b in known else len(known), b))
-
-
 def _geomean(values) -> float:
     values = np.asarray([v for v in values if np.isfinite(v) and v > 0])
     return float(np.exp(np.log(values).mean())) if len(values) else float("nan")
 
 
 def _contenders(ok: pd.DataFrame) -> pd.DataFrame:
-    """The rows that compete for "best": auto only repeats the backend it picked."""
-    real = ok[ok.backend != "auto"]
+    """The rows that compete for "best" (a backend that picks others only repeats its pick)."""
+    real = ok[ok.backend.isin(backends.contenders(ok.backend))]
     return real if len(real) else ok
 
 
@@ -65,13 +61,13 @@ def _marks(row) -> str:
 def compare_table(rows: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     """One suite x direction: backends as rows, problems as columns, 'median (x best)' cells, all
     in one time unit (returned with the table); noisy and contended cells are marked."""
-    from convbench.compare import time_unit
+    from convbench.bench.compare import time_unit
 
     problems = list(dict.fromkeys(rows["problem"]))
-    backends = _backend_order(rows["backend"])
+    order = backends.order(rows["backend"])
     best = _contenders(rows[rows.status == "ok"]).groupby("problem")["median_s"].min()
     unit, scale = time_unit(rows.loc[rows.status == "ok", "median_s"])
-    table = pd.DataFrame(index=backends, columns=problems, dtype=object)
+    table = pd.DataFrame(index=order, columns=problems, dtype=object)
     for _, r in rows.iterrows():
         if r.status == "ok":
             cell = f"{r.median_s / scale:.3g} ({_ratio(r.median_s / best[r.problem])}){_marks(r)}"
@@ -87,10 +83,11 @@ def summary_table(rows: pd.DataFrame) -> pd.DataFrame:
     """One suite x direction: per backend, geometric means over problems and whole-model time."""
     ok = rows[rows.status == "ok"].pivot_table(index="problem", columns="backend", values="median_s")
     repeat = rows.drop_duplicates("problem").set_index("problem")["repeat"]
-    contenders = ok.drop(columns="auto", errors="ignore") if len(ok.columns) > 1 else ok
+    contenders = ok[backends.contenders(ok.columns)] if backends.contenders(ok.columns) else ok
+    baseline = backends.baseline(ok.columns)
     best = contenders.min(axis=1)
     out = []
-    for backend in _backend_order(rows["backend"]):
+    for backend in backends.order(rows["backend"]):
         times = ok[backend] if backend in ok else pd.Series(dtype=float)
         complete = times.notna().all() and len(times) == len(repeat)
         mine = rows[(rows.status == "ok") & (rows.backend == backend)]
@@ -100,11 +97,11 @@ def summary_table(rows: pd.DataFrame) -> pd.DataFrame:
         out.append({
             "backend": backend,
             "measured": f"{int(times.notna().sum())}/{len(repeat)}",
-            "speedup over naive (geomean)": (
-                _ratio(_geomean(ok["naive"] / times)) if "naive" in ok and backend != "naive" else "-"),
+            f"speedup over {baseline or 'the baseline'} (geomean)": (
+                _ratio(_geomean(ok[baseline] / times)) if baseline and backend != baseline else "-"),
             "x fastest (geomean)": _ratio(_geomean(times / best)),
             "wins": int((contenders.idxmin(axis=1) == backend).sum()) if len(ok) else 0,
-            "model time (sum x repeat)": _duration(float((times * repeat.reindex(times.index)).sum())) if complete else "-",
+            "model time (sum x repeat)": duration(float((times * repeat.reindex(times.index)).sum())) if complete else "-",
             "% of SGEMM peak (median)": f"{pct.median():.2g}" if len(pct) else "-",
             "largest extra memory": _mebibytes(memory.max()) if len(memory) else "-",
         })
@@ -114,24 +111,24 @@ def summary_table(rows: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def auto_table(rows: pd.DataFrame) -> pd.DataFrame | None:
-    """auto's pick per problem and its cost: auto's median over its pick's, and over the fastest
-    of our backends' (the yardstick left out) in the same run."""
+def picks_table(rows: pd.DataFrame, picker: str) -> pd.DataFrame | None:
+    """A picking backend's (auto's) pick per problem and its cost: its median over its pick's,
+    and over the fastest of our contenders' (the yardstick left out) in the same run."""
     ok = rows[rows.status == "ok"]
-    mine = ok[ok.backend == "auto"]
+    mine = ok[ok.backend == picker]
     if mine.empty or len(ok.backend.unique()) < 2:
         return None
     times = ok.pivot_table(index="problem", columns="backend", values="median_s")
-    times = times.drop(columns=["auto", *kernels.yardsticks()], errors="ignore")  # ours only
+    times = times[backends.ours(times.columns)]
     out = []
     for r in mine.itertuples():
         pick, others = getattr(r, "pick", None), times.loc[r.problem].dropna()
         alone = others.get(pick, np.nan) if isinstance(pick, str) else np.nan
         out.append({
             "problem": r.problem, "pick": pick if isinstance(pick, str) else "-",
-            "auto": _duration(r.median_s), "pick alone": _duration(alone) if alone == alone else "-",
-            "auto / pick": _ratio(r.median_s / alone) if alone == alone else "-",
-            "fastest": others.idxmin(), "auto / fastest": _ratio(r.median_s / others.min()),
+            picker: duration(r.median_s), "pick alone": duration(alone) if alone == alone else "-",
+            f"{picker} / pick": _ratio(r.median_s / alone) if alone == alone else "-",
+            "fastest": others.idxmin(), f"{picker} / fastest": _ratio(r.median_s / others.min()),
         })
     return pd.DataFrame(out).set_index("problem")
 
@@ -174,17 +171,18 @@ def write_report(path: str | Path, plots: bool = True) -> list[Path]:
     for (threads, dtype, suite), suite_rows in groups:
         parts.append(f"## {suite} ({dtype}, {threads} thread{'s' if threads > 1 else ''})")
         parts.append("")
-        for direction in DIRECTIONS:
+        for direction in SECTION_ORDER:
             rows = suite_rows[suite_rows.direction == direction]
             if rows.empty:
                 continue
             table, unit = compare_table(rows)
             parts += [f"### {direction}", "", summary_table(rows).to_markdown(), "",
                       f"Median times in {unit} (ratio to the best):", "", table.to_markdown(), ""]
-            picks = auto_table(rows)
-            if picks is not None:
-                parts += ["auto's picks (timed on first sight) and its overhead, in this run:", "",
-                          picks.to_markdown(), ""]
+            for picker in backends.pickers(rows.backend):
+                picks = picks_table(rows, picker)
+                if picks is not None:
+                    parts += [f"{picker}'s picks (timed on first sight) and its overhead, in this run:", "",
+                              picks.to_markdown(), ""]
         skipped = suite_rows[suite_rows.status.isin(["skipped", "wrong", "error", "unavailable"])]
         if len(skipped):
             parts += ["Not timed:", ""]
@@ -192,7 +190,7 @@ def write_report(path: str | Path, plots: bool = True) -> list[Path]:
             parts.append("")
     written = []
     if plots:
-        from convbench.plots import write_plots
+        from convbench.bench.plots import write_plots
 
         images = write_plots(frame, path / "plots")
         parts += ["## Plots", ""] + [f"![{p.stem}](plots/{p.name})" for p in images] + [""]

@@ -17,10 +17,11 @@ direction must move: every array it reads or writes, once.
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
+
+import kernels
 
 OPS = ("conv2d", "maxpool2d", "avgpool2d")
 DIRECTIONS = ("forward", "backward", "forward+backward")
@@ -61,11 +62,17 @@ class Problem:
 
     @property
     def out_h(self) -> int:
-        return (self.H + 2 * self.padding[0] - self.dilation[0] * (self.R - 1) - 1) // self.stride[0] + 1
+        return kernels.output_size(self.H, self.padding[0], self.R, self.dilation[0], self.stride[0])
 
     @property
     def out_w(self) -> int:
-        return (self.W + 2 * self.padding[1] - self.dilation[1] * (self.S - 1) - 1) // self.stride[1] + 1
+        return kernels.output_size(self.W, self.padding[1], self.S, self.dilation[1], self.stride[1])
+
+    def worth_timing(self, backend: str) -> bool:
+        """False where one call of ``backend`` is too slow to time repeatedly (its declared cost
+        hint, ``kernels.traits``)."""
+        return kernels.traits(backend).worth_timing(self.op, self.N, self.C, self.K, self.out_h, self.out_w,
+                                                    self.groups)
 
     def with_batch(self, N: int) -> Problem:
         return replace(self, N=N)
@@ -166,5 +173,3 @@ class Problem:
         grads = getattr(backend, f"{self.op}_backward")(arrays["dy"], ctx)
         return grads if isinstance(grads, tuple) else (grads,)
 
-
-NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from convbench.bench import stats
-from convbench.results import load_calibration, load_results
+from convbench.bench.results import load_calibration, load_results
 
 KEY = ["suite", "problem", "N", "backend", "direction", "dtype", "threads"]
 STEADY = 0.03  # a calibration ratio whose interval lies within 1 ± this: the machine held its speed

@@ -12,30 +12,29 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 import kernels  # noqa: E402
-
-from convbench.report import _backend_order  # noqa: E402
+from convbench.bench import backends  # noqa: E402
 
 DIRECTION = "forward+backward"
 
 
 def _color(backend: str) -> str:
     """One colour per backend in every plot: its place in the registry (yardsticks after)."""
-    order = [*kernels.names(), *kernels.yardsticks()]
-    return f"C{order.index(backend) % 10}" if backend in order else "k"
+    known = [*kernels.names(), *kernels.yardsticks()]
+    return f"C{known.index(backend) % 10}" if backend in known else "k"
 
 
 def _bars(ax, table: pd.DataFrame, ylabel: str) -> None:
-    backends = list(table.columns)
-    width = 0.8 / len(backends)
+    names = list(table.columns)
+    width = 0.8 / len(names)
     x = np.arange(len(table.index))
-    for i, backend in enumerate(backends):
-        ax.bar(x + (i - (len(backends) - 1) / 2) * width, table[backend].to_numpy(dtype=float), width,
+    for i, backend in enumerate(names):
+        ax.bar(x + (i - (len(names) - 1) / 2) * width, table[backend].to_numpy(dtype=float), width,
                label=backend, color=_color(backend))
     ax.set_xticks(x, table.index, rotation=45, ha="right", fontsize=8)
     ax.set_yscale("log")
     ax.set_ylabel(ylabel)
     ax.grid(axis="y", alpha=0.3, which="both")
-    ax.legend(fontsize=8, ncols=min(5, len(backends)))
+    ax.legend(fontsize=8, ncols=min(5, len(names)))
 
 
 def _save(fig, out: Path) -> Path:
@@ -59,7 +58,7 @@ def write_plots(frame: pd.DataFrame, folder: Path) -> list[Path]:
         tag = f"{suite}-{dtype}-{threads}t"
         title = f"{suite}, {DIRECTION}, {dtype}, {threads} thread(s)"
         order = list(dict.fromkeys(rows.problem))
-        columns = _backend_order(rows.backend)
+        columns = backends.order(rows.backend)
         gflops = rows.pivot_table(index="problem", columns="backend", values="gflops").reindex(order)[columns]
         fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(order) + 3), 4.5))
         _bars(ax, gflops, "GFLOP/s")
@@ -69,11 +68,12 @@ def write_plots(frame: pd.DataFrame, folder: Path) -> list[Path]:
         written.append(_save(fig, folder / f"gflops-{tag}.png"))
 
         times = rows.pivot_table(index="problem", columns="backend", values="median_s").reindex(order)
-        if "naive" in times:
-            speedup = times.rdiv(times["naive"], axis=0).drop(columns="naive")
+        baseline = backends.baseline(times.columns)
+        if baseline:
+            speedup = times.rdiv(times[baseline], axis=0).drop(columns=baseline)
             fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(order) + 3), 4.5))
-            _bars(ax, speedup[[c for c in columns if c != "naive"]], "speedup over naive")
-            ax.set_title(f"Speedup over naive: {title}")
+            _bars(ax, speedup[[c for c in columns if c != baseline]], f"speedup over {baseline}")
+            ax.set_title(f"Speedup over {baseline}: {title}")
             written.append(_save(fig, folder / f"speedup-{tag}.png"))
 
         phased = rows[rows.phases.notna()]
@@ -94,7 +94,7 @@ def write_plots(frame: pd.DataFrame, folder: Path) -> list[Path]:
     steps = frame[(frame.status == "ok") & (frame.direction == "step")]
     steps = steps.dropna(subset=["conv_s"])  # only convbench step rows carry the time per layer kind
     for (threads, problem), rows in steps.groupby(["threads", "problem"], sort=False):
-        rows = rows.set_index("backend").loc[_backend_order(rows.backend)]
+        rows = rows.set_index("backend").loc[backends.order(rows.backend)]
         update = frame[(frame.status == "ok") & (frame.direction == "update") & (frame.problem == problem)
                        & (frame.threads == threads)].set_index("backend")["median_s"]
         parts = pd.DataFrame({f"{kind} layers": rows[f"{kind}_s"] for kind in ("conv", "pool", "dense", "other")})
@@ -114,7 +114,7 @@ def write_plots(frame: pd.DataFrame, folder: Path) -> list[Path]:
     conv = frame[(frame.status == "ok") & (frame.op == "conv2d")].dropna(subset=["peak_gflops", "intensity"])
     for threads, rows in conv.groupby("threads"):
         fig, ax = plt.subplots(figsize=(7, 5))
-        for backend in _backend_order(rows.backend):
+        for backend in backends.order(rows.backend):
             r = rows[rows.backend == backend]
             ax.scatter(r.intensity, r.gflops, s=14, label=backend, alpha=0.75, color=_color(backend))
         peak, bandwidth = rows.peak_gflops.median(), rows.bandwidth_gbs.median()

@@ -1,0 +1,47 @@
+"""What the harness may know about a backend beyond its six functions, declared by the backend.
+
+A backend module may set ``TRAITS = Traits(...)``; one that does not gets the defaults (a
+contender with no phases, no picks and no limit on what it is worth timing).
+``kernels.traits(name)`` reads it; nothing outside ``kernels`` infers any of this from a name.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+# (op, N, C, K, out_h, out_w, groups) -> a size that grows with the cost of one call
+Work = Callable[[str, int, int, int, int, int, int], int]
+
+
+@dataclass(frozen=True)
+class Traits:
+    """A backend's declaration.
+
+    Attributes
+    ----------
+    contender : bool
+        Ranked against the others in reports and targets. False for a backend that picks among
+        the others (its time is theirs) and for an outside yardstick.
+    picks : bool
+        Runs another backend per problem; the module then has ``pick_of(ctx) -> str``.
+    phases : bool
+        Reports the seconds of its phases (``kernels.phases.record``) when asked.
+    baseline : bool
+        The backend the speed-ups are measured against.
+    work, work_limit : callable and number
+        A cheap cost hint for loop-bound backends: a call is worth timing repeatedly only while
+        ``work(op, N, C, K, out_h, out_w, groups) <= work_limit`` (K = C for pooling).
+    """
+
+    contender: bool = True
+    picks: bool = False
+    phases: bool = False
+    baseline: bool = False
+    work: Work | None = None
+    work_limit: float = math.inf
+
+    def worth_timing(self, op: str, N: int, C: int, K: int, out_h: int, out_w: int, groups: int = 1) -> bool:
+        """False where one call is too slow to time repeatedly (see ``work``)."""
+        return self.work is None or self.work(op, N, C, K, out_h, out_w, groups) <= self.work_limit

@@ -1,0 +1,69 @@
+"""The house's rooms stay apart: the import contracts (import-linter, configured in
+pyproject.toml) and no private name taken across a package boundary."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+from importlinter.cli import lint_imports
+
+ROOT = Path(__file__).resolve().parent.parent
+# Code outside the packages that uses them as any user would (tests/ may reach inside).
+USERS = ["benchmarks", "scripts", "tests/benchmarks"]
+
+
+def room(path: Path) -> str:
+    """The package a file belongs to: kernels, convbench.bench, convbench.cnn, convbench, or
+    the folder of a user of them."""
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    if parts[0] == "convbench" and len(parts) > 2:
+        return ".".join(parts[:2])
+    return parts[0] if parts[0] in ("kernels", "convbench") else "/".join(parts[:-1])
+
+
+def private_imports(path: Path, source: str | None = None) -> list[str]:
+    """``from X import _name`` and imports of ``X._module`` that leave ``path``'s package."""
+    here, found = room(path), []
+    for node in ast.walk(ast.parse(path.read_text() if source is None else source, str(path))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            modules = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+        elif isinstance(node, ast.Import):
+            modules = [a.name for a in node.names]
+        else:
+            continue
+        for module in modules:
+            parts = module.split(".")
+            if parts[0] not in ("kernels", "convbench"):
+                continue
+            there = ".".join(parts[:2]) if parts[0] == "convbench" and parts[1:2] in (["bench"], ["cnn"]) else parts[0]
+            private = [p for p in parts[1:] if p.startswith("_") and not p.startswith("__")]
+            if private and there != here:
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno}: {module}")
+    return found
+
+
+def python_files() -> list[Path]:
+    folders = ["kernels", "convbench", *USERS]
+    return sorted(p for folder in folders for p in (ROOT / folder).rglob("*.py") if ".asv" not in p.parts)
+
+
+def test_the_import_contracts_hold(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    assert lint_imports(config_filename=str(ROOT / "pyproject.toml")) == 0
+
+
+def test_no_private_name_crosses_a_package_boundary():
+    assert [line for path in python_files() for line in private_imports(path)] == []
+
+
+@pytest.mark.parametrize("source, bad", [
+    ("from kernels._checks import ShapeError\n", True),
+    ("from convbench.cnn.step import _batch\n", True),
+    ("import kernels._phases\n", True),
+    ("from kernels import phases, traits\n", False),
+    ("from convbench.bench.report import duration\n", False),
+])
+def test_the_private_import_check_sees_them(source, bad):
+    assert bool(private_imports(ROOT / "scripts" / "probe.py", source)) is bad
