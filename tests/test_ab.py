@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import kernels
+from convbench.bench.machine import ALLOCATOR_ENV
 from convbench.cli import main
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="convbench ab needs git")
@@ -68,6 +69,7 @@ def test_two_commits_measured_in_turns(repo, tmp_path, capsys):
     for side, commit in zip("ab", commits):
         session = json.loads((out / side / "sessions.jsonl").read_text().splitlines()[0])
         assert session["git_commit"] == commit
+        assert session["allocator"] == ALLOCATOR_ENV  # every worker's malloc is fixed alike
     # the two sides share one calibration timeline: the machine's drift cancels
     timelines = [[json.loads(line)["index_s"] for line in (out / side / "calibration.jsonl").read_text().splitlines()]
                  for side in "ab"]

@@ -56,3 +56,15 @@ def test_a_busy_neighbour_is_seen(busy_core):
 def test_the_start_of_a_run_warns_on_a_busy_machine_and_names_the_process(busy_core):
     warning = machine.busy_warning(0.5)
     assert warning is not None and "the machine is busy" in warning and f"pid {busy_core.pid}" in warning
+
+
+def test_the_allocator_is_fixed_alike_in_this_process_and_in_workers():
+    """A process's history must not decide whether large temporaries come from fresh pages:
+    the thresholds are set here (glibc) and handed to worker processes in their environment."""
+    import platform
+
+    applied = machine.steady_allocator()
+    if platform.libc_ver()[0] == "glibc":
+        assert applied and f"{machine.MMAP_THRESHOLD >> 20} MiB" in applied
+    assert machine.ALLOCATOR_ENV == {"MALLOC_MMAP_THRESHOLD_": str(machine.MMAP_THRESHOLD),
+                                     "MALLOC_TRIM_THRESHOLD_": str(machine.TRIM_THRESHOLD)}

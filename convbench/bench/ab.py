@@ -28,7 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from convbench.bench.interleave import Entry, interleave, paired
-from convbench.bench.machine import CpuMeter, calibrate
+from convbench.bench.machine import ALLOCATOR_ENV, CpuMeter, calibrate
 from convbench.bench.results import SCHEMA, RunDirectory, machine_metadata
 from convbench.bench.runner import TOLERANCE, Plan
 
@@ -80,7 +80,8 @@ class Worker:
         self.log = log
         with open(log, "w") as err:
             self.process = subprocess.Popen([sys.executable, str(WORKER), str(root)], cwd=root, text=True,
-                                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err)
+                                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
+                                            env={**os.environ, **ALLOCATOR_ENV})
         hello = self._read()
         if not hello.get("ok"):
             raise AbError(f"the worker in {root} imported kernels from {hello.get('kernels')}, not from its revision")
@@ -135,7 +136,7 @@ def run_ab(repo: Path, revisions: tuple[str, str], plan: Plan, out: Path,
         try:
             for side, root in zip(SIDES, roots):
                 workers.append(Worker(root, out / f"worker-{side}.log"))
-            metadata = machine_metadata()
+            metadata = {**machine_metadata(), "allocator": ALLOCATOR_ENV}  # the workers' malloc thresholds
             sessions = []
             for run, side, revision, commit in zip(runs, SIDES, revisions, commits):
                 run.create({"command": "ab", "side": side, "revision": revision, "commit": commit, "plan": asdict(plan)})

@@ -17,7 +17,9 @@ the cores we did not ask for (plus ``SPARE_CORES_SLACK``) did not get the cores 
 
 from __future__ import annotations
 
+import ctypes
 import os
+import platform
 import time
 from dataclasses import dataclass, field
 
@@ -28,6 +30,15 @@ from threadpoolctl import threadpool_limits
 from convbench.bench.timing import usable_cores
 
 CALIBRATION_VERSION = 2
+# glibc's malloc serves a block above its mmap threshold with fresh pages (a page fault per 4 KiB
+# on first touch), and raises that threshold, up to 32 MiB, the first time such a block is freed.
+# So a process's history decides whether numpy's large temporaries come from the heap or from
+# fresh pages, and one process ran stride_tricks' seed002_conv backward 3x slower than another
+# (1.4 ms against 0.44) for the whole of an A/A `convbench ab`. Fixing the thresholds where a
+# warmed-up process ends makes every measuring process alike.
+MMAP_THRESHOLD = 32 * 2**20
+TRIM_THRESHOLD = 2 * MMAP_THRESHOLD  # as glibc's own rule sets it beside a raised mmap threshold
+ALLOCATOR_ENV = {"MALLOC_MMAP_THRESHOLD_": str(MMAP_THRESHOLD), "MALLOC_TRIM_THRESHOLD_": str(TRIM_THRESHOLD)}
 SPARE_CORES_SLACK = 0.25  # cores others may use on average before a measurement is contended
 BUSY_AT_START = 0.25  # cores in use by others, at the start of a run, before we warn
 
@@ -85,6 +96,22 @@ class CpuMeter:
                 "cpu_per_wall": round(self.own_cpu / self.wall, 4) if self.wall > 0 else None,
                 "load1": round(os.getloadavg()[0], 2),
                 "contended": bool(others > max(0, cores - threads) + SPARE_CORES_SLACK)}
+
+
+def steady_allocator() -> str | None:
+    """Fix this process's malloc thresholds (``MMAP_THRESHOLD``, glibc only) so that its history
+    cannot change the cost of large temporaries; returns what was set, or None where nothing
+    could be (another C library). Child processes get the same through ``ALLOCATOR_ENV``."""
+    if platform.libc_ver()[0] != "glibc":
+        return None
+    try:
+        libc = ctypes.CDLL(None)
+        m_trim_threshold, m_mmap_threshold = -1, -3  # from glibc's malloc.h
+        if not (libc.mallopt(m_mmap_threshold, MMAP_THRESHOLD) and libc.mallopt(m_trim_threshold, TRIM_THRESHOLD)):
+            return None
+    except (OSError, AttributeError):
+        return None
+    return f"glibc malloc: mmap threshold {MMAP_THRESHOLD >> 20} MiB, trim threshold {TRIM_THRESHOLD >> 20} MiB"
 
 
 def others_busy(seconds: float = 0.5) -> float:

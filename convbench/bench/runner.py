@@ -33,7 +33,7 @@ import kernels
 from convbench.bench import stats, timing
 from convbench.bench.abworker import max_relative_error
 from convbench.bench.interleave import TURNS, Entry, call_times, interleave
-from convbench.bench.machine import calibrate
+from convbench.bench.machine import calibrate, steady_allocator
 from convbench.bench.problems import DIRECTIONS, OPS, Problem
 from convbench.bench.results import SCHEMA, RunDirectory, machine_metadata
 from convbench.bench.suites import load_suite
@@ -204,7 +204,7 @@ class Runner:
                 kernels.get(backend)
             except kernels.BackendUnavailable:
                 pass  # recorded as unavailable, cell by cell
-        metadata = machine_metadata()
+        metadata = {**machine_metadata(), "allocator": steady_allocator()}
         problems = dict(((s, p.name), p) for s, p in self.plan.problems())
         peaks = {}
         for threads in self.plan.threads:

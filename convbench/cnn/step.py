@@ -22,7 +22,7 @@ import numpy as np
 import kernels
 from convbench.bench import timing
 from convbench.bench.interleave import Entry, call_times, interleave, timing_fields
-from convbench.bench.machine import calibrate
+from convbench.bench.machine import calibrate, steady_allocator
 from convbench.bench.results import SCHEMA, RunDirectory, machine_metadata
 from convbench.bench.runner import TOLERANCE, all_backends
 from convbench.cnn.data import embedded_digits, prepare
@@ -228,7 +228,7 @@ def run_steps(run: RunDirectory, models: list[tuple[str, int]], backends: list[s
         except kernels.BackendUnavailable:
             pass
     with timing.threads(threads):
-        metadata = machine_metadata()
+        metadata = {**machine_metadata(), "allocator": steady_allocator()}
         peak, bandwidth = timing.sgemm_peak(), timing.copy_bandwidth()
         session = run.start_session({**metadata, "peaks": {threads: {"sgemm_gflops": peak, "copy_gbs": bandwidth}}})
         for model, batch in models:
