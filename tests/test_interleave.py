@@ -48,6 +48,17 @@ def test_a_slow_entry_stops_once_its_budget_and_the_minimum_samples_are_spent():
     assert len(slow.samples) == stats.MIN_SAMPLES and len(quick.samples) == 20
 
 
+@pytest.mark.parametrize("a_cost, b_cost", [(1.0, 1.0), (1.0, 0.2), (0.2, 1.0), (0.12, 0.09)])
+def test_paired_sides_stop_together_after_an_even_number_of_turns(a_cost, b_cost):
+    """An A/B pair keeps as many turns with A first as with B first, however the two sides
+    overshoot their budget: an A/A of the pairing must show nothing."""
+    a = Entry(("a", "x"), lambda s, e: [a_cost])
+    b = Entry(("b", "x"), lambda s, e: [b_cost])
+    interleave([a, b], budget=0.5, turns=20, order=paired)
+    assert len(a.samples) == len(b.samples) and len(a.samples) % 2 == 0
+    assert len(a.samples) >= stats.MIN_SAMPLES
+
+
 def test_a_failing_entry_is_recorded_and_the_others_go_on():
     seen = []
 

@@ -92,7 +92,17 @@ def interleave(entries: list[Entry], budget: float, turns: int = TURNS, exact: b
                order: Order = rotation, between: Callable[[], None] | None = None) -> None:
     """Time every entry in ``turns`` rotating turns (see the module's docstring). A slice that
     raises marks its entry failed (``error``) and the others go on. ``between`` is called before
-    every turn (the machine's calibration workload goes there)."""
+    every turn (the machine's calibration workload goes there).
+
+    Without ``exact``, an entry whose slices have overshot its budget stops once it has
+    ``MIN_SAMPLES`` turns; with the ``paired`` order, A and B of a pair stop together, so that
+    every pair keeps as many turns with A first as with B first."""
+    partner = {id(e): entries[i ^ 1] if order is paired and (i ^ 1) < len(entries) else e
+               for i, e in enumerate(entries)}
+
+    def finished(e: Entry) -> bool:  # paired: after an even number of turns, A first as often as B
+        return e.spent >= budget and len(e.samples) >= MIN_SAMPLES and (order is not paired or len(e.samples) % 2 == 0)
+
     last_turn = -1
     for turn, entry in turns_order(entries, turns, order):
         if turn != last_turn and between is not None and any(e.error is None for e in entries):
@@ -100,7 +110,7 @@ def interleave(entries: list[Entry], budget: float, turns: int = TURNS, exact: b
         last_turn = turn
         if entry.error is not None:
             continue
-        if not exact and entry.spent >= budget and len(entry.samples) >= MIN_SAMPLES:
+        if not exact and finished(entry) and (finished(partner[id(entry)]) or partner[id(entry)].error is not None):
             continue
         try:
             with entry.meter:
