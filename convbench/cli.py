@@ -67,23 +67,44 @@ def _plan_from_args(args):
 
 
 def cmd_run(args) -> int:
-    from tqdm import tqdm
-
-    from convbench.bench.machine import busy_warning
-    from convbench.bench.results import RunDirectory, RunError
-    from convbench.bench.runner import Plan, Runner
+    from convbench.bench.results import RunDirectory
+    from convbench.bench.runner import Plan
 
     run = RunDirectory(args.out)
     given = [f"--{o.replace('_', '-')}" for o in PLAN_OPTIONS if getattr(args, o) is not None]
     if args.resume and given:
         raise UsageError(f"--resume finishes the plan saved in {run.path}/plan.json; drop {', '.join(given)}")
     try:
-        plan = None if args.resume else _plan_from_args(args)
-        if plan is not None:
-            plan.problems()  # fail now, not after the machine has been measured, if nothing matches
-        plan = Plan(**run.begin(None if plan is None else asdict(plan), "run"))
-    except (ValueError, RunError) as exc:
+        plan = None if args.resume else _plan_from_args(args).resolve()  # fails now if nothing matches
+    except ValueError as exc:
         raise UsageError(str(exc)) from None
+    if args.resume and not run.exists:
+        raise UsageError(f"--resume: {run.path} holds no run to finish (no plan.json)")
+    with run.lock():  # one writer: a second --resume while this one runs is refused
+        plan = _saved_plan(Plan, run.begin(None if plan is None else asdict(plan), "run"), run)
+        try:
+            plan.problems()  # a suite file edited since the run was planned is refused here
+        except ValueError as exc:
+            raise UsageError(f"--resume: {exc}") from None
+        return _carry_out(args, run, plan)
+
+
+def _saved_plan(kind, saved: dict, run):
+    """``kind(**saved)``, or a usage error naming plan.json when the file was damaged."""
+    try:
+        return kind(**saved)
+    except (TypeError, ValueError) as exc:
+        text = str(exc) if len(str(exc)) <= 200 else str(exc)[:200] + "..."
+        raise UsageError(f"{run.path}/plan.json does not hold a valid plan ({text}); "
+                         "start a new run in another folder") from None
+
+
+def _carry_out(args, run, plan) -> int:
+    """``convbench run``'s measuring, with a progress bar, once its plan is settled and held."""
+    from tqdm import tqdm
+
+    from convbench.bench.machine import busy_warning
+    from convbench.bench.runner import Runner
 
     def on_row(row: dict) -> None:
         bar.update(1)
@@ -116,7 +137,17 @@ def cmd_run(args) -> int:
     print(f"{len(pending)} measured now; {run.path} holds {summary}"
           + (f" ({', '.join(marks)}: marked in the report)" if marks else "")
           + f". Next: convbench report {run.path}")
-    return 0
+    return _measured_something(rows, run.path)
+
+
+def _measured_something(rows: list[dict], path) -> int:
+    """0 when at least one measurement is ok; else 1, with one line saying so (a run that timed
+    nothing is a failure, whatever the reasons in its rows)."""
+    if any(r.get("status") == "ok" for r in rows):
+        return 0
+    print(f"convbench: nothing was measured: every row in {path} is wrong, error, skipped or unavailable",
+          file=sys.stderr)
+    return 1
 
 
 def cmd_report(args) -> int:
@@ -214,16 +245,27 @@ def _classes(text: str | None) -> tuple[int, ...] | None:
 def cmd_train(args) -> int:
     from tqdm import tqdm
 
-    from convbench.cnn.train import TrainConfig, train, write_outputs
+    from convbench.cnn.train import (
+        CHECKPOINT,
+        TrainConfig,
+        check_out,
+        load_checkpoint,
+        train,
+        write_outputs,
+    )
 
-    backend = _backend_name(args)
+    out = Path(args.out)
     try:
-        config = TrainConfig(
-            model=args.model, backend=backend, epochs=args.epochs, iterations=args.iterations,
-            batch_size=args.batch_size, lr=args.lr, momentum=args.momentum, decay=args.decay,
-            preprocess=args.preprocess, seed=args.seed, dtype=args.dtype, classes=_classes(args.classes),
-            val_fraction=args.val_fraction, data_dir=args.data_dir, holdout=args.holdout,
-            freeze_conv=args.freeze_conv, freeze_dense=args.freeze_dense)
+        check_out(out, args.resume)  # an --out the results cannot go to fails before any training
+        if args.resume:  # the checkpoint's settings, whatever the other options say
+            config = TrainConfig(**load_checkpoint(out / CHECKPOINT)[0]["config"])
+        else:
+            config = TrainConfig(
+                model=args.model, backend=_backend_name(args), epochs=args.epochs, iterations=args.iterations,
+                batch_size=args.batch_size, lr=args.lr, momentum=args.momentum, decay=args.decay,
+                preprocess=args.preprocess, seed=args.seed, dtype=args.dtype, classes=_classes(args.classes),
+                val_fraction=args.val_fraction, data_dir=args.data_dir, holdout=args.holdout,
+                freeze_conv=args.freeze_conv, freeze_dense=args.freeze_dense)
         kernels.get(config.backend)  # an unknown or unavailable backend fails here, in one line
     except (ValueError, kernels.BackendUnavailable) as exc:
         raise UsageError(str(exc)) from None
@@ -242,15 +284,16 @@ def cmd_train(args) -> int:
 
     partial: dict = {}
     try:
-        result = train(config, progress, partial)
+        result = train(config, progress, partial, checkpoint=out / CHECKPOINT, resume=args.resume)
     except KeyboardInterrupt:
         bar.close()
-        if partial.get("history"):
-            write_outputs({**partial, "interrupted": True}, Path(args.out))
-            print(f"interrupted: the epochs finished so far are in {args.out}", file=sys.stderr)
+        epochs = len(partial.get("history") or [])
+        print(f"interrupted: {epochs} finished epoch(s) are kept in {out / CHECKPOINT}; "
+              f"go on with: convbench train --resume --out {out}", file=sys.stderr)
         return 130
     bar.close()
-    files = write_outputs(result, Path(args.out))
+    files = write_outputs(result, out)
+    (out / CHECKPOINT).unlink(missing_ok=True)  # finished: train.json holds the results
     print(f"test accuracy {result['test_accuracy']:.4f} on {result['test_images']} images; "
           f"{result['iterations']} steps in {result['train_s']:.1f} s ({result['step_ms_mean']:.2f} ms/step) "
           f"with {config.backend}")
@@ -259,10 +302,8 @@ def cmd_train(args) -> int:
 
 
 def cmd_step(args) -> int:
-    from tqdm import tqdm
-
-    from convbench.bench.results import RunDirectory, RunError
-    from convbench.cnn.step import PARTS, StepPlan, run_steps
+    from convbench.bench.results import RunDirectory
+    from convbench.cnn.step import StepPlan
 
     run = RunDirectory(args.out)
     try:
@@ -271,9 +312,21 @@ def cmd_step(args) -> int:
             **({"backends": _csv(args.backends)} if args.backends not in (None, "all") else {}),
             **({"threads": args.threads} if args.threads is not None else {}),
             dtype=args.dtype, budget=args.budget, rounds=args.rounds)
-        plan = StepPlan(**run.begin(None if plan is None else asdict(plan), "step"))
-    except (ValueError, RunError) as exc:
+    except ValueError as exc:
         raise UsageError(str(exc)) from None
+    if args.resume and not run.exists:
+        raise UsageError(f"--resume: {run.path} holds no step run to finish (no plan.json)")
+    with run.lock():
+        saved = run.begin(None if plan is None else asdict(plan), "step")
+        return _carry_out_steps(args, run, _saved_plan(StepPlan, saved, run))
+
+
+def _carry_out_steps(args, run, plan) -> int:
+    """``convbench step``'s measuring, with a progress bar, once its plan is settled and held."""
+    from tqdm import tqdm
+
+    from convbench.cnn.step import PARTS, run_steps
+
     bar = tqdm(total=len(plan.pairs()) * len(plan.backends) * len(PARTS), unit="measurement", desc="convbench step",
                disable=args.quiet)
 
@@ -288,11 +341,13 @@ def cmd_step(args) -> int:
         run_steps(run, plan.pairs(), plan.backends, plan.threads, plan.dtype, plan.budget, plan.rounds, on_row)
     except KeyboardInterrupt:
         bar.close()
-        print(f"interrupted: finished measurements are in {run.path}; finish with --resume", file=sys.stderr)
+        print(f"interrupted: {len(run.rows())} measurements are kept in {run.path} (a model's backends are "
+              f"written together when its turns end); finish with: convbench step --resume --out {run.path}",
+              file=sys.stderr)
         return 130
     bar.close()
     print(f"Next: convbench report {run.path}")
-    return 0
+    return _measured_something(run.rows(), run.path)
 
 
 def cmd_featuremaps(args) -> int:
@@ -390,7 +445,10 @@ def parser() -> argparse.ArgumentParser:
     tr.add_argument("--seed", type=int, default=0, help="same seed and backend, same loss curve bit for bit")
     tr.add_argument("--freeze-conv", action="store_true", help="seed000: train the dense layer only")
     tr.add_argument("--freeze-dense", action="store_true", help="seed000: train the conv filter only")
-    tr.add_argument("--out", required=True, metavar="DIR", help="where train.json, history.csv and curves.png go")
+    tr.add_argument("--out", required=True, metavar="DIR", help="where train.json, history.csv and curves.png go "
+                    "(and, until training ends, checkpoint.npz after every epoch)")
+    tr.add_argument("--resume", action="store_true",
+                    help="go on from the last finished epoch of an interrupted training in --out, with its settings")
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
     tr.set_defaults(fn=cmd_train)
 
@@ -474,7 +532,12 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"convbench: {exc}", file=sys.stderr)
         return 2
-    except (ValueError, FileNotFoundError, OSError) as exc:
+    except ValueError as exc:
+        from convbench.bench.errors import InputError
+
+        print(f"convbench {args.command}: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, InputError) else 1  # bad input, or a bug
+    except (FileNotFoundError, OSError) as exc:
         print(f"convbench {args.command}: {exc}", file=sys.stderr)
         return 1
 

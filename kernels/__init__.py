@@ -60,7 +60,8 @@ class Backend(Protocol):
     ``Ho = (H + 2*ph - dh*(R-1) - 1) // sh + 1`` (``output_size``; likewise ``Wo``; a pool has
     dh = 1 and (R, S) = ``kernel_size``). ``dy`` has the output's shape and every gradient its
     input's. Arrays are float32 or float64, all of one dtype; results are fresh arrays of it.
-    Bad shapes raise ``ShapeError`` naming the argument, other dtypes ``TypeError``. The full
+    Bad shapes raise ``ShapeError`` naming the argument, other dtypes ``TypeError``; a stride,
+    padding, dilation, window or ``groups`` above 2**31 - 1 is a bad shape too. The full
     contract, with the NaN/Inf and tie rules, is the interface document (INTERFACE.md).
     """
 

@@ -86,8 +86,13 @@ def _is_int(value: object) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
+LARGEST = 2**31 - 1  # a stride, padding, dilation or window beyond this is refused: compiled code
+# indexes with it, and no array this library handles is that large
+
+
 def pair(value: object, arg: str, minimum: int) -> tuple[int, int]:
-    """Return ``value`` (an int or an (h, w) pair of ints) as a pair, each at least ``minimum``."""
+    """Return ``value`` (an int or an (h, w) pair of ints) as a pair, each at least ``minimum``
+    and at most ``LARGEST``."""
     if _is_int(value):
         result = (int(value), int(value))
     elif isinstance(value, (tuple, list)) and len(value) == 2 and all(map(_is_int, value)):
@@ -96,6 +101,8 @@ def pair(value: object, arg: str, minimum: int) -> tuple[int, int]:
         raise ShapeError(f"{arg} must be an int or an (h, w) pair of ints; got {value!r}")
     if min(result) < minimum:
         raise ShapeError(f"{arg} must be >= {minimum}; got {value!r}")
+    if max(result) > LARGEST:
+        raise ShapeError(f"{arg} must be at most 2**31 - 1; got {value!r}")
     return result
 
 
@@ -137,7 +144,7 @@ def check_conv2d(x, w, b, stride, padding, dilation, groups) -> ConvProblem:
     stride = pair(stride, "stride", 1)
     padding = pair(padding, "padding", 0)
     dilation = pair(dilation, "dilation", 1)
-    if not _is_int(groups) or groups < 1:
+    if not _is_int(groups) or not 1 <= groups <= LARGEST:
         raise ShapeError(f"groups must be an int >= 1; got {groups!r}")
     groups = int(groups)
     N, C, H, W = x.shape

@@ -24,6 +24,7 @@ from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
+from filelock import FileLock, Timeout
 
 import kernels
 from kernels._checks import (
@@ -83,23 +84,39 @@ def _key(op: str, p, threads: int) -> str:
 
 
 def _read() -> dict:
+    """The picks cached for this machine; {} for a missing, foreign or damaged cache (any JSON
+    at all, however deep), which is then measured afresh."""
     try:
-        data = json.loads(cache_path().read_text())
-    except (OSError, ValueError):
+        data = json.loads(cache_path().read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
         return {}
     if not isinstance(data, dict) or data.get("machine") != _machine() or not isinstance(data.get("picks"), dict):
         return {}
     return data["picks"]
 
 
-def _write(picks: dict) -> None:
+def _usable(entry: object, choices: list[str]) -> bool:
+    """A cached entry names one of today's candidates (never auto itself, nor a yardstick)."""
+    return isinstance(entry, dict) and entry.get("backend") in choices
+
+
+def _store(key: str, entry: dict) -> None:
+    """Add one pick to the cache on disk: read, merge and replace under a file lock, so that
+    processes sharing the cache keep each other's picks."""
     path = cache_path()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as f:
-            json.dump({"machine": _machine(), "picks": picks}, f, indent=1, sort_keys=True)
-        os.replace(f.name, path)  # atomic: a concurrent reader sees the old cache or the new one
-    except OSError as exc:
+        with FileLock(f"{path}.lock", timeout=30):
+            picks = _read()
+            picks[key] = entry
+            with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as f:
+                json.dump({"machine": _machine(), "picks": picks}, f, indent=1, sort_keys=True)
+            try:
+                os.replace(f.name, path)  # atomic: a reader sees the old cache or the new one
+            except OSError:
+                os.unlink(f.name)  # no tmp file left behind
+                raise
+    except (OSError, Timeout) as exc:
         warnings.warn(f"auto: cannot write the tuning cache {path}: {exc}; picks are kept in memory only",
                       RuntimeWarning, stacklevel=4)
 
@@ -121,14 +138,12 @@ def _backend_for(op: str, p, forward_backward) -> kernels.Backend:
     be = _memo.get((op, p, threads))
     if be is not None:
         return be
-    key = _key(op, p, threads)
+    key, choices = _key(op, p, threads), candidates(p)
     entry = _read().get(key)
-    if entry is None or entry.get("backend") not in kernels.names():
-        seconds = {n: _median_seconds(lambda: forward_backward(kernels.get(n))) for n in candidates(p)}
+    if not _usable(entry, choices):
+        seconds = {n: _median_seconds(lambda: forward_backward(kernels.get(n))) for n in choices}
         entry = {"backend": min(seconds, key=seconds.get), "seconds": seconds, "measured": time.strftime("%Y-%m-%dT%H:%M:%S")}
-        picks = _read()
-        picks[key] = entry
-        _write(picks)
+        _store(key, entry)
     be = _memo[op, p, threads] = kernels.get(entry["backend"])
     return be
 

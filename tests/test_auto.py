@@ -114,3 +114,40 @@ def test_clear_forgets_every_pick(cache):
     auto.conv2d_forward(*conv_call())
     auto.clear()
     assert auto.picks() == {} and not cache.exists() and not auto._memo
+
+
+def _key_of(x, w) -> str:
+    _, ctx = kernels.reference.conv2d_forward(x, w)
+    return auto._key("conv2d", ctx.problem, auto._threads())
+
+
+@pytest.mark.parametrize("damage", ["a bare name", "auto itself", "a yardstick", "deep", "not an object"])
+def test_any_cache_content_is_measured_afresh_not_obeyed(cache, damage):
+    """The class behind three crashes: a cache entry is used only if it names a candidate."""
+    x, w = conv_call()
+    entry = {"a bare name": "numba", "auto itself": {"backend": "auto"}, "a yardstick": {"backend": "torch"},
+             "not an object": [1, 2]}.get(damage)
+    content = ("[" * 100_000 if damage == "deep"
+               else json.dumps({"machine": auto._machine(), "picks": {_key_of(x, w): entry}}))
+    cache.write_text(content)
+    y, ctx = auto.conv2d_forward(x, w)
+    assert auto.pick_of(ctx) in auto.candidates(ctx.problem)
+
+
+def test_processes_sharing_the_cache_keep_each_others_picks(cache):
+    cache.write_text(json.dumps({"machine": auto._machine(),
+                                 "picks": {f"old {i}": {"backend": "im2col"} for i in range(30_000)}}))
+    code = ("import sys, kernels.auto as a\n"
+            "for i in range(20): a._store(f'{sys.argv[1]} {i}', {'backend': 'numba'})\n")
+    writers = [subprocess.Popen([sys.executable, "-c", code, name]) for name in ("left", "right")]
+    assert [w.wait(timeout=300) for w in writers] == [0, 0]
+    keys = set(auto.picks())
+    assert {f"{name} {i}" for name in ("left", "right") for i in range(20)} <= keys and len(keys) == 30_040
+
+
+def test_a_cache_that_cannot_be_replaced_leaves_no_temporary_file(cache):
+    cache.mkdir()  # os.replace cannot put a file where a folder is
+    x, w = conv_call()
+    with pytest.warns(RuntimeWarning, match="cannot write the tuning cache"):
+        auto.conv2d_forward(x, w)
+    assert list(cache.parent.glob("*.tmp")) == []

@@ -47,5 +47,27 @@ def test_report_and_compare_read_benchmark_json(benchmark_json, capsys):
 def test_a_json_that_is_not_from_pytest_benchmark(tmp_path, capsys):
     other = tmp_path / "other.json"
     other.write_text('{"results": []}')
-    assert main(["report", str(other)]) == 1
+    assert main(["report", str(other)]) == 2
     assert "is not a pytest-benchmark JSON file" in capsys.readouterr().err
+
+
+STATS = '{"median": 0.001, "iqr": 0.0001, "min": 0.0009, "rounds": 5}'
+
+
+@pytest.mark.parametrize("content", [
+    "42", "null", "[]", '"text"', '{"benchmarks": null}', '{"benchmarks": [42]}', '{"benchmarks": [{}]}',
+    '{"benchmarks": [{"stats": {"median": "x", "iqr": 0, "min": 1, "rounds": 1}}]}',
+    '{"benchmarks": [{"stats": {"median": 0, "iqr": 0, "min": 0, "rounds": 1}}]}',
+    '{"benchmarks": [{"stats": {"median": NaN, "iqr": 0, "min": 1, "rounds": 1}}]}',
+    '{"benchmarks": [{"stats": ' + STATS[:-1] + ', "data": ["a"]}}]}',
+    '{"benchmarks": [{"stats": ' + STATS + ', "extra_info": 7}]}',
+    "[" * 100_000, "\x00\xff garbage", "{" + "x" * 1_000_000,
+])
+@pytest.mark.parametrize("command", ["report", "compare"])
+def test_a_malformed_benchmark_file_is_one_line_naming_it(tmp_path, capsys, content, command):
+    bad = tmp_path / "bad.json"
+    bad.write_text(content, errors="surrogateescape")
+    args = ["report", str(bad)] if command == "report" else ["compare", str(bad), str(bad)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "bad.json" in err and err.count("\n") == 1 and len(err) < 600

@@ -63,7 +63,43 @@ def test_a_truncated_gzip_names_the_file(tmp_path):
     write_split(tmp_path)
     path = tmp_path / "train-labels-idx1-ubyte.gz"
     path.write_bytes(path.read_bytes()[:20])
-    with pytest.raises(DataError, match=r"train-labels-idx1-ubyte.gz: cannot read it"):
+    with pytest.raises(DataError, match=r"train-labels-idx1-ubyte.gz: a truncated gzip stream"):
+        load_idx(tmp_path, "train")
+
+
+def signed_labels(values) -> bytes:
+    """An IDX file of int8 labels (type 0x09)."""
+    return bytes([0, 0, 0x09, 1]) + np.array([len(values)], ">u4").tobytes() + np.array(values, np.int8).tobytes()
+
+
+@pytest.mark.parametrize("file, content, message", [
+    ("train-labels-idx1-ubyte", signed_labels([0, 1, -1, 3, 4, 5]), r"a label is -1; labels are class numbers >= 0"),
+    ("train-images-idx3-ubyte", idx_bytes(np.zeros((6, 10, 10))), r"expected 28x28 uint8 images.*\(6, 10, 10\)"),
+    ("train-images-idx3-ubyte", bytes([0, 0, 8, 3]) + np.array([2**32 - 1] * 3, ">u4").tobytes() + b"\0" * 64,
+     r"the header promises shape \(4294967295, 4294967295, 4294967295\)"),
+    ("train-images-idx3-ubyte.gz", b"\x1f\x8b\x08\x00" + b"\xff" * 200, r"a damaged gzip stream"),
+])
+def test_data_that_would_crash_or_lie_is_refused_naming_the_file(tmp_path, file, content, message):
+    write_split(tmp_path, compress=False)
+    for old in tmp_path.glob(file.split("-idx")[0] + "*"):
+        old.unlink()
+    (tmp_path / file).write_bytes(content)
+    with pytest.raises(DataError, match=rf"{file}: {message}"):
+        load_idx(tmp_path, "train")
+
+
+def test_no_images_is_refused(tmp_path):
+    write_split(tmp_path, n=0, labels=np.zeros(0))
+    with pytest.raises(DataError, match=r"train-images-idx3-ubyte.gz: holds no images"):
+        load_idx(tmp_path, "train")
+
+
+def test_a_gzip_bomb_is_refused_before_it_fills_the_memory(tmp_path, monkeypatch):
+    from convbench.cnn import data
+
+    monkeypatch.setattr(data, "MAX_BYTES", 10_000)
+    write_split(tmp_path, n=30)  # 23,536 bytes of images once expanded
+    with pytest.raises(DataError, match=r"train-images-idx3-ubyte.gz: expands beyond"):
         load_idx(tmp_path, "train")
 
 

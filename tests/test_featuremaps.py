@@ -55,5 +55,5 @@ def test_an_image_too_small_for_three_layers(tmp_path):
 def test_a_file_that_is_not_an_image(tmp_path, capsys):
     bad = tmp_path / "notes.png"
     bad.write_text("not a picture")
-    assert main(["featuremaps", str(bad), "--backend", "numba", "--out", str(tmp_path / "o")]) == 1
+    assert main(["featuremaps", str(bad), "--backend", "numba", "--out", str(tmp_path / "o")]) == 2
     assert "notes.png: cannot read it as an image" in capsys.readouterr().err

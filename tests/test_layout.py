@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import grimp
 import pytest
 from importlinter.cli import lint_imports
 
@@ -52,6 +53,19 @@ def python_files() -> list[Path]:
 def test_the_import_contracts_hold(monkeypatch):
     monkeypatch.chdir(ROOT)
     assert lint_imports(config_filename=str(ROOT / "pyproject.toml")) == 0
+
+
+def test_no_import_cycle():
+    """No module imports, directly or through others, a module that imports it (lazy imports
+    inside functions count: a cycle is a knot whichever import runs first)."""
+    graph = grimp.build_graph("convbench", "kernels")
+    knots = []
+    for module in sorted(graph.modules):
+        for imported in sorted(graph.find_modules_directly_imported_by(module)):
+            back = graph.find_shortest_chain(importer=imported, imported=module)
+            if back:
+                knots.append(" -> ".join([module, *back]))
+    assert knots == []
 
 
 def test_no_private_name_crosses_a_package_boundary():

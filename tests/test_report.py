@@ -101,7 +101,7 @@ def test_compare_tells_a_slower_machine_from_slower_code_on_the_rows_threads(
 
 
 def test_report_of_a_missing_directory_is_one_clear_line(tmp_path, capsys):
-    assert main(["report", str(tmp_path / "none")]) == 1
+    assert main(["report", str(tmp_path / "none")]) == 2
     assert "holds no measurements.jsonl: is it a convbench run directory?" in capsys.readouterr().err
 
 
@@ -136,3 +136,17 @@ def test_report_marks_noisy_and_contended_cells_and_keeps_one_unit_per_table(sma
     assert naive and all(line.count("x)!") >= 4 for line in naive)
     assert "`~` noisy" in report and "`!` contended" in report
     assert "Median times in µs (ratio to the best):" in report or "Median times in ms (ratio to the best):" in report
+
+
+def test_report_of_a_run_whose_suite_was_a_path_with_folders(tmp_path, capsys):
+    folder = tmp_path / "my suites" / "deep"
+    folder.mkdir(parents=True)
+    suite = folder / "tiny.csv"
+    suite.write_text("name,op,N,C,H,W,K,R,S,stride,padding,dilation,groups,repeat\n"
+                     "c1,conv2d,1,1,8,8,2,3,3,1,0,1,1,1\n")
+    out = tmp_path / "run"
+    assert main(["run", "--suite", str(suite), "--backends", "naive,im2col", "--threads", "1", "--rounds", "1",
+                 "--quiet", "--out", str(out)]) == 0
+    assert main(["report", str(out)]) == 0
+    pngs = [p.name for p in (out / "plots").iterdir()]
+    assert pngs and all("/" not in p and p.endswith(".png") for p in pngs)

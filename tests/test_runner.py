@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from dataclasses import asdict
 
 import pytest
@@ -111,6 +112,16 @@ def test_a_batch_of_outputs_smaller_than_the_probes_is_estimated_by_the_batch(tm
     assert im2col["status"] == "ok" and 0 < im2col["estimate_s"] < 0.5
 
 
+@pytest.mark.parametrize("backends, status", [("broken", 1), ("absent", 1), ("broken,im2col", 0)])
+def test_a_run_that_measured_nothing_exits_1(tmp_path, monkeypatch, capsys, backends, status):
+    monkeypatch.setitem(kernels._REGISTRY, "broken", "broken_backends")
+    monkeypatch.setitem(kernels._REGISTRY, "absent", "no_such_module_anywhere")
+    out = str(tmp_path / "run")
+    assert main(["run", "--suite", "seeds", "--match", "seed002_conv", "--backends", backends, "--threads", "1",
+                 "--rounds", "1", "--quiet", "--out", out]) == status
+    assert ("nothing was measured" in capsys.readouterr().err) is (status == 1)
+
+
 def test_wrong_answers_and_errors_are_recorded_and_the_run_goes_on(tmp_path, monkeypatch):
     monkeypatch.setitem(kernels._REGISTRY, "broken", "broken_backends")
     monkeypatch.setitem(kernels._REGISTRY, "absent", "no_such_module_anywhere")
@@ -167,6 +178,104 @@ def test_a_half_written_last_line_is_skipped_with_a_warning(tmp_path):
         assert len(load_results(tmp_path / "run")) == 1
 
 
+@pytest.mark.parametrize("cut", [1, 40, 200])
+def test_resume_after_a_torn_last_line_keeps_every_row_once(tmp_path, cut):
+    """A kill in mid-write leaves a torn last line; resuming (twice) cuts it and appends whole
+    lines after it, so report, compare and later resumes all read the file."""
+    rows = execute(tmp_path, suites=["lenet5"], match="conv1|pool1", backends=["im2col"], rounds=1)
+    assert len(rows) == 6
+    measurements = tmp_path / "run" / MEASUREMENTS
+    data = measurements.read_bytes()
+    measurements.write_bytes(data[:-cut])
+    whole = data[:-cut].rsplit(b"\n", 1)[0] + b"\n"  # the rows that were complete
+    plan = Plan(**RunDirectory(tmp_path / "run").plan())
+    for _ in range(2):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the torn line is announced once, then gone
+            Runner(plan, RunDirectory(tmp_path / "run")).execute()
+    after = measurements.read_bytes()
+    assert after.startswith(whole)
+    rows = [json.loads(line) for line in after.decode().splitlines()]
+    assert sorted(map(row_key, rows)) == sorted(plan.keys())
+    assert len(load_results(tmp_path / "run")) == 6
+
+
+@pytest.mark.parametrize("tail, kept", [(b'{"a": 1', 0), (b'{"a": 1}', 1)])
+def test_an_append_never_joins_a_torn_line(tmp_path, tail, kept):
+    """The class behind the resume bug: every appender (rows, sessions, calibrations) goes
+    through one function, which cuts a torn tail, or ends a whole record that lost its newline."""
+    run = RunDirectory(tmp_path)
+    run.create({})
+    run.append({"first": True})
+    with open(tmp_path / MEASUREMENTS, "ab") as f:
+        f.write(tail)
+    run.append({"last": True})
+    assert run.rows() == [{"first": True}, *[{"a": 1}] * kept, {"last": True}]
+
+
+HOLD = ("import sys, time\nfrom filelock import FileLock\nlock = FileLock(sys.argv[1])\nlock.acquire()\n"
+        "print('held', flush=True)\ntime.sleep(60)\n")
+
+
+@pytest.mark.parametrize("command", ["run", "step"])
+def test_a_run_directory_has_one_writer(tmp_path, capsys, command):
+    """A --resume started while another process still writes the run is refused at once."""
+    out = tmp_path / "run"
+    RunDirectory(out).create({"suites": ["lenet5"]} if command == "run" else {"command": "step"})
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(out / ".lock")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert main([command, "--resume", "--quiet", "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert "is being written by another convbench process" in err and err.count("\n") == 1
+        assert not (out / MEASUREMENTS).exists()
+    finally:
+        holder.kill()
+        holder.wait()
+        holder.stdout.close()
+
+
+@pytest.mark.parametrize("content", [
+    "[1, 2]", "{", '"a string"', '{"suites": ["lenet5"], "bogus": 1}', '{"suites": ["lenet5"], "threads": "two"}',
+    '{"backends": ["im2col"]}', '{"command": "step", "models": ["lenet5"]}', "x" * 1_000_000,
+])
+def test_a_damaged_plan_is_one_line_naming_it(tmp_path, capsys, content):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "plan.json").write_text(content)
+    assert main(["run", "--resume", "--quiet", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "plan.json" in err or "holds a `convbench step` run" in err
+    assert err.count("\n") == 1 and len(err) < 500 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("bad", ["42", "null", '"text"', "[1]", "{nope", "\udcff garbage"])
+@pytest.mark.parametrize("command", ["report", "resume"])
+def test_a_damaged_measurements_line_is_one_line_naming_it(tmp_path, capsys, bad, command):
+    execute(tmp_path, suites=["lenet5"], match="pool1", backends=["im2col"], directions=["forward"], rounds=1)
+    measurements = tmp_path / "run" / MEASUREMENTS
+    good = measurements.read_text()
+    measurements.write_text(bad + "\n" + good, errors="surrogateescape")
+    args = ["report", str(tmp_path / "run")] if command == "report" else ["run", "--resume", "--quiet", "--out",
+                                                                          str(tmp_path / "run")]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"{MEASUREMENTS}:1: not a JSON" in err and err.count("\n") == 1
+
+
+def test_a_suite_edited_before_a_resume_is_refused(tmp_path, capsys):
+    suite = tmp_path / "mine.csv"
+    header = "name,op,N,C,H,W,K,R,S,stride,padding,dilation,groups,repeat\n"
+    suite.write_text(header + "c1,conv2d,1,1,8,8,2,3,3,1,0,1,1,1\n")
+    out = str(tmp_path / "run")
+    assert main(["run", "--suite", str(suite), "--backends", "im2col", "--directions", "forward", "--threads", "1",
+                 "--rounds", "1", "--quiet", "--out", out]) == 0
+    suite.write_text(header + "c1,conv2d,1,1,9,9,2,3,3,1,0,1,1,1\n")  # same name, another shape
+    assert main(["run", "--resume", "--quiet", "--out", out]) == 2
+    err = capsys.readouterr().err
+    assert "the suites changed since this run was planned" in err and "/c1 was" in err
+
+
 def test_the_cli_refuses_to_overwrite_or_mix_plans(tmp_path, capsys):
     execute(tmp_path, suites=["lenet5"], match="pool2", backends=["numba"], directions=["forward"], rounds=1)
     out = str(tmp_path / "run")
@@ -178,7 +287,7 @@ def test_the_cli_refuses_to_overwrite_or_mix_plans(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--backends", "cuda"], "backends must be among naive, scipy, im2col, stride_tricks, numba, auto, torch; got cuda"),
+    (["--backends", "cuda"], f"backends must be among {', '.join(kernels.names() + kernels.yardsticks())}; got cuda"),
     (["--ops", "conv3d"], "ops must be among conv2d, maxpool2d, avgpool2d; got conv3d"),
     (["--threads", "two"], "--threads takes comma-separated whole numbers; got 'two'"),
     (["--match", "zzz"], "no problem in seeds matches"),

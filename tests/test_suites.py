@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from convbench.bench.problems import Problem
+from convbench.bench.runner import Plan
 from convbench.bench.suites import (
     SuiteError,
     load_suite,
@@ -88,25 +89,49 @@ def test_benchdnn_batch_file(tmp_path):
     path.write_text('# a comment\n--dir=FWD_B\nmb1ic3ih224oc64kh7sh2ph3n"conv1"  # trailing\n\n'
                     '--alg=avg_p --mb=4\nic512ih7kh7sh7n"gap"\n--reset\nic64ih112kh3sh2ph1n"pool"\n')
     conv, gap, pool = read_benchdnn(path)
-    assert (conv.name, conv.op, conv.out_h) == ("conv1", "conv2d", 112)
-    assert (gap.op, gap.N, gap.out_h) == ("avgpool2d", 4, 1)
-    assert (pool.op, pool.N, pool.out_h) == ("maxpool2d", 2, 56)
+    assert (conv.name, conv.op, conv.out_h, conv.directions) == ("conv1", "conv2d", 112, ("forward",))
+    assert (gap.op, gap.N, gap.out_h, gap.directions) == ("avgpool2d", 4, 1, ("forward",))  # options persist
+    assert (pool.op, pool.N, pool.out_h, pool.directions) == ("maxpool2d", 2, 56, ())  # until --reset
 
 
-@pytest.mark.parametrize("line, message", [
-    ("mb8ic64ih56oc64kh3zz1", r"shapes.txt:2: unknown field 'zz'"),
-    ("mb8ic64ih56oc64kh3ph1oh55", r"shapes.txt:2: field 'oh' is 55 but the other fields give 56"),
-    ("mb8ih56oc64kh3", r"shapes.txt:2: field 'ic' is required"),
-    ("mb8ic64ih56oc64kh3 ph1", r"shapes.txt:2: cannot read ' ' at column 19"),
-    ("mb8ic64ih56oc64kh3kh3", r"shapes.txt:2: field 'kh' appears twice"),
-    ("mb8ic64ih5oc64kh9", r"shapes.txt:2: mb8ic64ih5oc64kh9: the kernel is larger than the padded input"),
-    ("mb8ic64ih56oc64kh3sh0", r"shapes.txt:2: field 'sh' must be >= 1; got 0"),
-    ("mb8ic64ih56oc64kh3g3", r"shapes.txt:2: .*groups=3 must divide C=64 and K=64"),
-    ("ic64ih56kh3dh1", r"shapes.txt:2: field 'dh' does not apply to pooling"),
+def test_options_and_a_descriptor_share_a_line(tmp_path):
+    path = tmp_path / "pools.txt"
+    path.write_text('--alg=max mb1ic64ih112oh56kh3sh2ph1n"pool"\n--mb=0 --alg=avg_p ic8ih8kh2n"avg"\n')
+    pool, avg = read_benchdnn(path)
+    assert (pool.name, pool.op, pool.out_h) == ("pool", "maxpool2d", 56)
+    assert (avg.name, avg.op) == ("avg", "avgpool2d")
+
+
+def test_dir_and_dt_choose_what_is_measured(tmp_path):
+    path = tmp_path / "conv.txt"
+    path.write_text('--dir=BWD_D --dt=f32\nmb1ic3ih8oc4kh3n"c1"\n--dir=FWD_D,BWD_WB --cfg=f64\nmb1ic3ih8oc4kh3n"c2"\n')
+    c1, c2 = read_benchdnn(path)
+    assert (c1.directions, c1.dtypes) == (("backward",), ("float32",))
+    assert (c2.directions, c2.dtypes) == (("forward", "backward"), ("float64",))
+    plan = Plan(suites=[str(path)], backends=["im2col"], dtypes=["float32", "float64"], threads=[1])
+    assert sorted((k[1], k[3], k[5]) for k in plan.keys()) == [
+        ("c1", "float32", "backward"), ("c2", "float64", "backward"), ("c2", "float64", "forward")]
+
+
+@pytest.mark.parametrize("text, message", [
+    ('--dt=bf16\nmb1ic3ih8oc4kh3\n', r"f.txt:1: option '--dt=bf16' does not map .* \(it takes f32, f64\)"),
+    ('--dir=BWD_X\nmb1ic3ih8oc4kh3\n', r"f.txt:1: option '--dir=BWD_X' does not map"),
+    ('\n--skip-impl=ref mb1ic3ih8oc4kh3\n', r"f.txt:2: option '--skip-impl=ref' does not map .* \(supported:"),
+    ('mb1ic1ih8oc1kh3n"same"\nmb2ic3ih16oc4kh5n"same"\n', r"f.txt:2: the name 'same' was already used at .*f.txt:1"),
+    ('mb1ic1ih8oc1kh3\nmb1ic1ih8oc1kh3\n', r"f.txt:2: the name 'mb1ic1ih8oc1kh3' was already used"),
+    ("# header\nmb8ic64ih56oc64kh3zz1\n", r"f.txt:2: unknown field 'zz'"),
+    ("# header\nmb8ic64ih56oc64kh3ph1oh55\n", r"f.txt:2: field 'oh' is 55 but the other fields give 56"),
+    ("# header\nmb8ih56oc64kh3\n", r"f.txt:2: field 'ic' is required"),
+    ("# header\nmb8ic64ih56oc64kh3 ph1\n", r"f.txt:2: one descriptor per line, after the options"),
+    ("# header\nmb8ic64ih56oc64kh3kh3\n", r"f.txt:2: field 'kh' appears twice"),
+    ("# header\nmb8ic64ih5oc64kh9\n", r"f.txt:2: mb8ic64ih5oc64kh9: the kernel is larger than the padded input"),
+    ("# header\nmb8ic64ih56oc64kh3sh0\n", r"f.txt:2: field 'sh' must be >= 1; got 0"),
+    ("# header\nmb8ic64ih56oc64kh3g3\n", r"f.txt:2: .*groups=3 must divide C=64 and K=64"),
+    ("# header\nic64ih56kh3dh1\n", r"f.txt:2: field 'dh' does not apply to pooling"),
 ])
-def test_bad_descriptor_lines_name_the_line_and_field(tmp_path, line, message):
-    path = tmp_path / "shapes.txt"
-    path.write_text(f"# header\n{line}\n")
+def test_bad_batch_file_lines_name_the_line_and_field(tmp_path, text, message):
+    path = tmp_path / "f.txt"
+    path.write_text(text)
     with pytest.raises(SuiteError, match=message):
         read_benchdnn(path)
 
@@ -114,7 +139,7 @@ def test_bad_descriptor_lines_name_the_line_and_field(tmp_path, line, message):
 def test_unsupported_pooling_algorithm(tmp_path):
     path = tmp_path / "pools.txt"
     path.write_text("--alg=avg_np\nic8ih8kh2\n")
-    with pytest.raises(SuiteError, match=r"pools.txt:2: pooling algorithm 'avg_np' is not supported"):
+    with pytest.raises(SuiteError, match=r"pools.txt:1: option '--alg=avg_np' does not map onto convbench's interface"):
         read_benchdnn(path)
 
 
@@ -142,3 +167,21 @@ def test_csv_duplicate_names_and_missing_columns():
 def test_unknown_suite_lists_the_shipped_ones():
     with pytest.raises(SuiteError, match=r"suite 'resnet50' is neither a shipped suite \(alexnet, .*vgg16\) nor a file"):
         load_suite("resnet50")
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"\x00\xff\xfe binary garbage", r"garbage.txt: not a text file"),
+    (b"\xef\xbb\xbfname,op,N,C,H,W,K,R,S,stride,padding,dilation,groups,repeat\nc1,conv2d,1,1,8,8,2,3,3,1,0,1,1,1\n", None),
+    (b"name,op,N,C,H,W,K,R,S,stride,padding,dilation,groups,repeat\n" + b"c" * 11_000_000 + b",conv2d\n",
+     r"garbage.txt: not a readable CSV \(field larger than field limit"),
+    (b"mb1ic1ih8oc1kh3" + b"x" * 5_000_000 + b"\n", r"garbage.txt:1: cannot read 'x"),
+])
+def test_a_suite_file_of_any_content_gives_one_bounded_line(tmp_path, content, message):
+    path = tmp_path / "garbage.txt"
+    path.write_bytes(content)
+    if message is None:  # a CSV saved with a byte-order mark is still a CSV
+        assert [p.name for p in load_suite(str(path))] == ["c1"]
+        return
+    with pytest.raises(SuiteError, match=message) as caught:
+        load_suite(str(path))
+    assert len(str(caught.value)) < 400

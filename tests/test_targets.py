@@ -67,5 +67,5 @@ def test_targets_give_each_ratio_and_verdict(runs, tmp_path, capsys):
 
 
 def test_targets_of_an_empty_directory_is_one_clear_line(tmp_path, capsys):
-    assert main(["targets", str(tmp_path), "--out", str(tmp_path / "t")]) == 1
+    assert main(["targets", str(tmp_path), "--out", str(tmp_path / "t")]) == 2
     assert "holds no measurements.jsonl" in capsys.readouterr().err

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pandas as pd
@@ -47,14 +51,39 @@ def test_train_reads_idx_folders(tmp_path):
     (["--backend", "cuda"], 2, "unknown backend 'cuda'"),
     (["--model", "lenet5", "--freeze-conv"], 2, "freezing a layer is seed000's option only"),
     (["--batch-size", "0"], 2, "batch_size must be >= 1; got 0"),
-    (["--classes", "1,12"], 1, "has no class 12"),
-    (["--data-dir", "/nonexistent"], 1, "/nonexistent: no such folder (--data-dir)"),
-    (["--holdout", "9000"], 1, "--holdout 9000: "),
+    (["--classes", "1,12"], 2, "has no class 12"),
+    (["--data-dir", "/nonexistent"], 2, "/nonexistent: no such folder (--data-dir)"),
+    (["--holdout", "9000"], 2, "--holdout 9000: "),
 ])
 def test_bad_train_arguments_are_one_clear_line(tmp_path, capsys, args, status, message):
     assert main(["train", "--model", "seed002", "--iterations", "5", "--quiet", *args, "--out", str(tmp_path)]) == status
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_train_refuses_an_out_it_could_not_finish_in_before_training(tmp_path, capsys, monkeypatch):
+    from convbench.cnn import train as train_module
+
+    monkeypatch.setattr(train_module, "train", lambda *a, **k: pytest.fail("trained before checking --out"))
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    done = tmp_path / "done"
+    done.mkdir()
+    (done / "train.json").write_text("{}")
+    for out, message in ((a_file, "is a file, not a folder"), (done, "already holds a train.json")):
+        assert main(["train", "--model", "seed002", "--iterations", "5", "--quiet", "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1
+    assert (done / "train.json").read_text() == "{}"
+
+
+def test_labels_the_model_cannot_tell_apart_are_refused(tmp_path, capsys):
+    write_split(tmp_path, "train", n=40, labels=np.arange(40) % 10 + np.array([190] + [0] * 39))
+    write_split(tmp_path, "t10k", n=20)
+    assert main(["train", "--model", "lenet5", "--backend", "numba", "--data-dir", str(tmp_path), "--quiet",
+                 "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "label is 190, but lenet5 tells 10 classes" in err and err.count("\n") == 1
 
 
 def test_step_timing_rows_and_report(tmp_path, monkeypatch):
@@ -104,6 +133,21 @@ def test_step_resume_finishes_the_saved_plan_not_the_defaults(tmp_path, capsys):
     assert "holds no step run to finish" in capsys.readouterr().err
 
 
+def test_step_resume_after_a_backends_rows_were_partly_written_keeps_each_row_once(tmp_path):
+    out = tmp_path / "s"
+    assert main(["step", "--model", "seed002", "--backends", "im2col,numba", "--threads", "1", "--rounds", "2",
+                 "--quiet", "--out", str(out)]) == 0
+    run = RunDirectory(out)
+    rows = run.rows()
+    kept = rows[:6]  # im2col's four rows and two of numba's, as if killed between them
+    (out / "measurements.jsonl").write_text("".join(json.dumps(r) + "\n" for r in kept))
+    assert main(["step", "--resume", "--quiet", "--out", str(out)]) == 0
+    after = run.rows()
+    assert after[:6] == kept
+    keys = [(r["problem"], r["backend"], r["direction"]) for r in after]
+    assert len(keys) == len(set(keys)) == 8
+
+
 def test_step_backends_take_turns_in_a_rotating_order(monkeypatch):
     """Interleaved timing: every turn runs each backend's plain and instrumented step, and the
     first backend of a turn rotates, so drift during the run falls on every backend alike."""
@@ -125,3 +169,67 @@ def test_step_backends_take_turns_in_a_rotating_order(monkeypatch):
     assert timed == [("im2col", False), ("im2col", True), ("numba", False), ("numba", True),
                      ("numba", False), ("numba", True), ("im2col", False), ("im2col", True),
                      ("im2col", False), ("im2col", True), ("numba", False), ("numba", True)]
+
+
+def quick_config(**fields):
+    from convbench.cnn.train import TrainConfig
+
+    return TrainConfig(**{"model": "seed002", "backend": "im2col", "epochs": 3, "batch_size": 64, "holdout": 4000,
+                          **fields})
+
+
+def test_a_resumed_training_ends_as_the_uninterrupted_one(tmp_path):
+    from convbench.cnn.train import train
+
+    whole = train(quick_config(), checkpoint=tmp_path / "whole.npz")
+
+    def stop_in_epoch_two(event):
+        if event["event"] == "step" and event["step"] > 20:
+            raise KeyboardInterrupt
+
+    halted = tmp_path / "halted.npz"
+    with pytest.raises(KeyboardInterrupt):
+        train(quick_config(), stop_in_epoch_two, checkpoint=halted)
+    resumed = train(quick_config(), checkpoint=halted, resume=True)
+    assert resumed["history"] == whole["history"] and len(whole["history"]) == 3
+    assert resumed["test_loss"] == whole["test_loss"]
+
+
+def test_train_killed_after_an_epoch_resumes_and_keeps_it(tmp_path):
+    out = tmp_path / "t"
+    command = [sys.executable, "-m", "convbench", "train", "--model", "seed002", "--backend", "im2col", "--epochs", "3",
+               "--batch-size", "64", "--quiet", "--out", str(out)]  # about 60 steps an epoch
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (out / "checkpoint.npz").exists():
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    from convbench.cnn.train import load_checkpoint
+
+    first = load_checkpoint(out / "checkpoint.npz")[0]["history"]
+    assert main(["train", "--resume", "--quiet", "--out", str(out)]) == 0
+    result = json.loads((out / "train.json").read_text())
+    assert result["history"][: len(first)] == first and len(result["history"]) == 3
+    assert not (out / "checkpoint.npz").exists()
+    assert main(["train", "--resume", "--quiet", "--out", str(out)]) == 2  # nothing left to resume
+
+
+def test_step_killed_after_a_model_resumes_and_keeps_its_rows(tmp_path):
+    out = tmp_path / "s"
+    command = [sys.executable, "-m", "convbench", "step", "--model", "seed002,seed000", "--backends", "im2col,numba",
+               "--threads", "1", "--rounds", "3", "--quiet", "--out", str(out)]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    measurements = out / "measurements.jsonl"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and (not measurements.exists() or len(measurements.read_text().splitlines()) < 4):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = measurements.read_bytes()
+    complete = before[: before.rfind(b"\n") + 1]
+    assert main(["step", "--resume", "--quiet", "--out", str(out)]) == 0
+    after = measurements.read_bytes()
+    assert after.startswith(complete)
+    keys = [(r["problem"], r["backend"], r["direction"]) for r in RunDirectory(out).rows()]
+    assert len(keys) == len(set(keys)) == 16

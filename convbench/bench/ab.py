@@ -145,13 +145,15 @@ def run_ab(repo: Path, revisions: tuple[str, str], plan: Plan, out: Path,
             for threads in plan.threads:
                 for dtype in plan.dtypes:
                     for suite, problem in problems:
+                        if not any(problem.wants(d, dtype) for d in plan.directions):
+                            continue  # a benchdnn line that asked for other directions or dtypes
                         on_group(f"{suite}/{problem.name} {dtype} {threads}t")
                         calibration = calibrate(threads)
                         for run, session in zip(runs, sessions):
                             run.add_calibration(session, calibration)
                         entries, rows = [], []
                         for backend in plan.backends:
-                            for direction in plan.directions:
+                            for direction in [d for d in plan.directions if problem.wants(d, dtype)]:
                                 base = {"suite": suite, **problem.record(), "descriptor": problem.descriptor(),
                                         "backend": backend, "dtype": dtype, "threads": threads,
                                         "direction": direction, "calibration_s": calibration["index_s"],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import matplotlib
@@ -37,6 +38,12 @@ def _bars(ax, table: pd.DataFrame, ylabel: str) -> None:
     ax.legend(fontsize=8, ncols=min(5, len(names)))
 
 
+def _file_part(text) -> str:
+    """A name safe inside a file name: a suite given as a path (``../my suites/a.csv``) becomes
+    ``my_suites_a.csv``-like text, never a folder."""
+    return re.sub(r"[^A-Za-z0-9_.+-]+", "_", str(text)).strip("._")[:80] or "unnamed"
+
+
 def _save(fig, out: Path) -> Path:
     fig.tight_layout()
     fig.savefig(out, dpi=110)
@@ -55,7 +62,7 @@ def write_plots(frame: pd.DataFrame, folder: Path) -> list[Path]:
     ok = frame[(frame.status == "ok") & (frame.direction == DIRECTION)]
     written = []
     for (threads, dtype, suite), rows in ok.groupby(["threads", "dtype", "suite"], sort=False):
-        tag = f"{suite}-{dtype}-{threads}t"
+        tag = f"{_file_part(suite)}-{dtype}-{threads}t"
         title = f"{suite}, {DIRECTION}, {dtype}, {threads} thread(s)"
         order = list(dict.fromkeys(rows.problem))
         columns = backends.order(rows.backend)
@@ -109,7 +116,7 @@ def write_plots(frame: pd.DataFrame, folder: Path) -> list[Path]:
         ax.set_title(f"Training step of {problem}: where the time goes ({threads} thread(s))")
         ax.invert_yaxis()
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
-        written.append(_save(fig, folder / f"step-{problem}-{threads}t.png"))
+        written.append(_save(fig, folder / f"step-{_file_part(problem)}-{threads}t.png"))
 
     conv = frame[(frame.status == "ok") & (frame.op == "conv2d")].dropna(subset=["peak_gflops", "intensity"])
     for threads, rows in conv.groupby("threads"):

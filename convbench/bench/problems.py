@@ -49,6 +49,8 @@ class Problem:
     dilation: tuple[int, int] = (1, 1)
     groups: int = 1
     repeat: int = 1
+    directions: tuple[str, ...] = ()  # the only directions to measure (a benchdnn --dir); () for any
+    dtypes: tuple[str, ...] = ()  # the only dtypes to measure (a benchdnn --dt); () for any
 
     def __post_init__(self):
         if self.op not in OPS:
@@ -73,6 +75,10 @@ class Problem:
         hint, ``kernels.traits``)."""
         return kernels.traits(backend).worth_timing(self.op, self.N, self.C, self.K, self.out_h, self.out_w,
                                                     self.groups)
+
+    def wants(self, direction: str, dtype: str) -> bool:
+        """Whether ``direction`` and ``dtype`` are among those this problem is measured in."""
+        return (not self.directions or direction in self.directions) and (not self.dtypes or dtype in self.dtypes)
 
     def with_batch(self, N: int) -> Problem:
         return replace(self, N=N)
@@ -108,6 +114,12 @@ class Problem:
             text += f"dh{self.dilation[0] - 1}dw{self.dilation[1] - 1}"
         return text + f'n"{self.name}"'
 
+    def identity(self) -> str:
+        """Everything that decides what is measured: the descriptor, and any directions or dtypes
+        the problem is limited to."""
+        return " ".join([self.descriptor(), *(f"--dir={d}" for d in self.directions),
+                         *(f"--dt={d}" for d in self.dtypes)])
+
     def short(self) -> str:
         """A compact label for tables: N1 C64 56x56 K64 3x3 s2 p1."""
         label = f"N{self.N} C{self.C} {self.H}x{self.W}"
@@ -120,6 +132,7 @@ class Problem:
     def record(self) -> dict:
         """Flat fields for a results row."""
         fields = asdict(self)
+        del fields["directions"], fields["dtypes"]  # the row says which one it is
         for key in ("stride", "padding", "dilation"):
             fields[key] = _hw(fields[key])
         fields["problem"] = fields.pop("name")

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from convbench.bench import backends
+from convbench.bench.errors import InputError
 from convbench.bench.results import load_results
 
 SECTION_ORDER = ("step", "forward+backward", "forward", "backward", "update")  # step, update: convbench step
@@ -156,7 +157,7 @@ def write_report(path: str | Path, plots: bool = True) -> list[Path]:
         path = path.with_name(f"{path.stem}-report")
         path.mkdir(exist_ok=True)
     if frame.empty:
-        raise ValueError(f"{path} holds no measurements yet")
+        raise InputError(f"{path} holds no measurements yet")
     statuses = frame.status.value_counts()
     parts = [f"# convbench report: {path.name}", "", _machine(frame), "",
              "Statuses: " + ", ".join(f"{n} {s}" for s, n in statuses.items()) + ".",

@@ -23,32 +23,42 @@ reading.
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import subprocess
 import uuid
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from filelock import FileLock, Timeout
 
 from convbench.bench import stats
+from convbench.bench.errors import InputError, clip
 from convbench.bench.machine import CALIBRATION_VERSION
 
 PLAN, SESSIONS, MEASUREMENTS, CALIBRATION = "plan.json", "sessions.jsonl", "measurements.jsonl", "calibration.jsonl"
+LOCK = ".lock"  # held by the process writing the run (filelock)
 SCHEMA = 2
 
 
 def _versions() -> dict:
+    from importlib import metadata
+
     import numpy
     import scipy
 
-    import convbench
-
+    try:
+        ours = metadata.version("convbench")  # the installed distribution's, not the package's import
+    except metadata.PackageNotFoundError:
+        ours = None
     versions = {"python": platform.python_version(), "numpy": numpy.__version__,
-                "scipy": scipy.__version__, "convbench": convbench.__version__}
+                "scipy": scipy.__version__, "convbench": ours}
     try:
         import numba
 
@@ -89,8 +99,22 @@ def machine_metadata() -> dict:
 
 
 def _append_line(path: Path, record: dict) -> None:
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(record, default=str) + "\n")
+    """Append one JSON line and sync it. A torn last line (a kill in mid-write) is cut off first,
+    or ended, if it is a whole record that only lacks its newline: a new line never joins it."""
+    with open(path, "ab+") as f:
+        end = f.seek(0, os.SEEK_END)
+        if end:
+            f.seek(end - 1)
+            if f.read(1) != b"\n":
+                f.seek(0)
+                data = f.read()
+                start = data.rfind(b"\n") + 1
+                try:
+                    json.loads(data[start:])
+                    f.write(b"\n")
+                except ValueError:
+                    f.truncate(start)
+        f.write((json.dumps(record, default=str) + "\n").encode("utf-8"))
         f.flush()
         os.fsync(f.fileno())
 
@@ -99,21 +123,24 @@ def _read_lines(path: Path) -> list[dict]:
     records = []
     if not path.exists():
         return records
-    lines = path.read_text(encoding="utf-8").splitlines()
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
+            record = json.loads(line)
+        except (json.JSONDecodeError, RecursionError):
             if number == len(lines):  # the line in flight when the run was killed
                 warnings.warn(f"{path}:{number}: skipping a half-written last line", stacklevel=3)
-            else:
-                raise ValueError(f"{path}:{number}: not a JSON line") from None
+                continue
+            raise RunError(f"{path}:{number}: not a JSON line: {clip(line, 80)}") from None
+        if not isinstance(record, dict):
+            raise RunError(f"{path}:{number}: not a JSON object: {clip(line, 80)}")
+        records.append(record)
     return records
 
 
-class RunError(ValueError):
+class RunError(InputError):
     """A run directory that cannot be started or resumed as asked."""
 
 
@@ -132,7 +159,31 @@ class RunDirectory:
         (self.path / PLAN).write_text(json.dumps(plan, indent=2) + "\n")
 
     def plan(self) -> dict:
-        return json.loads((self.path / PLAN).read_text())
+        """The saved plan (a JSON object); RunError naming the file when it is not one."""
+        path = self.path / PLAN
+        try:
+            plan = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise RunError(f"{path} cannot be read ({clip(str(exc))}); start a new run in another folder") from None
+        if not isinstance(plan, dict):
+            raise RunError(f"{path} is not a plan (a JSON object); start a new run in another folder")
+        return plan
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold this run directory for one writer: a second ``run``/``step`` (a ``--resume``
+        started while the first still runs) is refused at once rather than doubling rows."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(self.path / LOCK, timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise RunError(f"{self.path} is being written by another convbench process; "
+                           "wait for it to finish (or stop it) before resuming") from None
+        try:
+            yield
+        finally:
+            lock.release()
 
     def begin(self, plan: dict | None, command: str) -> dict:
         """The plan a ``command`` (``run``, ``step``) carries out here: ``plan``, saved in a new
@@ -147,8 +198,8 @@ class RunDirectory:
                 raise RunError(f"--resume: {self.path} holds no {what} to finish (no plan.json)")
             saved = self.plan()
             if saved.get("command", "run") != command:
-                raise RunError(f"{self.path} holds a `convbench {saved.get('command', 'run')}` run, "
-                               f"not a {command} run")
+                raise RunError(f"{self.path} holds a `convbench {saved.get('command', 'run')}` run, which "
+                               f"`convbench {command} --resume` cannot finish")
             return saved
         if self.exists:
             raise RunError(f"{self.path} already holds a run; finish it with --resume or choose another --out")
@@ -177,19 +228,47 @@ class RunDirectory:
         return _read_lines(self.path / SESSIONS)
 
 
+def _bad_benchmark(bench) -> str | None:
+    """What makes one entry of a pytest-benchmark file unusable, or None."""
+    if not isinstance(bench, dict):
+        return "is not an object"
+    stats_ = bench.get("stats")
+    if not isinstance(stats_, dict):
+        return "has no 'stats' object"
+    for key in ("median", "iqr", "min", "rounds"):
+        value = stats_.get(key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            return f"has stats.{key} = {clip(repr(value), 40)}; expected a number >= 0"
+    if not stats_["median"] > 0 or not stats_["min"] > 0:
+        return "has a zero time: not a measurement"
+    data = stats_.get("data")
+    if data is not None and (not isinstance(data, list) or not all(
+            isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t) and t > 0 for t in data)):
+        return "has stats.data that is not a list of positive times"
+    if not isinstance(bench.get("extra_info", {}) or {}, dict):
+        return "has an extra_info that is not an object"
+    return None
+
+
 def read_benchmark_json(path: Path) -> pd.DataFrame:
     """A ``pytest --benchmark-json`` file as measurement rows (the benchmarks put the problem,
     backend, direction, dtype, threads, FLOPs and the calibration workload's seconds measured
     just before them in ``extra_info``). The raw call times (``stats.data``, which
     ``--benchmark-json`` always writes) become samples as the medians and the fastest calls of
     consecutive blocks."""
-    data = json.loads(path.read_text())
-    if "benchmarks" not in data:
-        raise ValueError(f"{path} is not a pytest-benchmark JSON file (no 'benchmarks' list)")
-    machine, commit = data.get("machine_info", {}), data.get("commit_info", {})
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise InputError(f"{path}: cannot read it as JSON ({clip(str(exc))})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list):
+        raise InputError(f"{path} is not a pytest-benchmark JSON file (no 'benchmarks' list)")
+    machine, commit = (d if isinstance(d, dict) else {} for d in (data.get("machine_info"), data.get("commit_info")))
     rows = []
-    for bench in data["benchmarks"]:
-        info, bstats = bench.get("extra_info", {}), bench["stats"]
+    for number, bench in enumerate(data["benchmarks"]):
+        bad = _bad_benchmark(bench)
+        if bad:
+            raise InputError(f"{path}: benchmarks[{number}] {bad}")
+        info, bstats = bench.get("extra_info") or {}, bench["stats"]
         if "backend" not in info:
             continue  # a benchmark that is not one of convbench's
         times = bstats.get("data") or []
@@ -242,7 +321,7 @@ def load_results(path: str | Path) -> pd.DataFrame:
         return read_benchmark_json(path)
     run = RunDirectory(path.parent if path.name == MEASUREMENTS else path)
     if not (run.path / MEASUREMENTS).exists():
-        raise FileNotFoundError(f"{run.path} holds no {MEASUREMENTS}: is it a convbench run directory?")
+        raise RunError(f"{run.path} holds no {MEASUREMENTS}: is it a convbench run directory?")
     frame = pd.DataFrame(run.rows())
     sessions = pd.DataFrame(run.sessions())
     if frame.empty or sessions.empty:

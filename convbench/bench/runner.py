@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 import traceback
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 
 import numpy as np
@@ -69,6 +69,9 @@ class Plan:
     window: float = WINDOW
     max_time: float = 10.0
     seed: int = 0
+    # "suite/name" -> the problem as first resolved (``Problem.identity``): a suite file edited
+    # between a run and its --resume is refused instead of mixing two shapes under one name.
+    resolved: dict[str, str] | None = None
 
     def __post_init__(self):
         for name, values, allowed in (("ops", self.ops, OPS), ("directions", self.directions, DIRECTIONS),
@@ -107,7 +110,19 @@ class Plan:
                     chosen.append((suite, problem))
         if not chosen:
             raise ValueError(f"no problem in {', '.join(self.suites)} matches ops {self.ops} and --match {self.match!r}")
+        if self.resolved is not None:
+            now = {f"{suite}/{p.name}": p.identity() for suite, p in chosen}
+            changed = sorted(set(now.items()) ^ set(self.resolved.items()))
+            if changed:
+                key = changed[0][0]
+                raise ValueError(f"the suites changed since this run was planned: {key} was "
+                                 f"{self.resolved.get(key, 'absent')!r} and is now {now.get(key, 'absent')!r}; "
+                                 "restore the suite file or start a new run")
         return chosen
+
+    def resolve(self) -> Plan:
+        """This plan with its problems resolved now and remembered (see ``resolved``)."""
+        return replace(self, resolved={f"{suite}/{p.name}": p.identity() for suite, p in self.problems()})
 
     def keys(self) -> Iterator[tuple]:
         for threads in self.threads:
@@ -115,7 +130,8 @@ class Plan:
                 for suite, problem in self.problems():
                     for backend in self.backends:
                         for direction in self.directions:
-                            yield (suite, problem.name, backend, dtype, threads, direction)
+                            if problem.wants(direction, dtype):
+                                yield (suite, problem.name, backend, dtype, threads, direction)
 
 
 def windows(groups: dict[tuple, dict[str, list[str]]], budget: float, seconds: float) -> list[list[tuple]]:

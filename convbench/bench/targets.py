@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from convbench.bench import backends
+from convbench.bench.errors import InputError
 from convbench.bench.results import load_results
 
 
@@ -68,7 +69,7 @@ def evaluate(runs: list[str | Path]) -> pd.DataFrame:
         frames.append(frame)
         first_steps.append(_first_step_rows(run, frame))
     if not frames:
-        raise ValueError("no measurements in " + ", ".join(map(str, runs)))
+        raise InputError("no measurements in " + ", ".join(map(str, runs)))
     rows = pd.concat(frames, ignore_index=True)
     rows = rows[(rows.status == "ok") & (rows.dtype == "float32")]
     out = []

@@ -11,15 +11,19 @@ seed 000 does, ``(x - mean) / (std + 1e-7)`` with the training set's statistics,
 from __future__ import annotations
 
 import gzip
+import math
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from convbench.bench.errors import InputError
+
 IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
-class DataError(ValueError):
+class DataError(InputError):
     """A data file that cannot be used; the message names the file."""
 
 
@@ -30,17 +34,34 @@ class Digits:
     source: str
 
 
+MAX_BYTES = 1 << 30  # an IDX file expanding beyond 1 GiB is refused (MNIST's training images: 47 MB)
+
+
+def _gunzip(raw: bytes, path: Path) -> bytes:
+    """Decompress at most ``MAX_BYTES``: a gzip bomb is refused before it fills the memory."""
+    inflater = zlib.decompressobj(wbits=31)
+    try:
+        out = inflater.decompress(raw, MAX_BYTES + 1)
+    except zlib.error as exc:
+        raise DataError(f"{path}: a damaged gzip stream ({exc})") from None
+    if len(out) > MAX_BYTES or inflater.unconsumed_tail:
+        raise DataError(f"{path}: expands beyond {MAX_BYTES >> 20} MiB; not a dataset this trainer reads")
+    if not inflater.eof:
+        raise DataError(f"{path}: a truncated gzip stream")
+    return out
+
+
 def read_idx(path: str | Path) -> np.ndarray:
     """One IDX file (gzip or raw) as an array, with its header checked against its length."""
     path = Path(path)
     try:
         raw = path.read_bytes()
-        if raw[:2] == b"\x1f\x8b":
-            raw = gzip.decompress(raw)
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
-    except (OSError, EOFError) as exc:
+    except OSError as exc:
         raise DataError(f"{path}: cannot read it ({exc})") from None
+    if raw[:2] == b"\x1f\x8b":
+        raw = _gunzip(raw, path)
     if len(raw) < 4 or raw[:2] != b"\x00\x00" or raw[2] not in IDX_TYPES or raw[3] == 0:
         raise DataError(f"{path}: wrong magic number 0x{raw[:4].hex() or '(empty)'}; not an IDX file")
     ndim = raw[3]
@@ -49,7 +70,7 @@ def read_idx(path: str | Path) -> np.ndarray:
         raise DataError(f"{path}: truncated inside its header")
     shape = tuple(int(d) for d in np.frombuffer(raw, ">u4", count=ndim, offset=4))
     dtype = np.dtype(IDX_TYPES[raw[2]])
-    expected = int(np.prod(shape)) * dtype.itemsize
+    expected = math.prod(shape) * dtype.itemsize  # Python integers: a huge header cannot overflow
     if len(raw) - header != expected:
         raise DataError(f"{path}: the header promises shape {shape} ({expected} bytes of data) "
                         f"but the file holds {len(raw) - header}")
@@ -74,10 +95,15 @@ def load_idx(data_dir: str | Path, split: str = "train") -> Digits:
         raise DataError(f"{data_dir}: no such folder (--data-dir)")
     images_path, labels_path = _find(data_dir, split, "images"), _find(data_dir, split, "labels")
     images, labels = read_idx(images_path), read_idx(labels_path)
-    if images.ndim != 3:
-        raise DataError(f"{images_path}: expected images of shape (N, rows, cols); got {images.shape}")
-    if labels.ndim != 1:
-        raise DataError(f"{labels_path}: expected labels of shape (N,); got {labels.shape}")
+    if images.ndim != 3 or images.shape[1:] != (28, 28) or images.dtype != np.uint8:
+        raise DataError(f"{images_path}: expected 28x28 uint8 images, shape (N, 28, 28); got {images.dtype} "
+                        f"{images.shape}")
+    if not len(images):
+        raise DataError(f"{images_path}: holds no images")
+    if labels.ndim != 1 or labels.dtype.kind not in "iu":
+        raise DataError(f"{labels_path}: expected integer labels of shape (N,); got {labels.dtype} {labels.shape}")
+    if labels.min() < 0:
+        raise DataError(f"{labels_path}: a label is {int(labels.min())}; labels are class numbers >= 0")
     if len(images) != len(labels):
         raise DataError(f"{images_path} holds {len(images)} images but {labels_path} holds {len(labels)} labels")
     if "emnist" in images_path.name:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from convbench.bench.errors import InputError
 from kernels import Backend
 
 EDGE_FILTERS = np.array([
@@ -35,13 +36,13 @@ def read_grey(path: str | Path) -> np.ndarray:
     try:
         image = np.asarray(matplotlib.image.imread(path), dtype=np.float64)
     except (OSError, ValueError, SyntaxError) as exc:
-        raise ValueError(f"{path}: cannot read it as an image ({exc})") from None
+        raise InputError(f"{path}: cannot read it as an image ({exc})") from None
     if image.max() > 1:
         image = image / 255
     if image.ndim == 3:
         image = image[..., :3] @ np.array([0.2125, 0.7154, 0.0721])
     if image.ndim != 2 or min(image.shape) < MIN_SIZE:
-        raise ValueError(f"{path}: seed 003's three layers need an image of at least {MIN_SIZE}x{MIN_SIZE} "
+        raise InputError(f"{path}: seed 003's three layers need an image of at least {MIN_SIZE}x{MIN_SIZE} "
                          f"pixels; got shape {image.shape}")
     return image
 

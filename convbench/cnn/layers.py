@@ -188,3 +188,14 @@ class SGD:
                 v += lr_t * layer.grads[key]
                 w -= v
         self.t += 1
+
+    def state(self, layers: list[Layer]) -> dict[str, np.ndarray]:
+        """The velocities, as ``"<layer index>.<param>"`` arrays, for a checkpoint."""
+        return {f"{i}.{key}": v for i, layer in enumerate(layers) for key in layer.params
+                if (v := self._velocity.get((layer, key))) is not None}
+
+    def restore(self, layers: list[Layer], velocities: dict[str, np.ndarray], t: int) -> None:
+        """Take back ``state``'s velocities and the step count ``t``."""
+        self.t = t
+        self._velocity = {(layer, key): np.array(velocities[f"{i}.{key}"])
+                          for i, layer in enumerate(layers) for key in layer.params if f"{i}.{key}" in velocities}

@@ -244,6 +244,8 @@ def run_steps(run: RunDirectory, models: list[tuple[str, int]], backends: list[s
                         "backend": backend, "dtype": dtype, "threads": threads,
                         "peak_gflops": peak, "bandwidth_gbs": bandwidth}
                 for part in PARTS:
+                    if (problem, backend, part) in done:
+                        continue  # written before a kill: each row exactly once
                     row = {**base, "direction": part, "status": result["status"],
                            "time": datetime.now(timezone.utc).isoformat(timespec="seconds")}
                     if result["status"] == "ok":

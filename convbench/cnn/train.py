@@ -6,7 +6,11 @@ history) and reports progress through an optional callback; it never prints.
 
 from __future__ import annotations
 
+import json
+import os
+import tempfile
 import time
+import zipfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -110,29 +114,77 @@ def evaluate(model, x: np.ndarray, y: np.ndarray, batch: int = 500) -> tuple[flo
     return losses / len(y), correct / len(y)
 
 
-def train(config: TrainConfig, progress: Callable[[dict], None] | None = None, result: dict | None = None) -> dict:
+CHECKPOINT = "checkpoint.npz"
+
+
+def save_checkpoint(path: Path, config: TrainConfig, model, optimizer, rng, progress: dict) -> None:
+    """Everything a training needs to go on from the end of an epoch, in one file replaced
+    atomically: a kill at any moment leaves the previous epoch's checkpoint or this one."""
+    state = {"config": asdict(config), "rng": rng.bit_generator.state, "sgd_t": optimizer.t, **progress}
+    arrays = {f"param:{i}.{key}": w for i, layer in enumerate(model.layers) for key, w in layer.params.items()}
+    arrays.update({f"velocity:{name}": v for name, v in optimizer.state(model.layers).items()})
+    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as f:
+        np.savez(f, state=np.array(json.dumps(state)), **arrays)
+    try:
+        os.replace(f.name, path)
+    except OSError:
+        os.unlink(f.name)
+        raise
+
+
+def load_checkpoint(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
+    """(the state, the arrays) of a checkpoint; DataError naming the file when it is damaged."""
+    try:
+        with np.load(path, allow_pickle=False) as saved:
+            arrays = {name: saved[name] for name in saved.files}
+        state = json.loads(str(arrays.pop("state")))
+        TrainConfig(**state["config"])
+    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as exc:
+        raise DataError(f"{path}: not a checkpoint this trainer can resume ({str(exc)[:200]})") from None
+    return state, arrays
+
+
+def train(config: TrainConfig, progress: Callable[[dict], None] | None = None, result: dict | None = None,
+          checkpoint: Path | None = None, resume: bool = False) -> dict:
     """Train and test; ``progress`` receives a dict after every step and every epoch.
 
     ``result`` (a dict, filled as training goes) keeps the history so far if training is interrupted.
+    With ``checkpoint`` (a file), the state at the end of every epoch is saved there; with
+    ``resume``, training goes on from that file's epoch (the config is the file's) and ends as
+    the uninterrupted training would have.
     """
     started = time.perf_counter()
     progress = progress or (lambda event: None)
     data, x_test, y_test, source = load_data(config)
     labels = data.y_train
     if config.model == "seed000" and len(data.classes) != 2:
-        raise ValueError(f"seed000 is a two-class model: give --classes A,B; got {len(data.classes)} classes")
+        raise DataError(f"seed000 is a two-class model: give --classes A,B; got {len(data.classes)} classes")
     model = build_model(config.model, kernels.get(config.backend), seed=config.seed, dtype=config.dtype,
                         **({"freeze_conv": config.freeze_conv, "freeze_dense": config.freeze_dense}
                            if config.model == "seed000" else {}))
+    outputs = model.forward(data.x_train[:1]).shape[1]
+    known = 2 if outputs == 1 else outputs  # one sigmoid output tells two classes apart
+    for what, y in (("training", labels), ("validation", data.y_val), ("test", y_test)):
+        if len(y) and not 0 <= int(y.max()) < known:
+            raise DataError(f"{source}: a {what} label is {int(y.max())}, but {config.model} tells {known} "
+                            f"classes (0 to {known - 1}) apart; choose the classes with --classes")
     optimizer = SGD(config.lr, config.momentum, config.decay)
     rng = np.random.default_rng(config.seed + 1)
     per_epoch = -(-len(labels) // config.batch_size)
     total = config.iterations or config.epochs * per_epoch
-    history, steps, train_s = [], 0, 0.0
+    history, steps, train_s, epoch = [], 0, 0.0, 0
+    if resume:
+        state, arrays = load_checkpoint(checkpoint)
+        for i, layer in enumerate(model.layers):
+            for key, w in layer.params.items():
+                w[...] = arrays[f"param:{i}.{key}"]
+        optimizer.restore(model.layers, {k.removeprefix("velocity:"): v for k, v in arrays.items()
+                                         if k.startswith("velocity:")}, state["sgd_t"])
+        rng.bit_generator.state = state["rng"]
+        history, steps, train_s, epoch = state["history"], state["steps"], state["train_s"], state["epoch"]
     result = {} if result is None else result
     result.update({"model": config.model, "backend": config.backend, "config": asdict(config), "data": source,
                    "classes": list(data.classes), "iterations": total, "history": history})
-    epoch = 0
     while steps < total:
         epoch += 1
         order = rng.permutation(len(labels))
@@ -154,6 +206,9 @@ def train(config: TrainConfig, progress: Callable[[dict], None] | None = None, r
                         "train_accuracy": sums["accuracy"] / sums["steps"],
                         "val_loss": val_loss, "val_accuracy": val_accuracy})
         progress({"event": "epoch", **history[-1]})
+        if checkpoint is not None:
+            save_checkpoint(checkpoint, config, model, optimizer, rng,
+                            {"epoch": epoch, "steps": steps, "train_s": train_s, "history": history})
     result["test_loss"], result["test_accuracy"] = evaluate(model, x_test, y_test)
     result["test_images"] = int(len(y_test))
     result["train_s"] = train_s
@@ -162,10 +217,28 @@ def train(config: TrainConfig, progress: Callable[[dict], None] | None = None, r
     return result
 
 
+def check_out(out: Path, resume: bool = False) -> None:
+    """Refuse, before any training, an --out that the results could not be written to or that
+    already holds a training's results (``convbench run`` and ``step`` refuse likewise); with
+    ``resume``, one that holds no checkpoint to go on from."""
+    if out.exists() and not out.is_dir():
+        raise DataError(f"--out {out} is a file, not a folder")
+    if resume and not (out / CHECKPOINT).exists():
+        raise DataError(f"--resume: {out} holds no {CHECKPOINT} to go on from")
+    if not resume and (out / CHECKPOINT).exists():
+        raise DataError(f"--out {out} holds an unfinished training; go on with --resume or choose another folder")
+    if not resume and (out / "train.json").exists():
+        raise DataError(f"--out {out} already holds a train.json; choose another folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as exc:
+        raise DataError(f"--out {out}: cannot write there ({exc.strerror or exc})") from None
+
+
 def write_outputs(result: dict, out: Path) -> list[Path]:
     """OUT/train.json (everything), OUT/history.csv (per epoch) and OUT/curves.png."""
-    import json
-
     import pandas as pd
 
     out.mkdir(parents=True, exist_ok=True)
