@@ -82,20 +82,22 @@ def cmd_run(args) -> int:
         raise UsageError(f"--resume: {run.path} holds no run to finish (no plan.json)")
     with run.lock():  # one writer: a second --resume while this one runs is refused
         plan = _saved_plan(Plan, run.begin(None if plan is None else asdict(plan), "run"), run)
-        try:
-            plan.problems()  # a suite file edited since the run was planned is refused here
-        except ValueError as exc:
-            raise UsageError(f"--resume: {exc}") from None
+        if args.resume:  # a new plan was resolved a moment ago
+            try:
+                plan.problems()  # a suite file edited since the run was planned is refused here
+            except ValueError as exc:
+                raise UsageError(f"--resume: {exc}") from None
         return _carry_out(args, run, plan)
 
 
 def _saved_plan(kind, saved: dict, run):
     """``kind(**saved)``, or a usage error naming plan.json when the file was damaged."""
+    from convbench.bench.errors import clip
+
     try:
         return kind(**saved)
     except (TypeError, ValueError) as exc:
-        text = str(exc) if len(str(exc)) <= 200 else str(exc)[:200] + "..."
-        raise UsageError(f"{run.path}/plan.json does not hold a valid plan ({text}); "
+        raise UsageError(f"{run.path}/plan.json does not hold a valid plan ({clip(str(exc))}); "
                          "start a new run in another folder") from None
 
 

@@ -51,6 +51,15 @@ def all_backends() -> list[str]:
     return [*kernels.names(), *(y for y in kernels.yardsticks() if reasons[y] is None)]
 
 
+def check_backends(backends: list[str]) -> None:
+    """ValueError naming the unknown ones unless ``backends`` are registered backends or
+    yardsticks (at least one): the rule of every plan, ``run``'s and ``step``'s."""
+    known = kernels.names() + kernels.yardsticks()
+    unknown = [b for b in backends if b not in known]
+    if unknown or not backends:
+        raise ValueError(f"backends must be among {', '.join(known)}; got {', '.join(unknown) or 'nothing'}")
+
+
 @dataclass
 class Plan:
     """What to measure. Serialised to plan.json so ``--resume`` can finish it."""
@@ -79,10 +88,7 @@ class Plan:
             bad = [v for v in values if v not in allowed]
             if bad or not values:
                 raise ValueError(f"{name} must be among {', '.join(allowed)}; got {', '.join(map(str, values)) or 'nothing'}")
-        known = kernels.names() + kernels.yardsticks()
-        unknown = [b for b in self.backends if b not in known]
-        if unknown or not self.backends:
-            raise ValueError(f"backends must be among {', '.join(known)}; got {', '.join(unknown) or 'nothing'}")
+        check_backends(self.backends)
         if self.match is not None:
             try:
                 re.compile(self.match)

@@ -24,14 +24,13 @@ from convbench.bench import timing
 from convbench.bench.interleave import Entry, call_times, interleave, timing_fields
 from convbench.bench.machine import calibrate, steady_allocator
 from convbench.bench.results import SCHEMA, RunDirectory, machine_metadata
-from convbench.bench.runner import TOLERANCE, all_backends
+from convbench.bench.runner import DTYPES, TOLERANCE, all_backends, check_backends
 from convbench.cnn.data import embedded_digits, prepare
 from convbench.cnn.layers import SGD
 from convbench.cnn.models import MODELS, build_model, model_spec
 
 PARTS = ("step", "forward", "backward", "update")
 KINDS = ("conv", "pool", "dense", "other")
-DTYPES = ("float32", "float64")
 
 
 @dataclass
@@ -55,9 +54,7 @@ class StepPlan:
             self.batches = [MODELS[m].batch_size for m in self.models]
         if len(self.batches) != len(self.models) or min(self.batches) < 1:
             raise ValueError(f"batch-size needs one size >= 1 per model ({len(self.models)}); got {self.batches}")
-        known = kernels.names() + kernels.yardsticks()
-        if not self.backends or any(b not in known for b in self.backends):
-            raise ValueError(f"backends must be among {', '.join(known)}; got {', '.join(self.backends) or 'nothing'}")
+        check_backends(self.backends)
         if not 1 <= self.threads <= timing.max_threads():
             raise ValueError(f"threads must be between 1 and {timing.max_threads()}; got {self.threads}")
         if self.dtype not in DTYPES:

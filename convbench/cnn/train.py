@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 import kernels
+from convbench.bench.errors import clip
 from convbench.cnn.data import (
     DataError,
     Digits,
@@ -140,7 +141,7 @@ def load_checkpoint(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
         state = json.loads(str(arrays.pop("state")))
         TrainConfig(**state["config"])
     except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as exc:
-        raise DataError(f"{path}: not a checkpoint this trainer can resume ({str(exc)[:200]})") from None
+        raise DataError(f"{path}: not a checkpoint this trainer can resume ({clip(str(exc))})") from None
     return state, arrays
 
 
