@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kernels._arrays import crop, pad, padded_zeros, taps
+from kernels._arrays import pad, quiet, scatter_taps, taps
 from kernels._checks import Context, check_backward, check_conv2d, check_pool2d
 from kernels.phases import span
 from kernels.traits import Traits
@@ -22,15 +22,6 @@ from kernels.traits import Traits
 name = "im2col"
 description = "im2col column matrix + one BLAS GEMM per group; col2im for the input gradient"
 TRAITS = Traits(phases=True)
-
-
-def _scatter(p, plane):
-    """The adjoint of reading through ``taps``: add ``plane(r, s)``, tap (r, s)'s gradient, into
-    the padded pixels the tap read, then drop the padding."""
-    dxpad = padded_zeros(p)
-    for r, s, view in taps(dxpad, p):
-        view += plane(r, s)
-    return crop(dxpad, p)
 
 
 def im2col(xpad, p):
@@ -43,9 +34,10 @@ def im2col(xpad, p):
 
 def col2im(dcols, p):
     """Adjoint of ``im2col``: sum every column entry back into its pixel, then drop the padding."""
-    return _scatter(p, lambda r, s: dcols[:, r, s].transpose(1, 0, 2, 3))
+    return scatter_taps(p, lambda r, s: dcols[:, r, s].transpose(1, 0, 2, 3))
 
 
+@quiet
 def conv2d_forward(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1):
     p = check_conv2d(x, w, b, stride, padding, dilation, groups)
     G, Kg = p.groups, p.K // p.groups
@@ -59,6 +51,7 @@ def conv2d_forward(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1):
     return y, Context(name, "conv2d", p, {"cols": cols, "w": w})
 
 
+@quiet
 def conv2d_backward(dy, ctx):
     p = check_backward(dy, ctx, name, "conv2d")
     cols, w = ctx.saved["cols"], ctx.saved["w"]
@@ -113,7 +106,7 @@ def maxpool2d_forward(x, kernel_size, *, stride=None, padding=0):
 def maxpool2d_backward(dy, ctx):
     p = check_backward(dy, ctx, name, "maxpool2d")
     first, dy, S = ctx.saved["first"], np.ascontiguousarray(dy), p.kernel_size[1]
-    return _scatter(p, lambda r, s: _select(first[r * S + s], dy))
+    return scatter_taps(p, lambda r, s: _select(first[r * S + s], dy))
 
 
 def avgpool2d_forward(x, kernel_size, *, stride=None, padding=0):
@@ -126,4 +119,4 @@ def avgpool2d_backward(dy, ctx):
     p = check_backward(dy, ctx, name, "avgpool2d")
     R, S = p.kernel_size
     share = dy / (R * S)
-    return _scatter(p, lambda r, s: share)
+    return scatter_taps(p, lambda r, s: share)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kernels._arrays import crop, pad, padded_zeros
+from kernels._arrays import crop, pad, padded_zeros, quiet
 from kernels._checks import Context, check_backward, check_conv2d, check_pool2d
 from kernels.traits import Traits
 
@@ -30,6 +30,7 @@ def _window(p, i: int, j: int, dilation=(1, 1), size=None) -> tuple[slice, slice
     )
 
 
+@quiet
 def conv2d_forward(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1):
     p = check_conv2d(x, w, b, stride, padding, dilation, groups)
     xpad = pad(x, p.padding)
@@ -47,6 +48,7 @@ def conv2d_forward(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1):
     return y, Context(name, "conv2d", p, {"xpad": xpad, "w": w})
 
 
+@quiet
 def conv2d_backward(dy, ctx):
     p = check_backward(dy, ctx, name, "conv2d")
     xpad, w = ctx.saved["xpad"], ctx.saved["w"]

@@ -10,6 +10,12 @@ spacing (zeros between):
   dilation-th offset.
 
 The correlations are direct sums (never FFT), so integer-valued inputs give exact results.
+The zeros between taps and the 'full' correlation's border are products the definition does not
+have: exact zeros for finite inputs, but NaN against an Inf. Where a NaN or Inf would meet them
+(``w`` or ``dy`` for ``dx``; ``x`` or ``w`` when dilated; ``x`` or ``dy`` for ``dw`` when strided)
+the call takes the definition's sums tap by tap instead (``kernels._arrays``). Average pooling
+sums each window directly (``ndimage.correlate1d`` with ones): a running sum would carry a NaN,
+an Inf or the rounding of a huge value along the rest of the row.
 """
 
 from __future__ import annotations
@@ -17,7 +23,16 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage, signal
 
-from kernels._arrays import crop, pad, taps
+from kernels._arrays import (
+    crop,
+    finite,
+    pad,
+    quiet,
+    tap_forward,
+    tap_input_gradient,
+    tap_weight_gradient,
+    taps,
+)
 from kernels._checks import Context, check_backward, check_conv2d, check_pool2d
 from kernels.traits import Traits
 
@@ -36,6 +51,7 @@ def _spread(a, step: tuple[int, int]):
     return out
 
 
+@quiet
 def conv2d_forward(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1):
     p = check_conv2d(x, w, b, stride, padding, dilation, groups)
     xpad = pad(x, p.padding)
@@ -43,19 +59,22 @@ def conv2d_forward(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1):
     Cg, Kg = p.C // p.groups, p.K // p.groups
     sh, sw = p.stride
     y = np.empty(p.y_shape, dtype=p.dtype)
-    for n in range(p.N):
-        for k in range(p.K):
-            c0 = k // Kg * Cg
-            plane = sum(
-                signal.correlate2d(xpad[n, c0 + c], w_dilated[k, c], mode="valid")
-                for c in range(Cg)
-            )
-            y[n, k] = plane[::sh, ::sw]
-            if b is not None:
-                y[n, k] += b[k]
+    if p.dilation != (1, 1) and not finite(x, w):
+        y[...] = tap_forward(xpad, w, p)
+    else:
+        for n in range(p.N):
+            for k in range(p.K):
+                c0 = k // Kg * Cg
+                y[n, k] = sum(
+                    signal.correlate2d(xpad[n, c0 + c], w_dilated[k, c], mode="valid")
+                    for c in range(Cg)
+                )[::sh, ::sw]
+    if b is not None:
+        y += b[None, :, None, None]
     return y, Context(name, "conv2d", p, {"xpad": xpad, "w_dilated": w_dilated})
 
 
+@quiet
 def conv2d_backward(dy, ctx):
     p = check_backward(dy, ctx, name, "conv2d")
     xpad, w_dilated = ctx.saved["xpad"], ctx.saved["w_dilated"]
@@ -76,8 +95,14 @@ def conv2d_backward(dy, ctx):
                 )
                 dw_plane = dw_plane + signal.correlate2d(xpad[n, c0 + c], dy_up[n, k], mode="valid")
             dw[k, c] = dw_plane[: dh * (p.R - 1) + 1 : dh, : dw_ * (p.S - 1) + 1 : dw_]
+    dx = crop(dxpad, p)
+    w = w_dilated[:, :, ::dh, ::dw_]
+    if not finite(w, dy):
+        dx = tap_input_gradient(dy, w, p)
+    if p.stride != (1, 1) and not finite(xpad, dy):
+        dw = tap_weight_gradient(xpad, dy, p)
     db = dy.sum(axis=(0, 2, 3)) if p.has_bias else None
-    return crop(dxpad, p), dw, db
+    return dx, dw, db
 
 
 def _windows_at_stride(filtered, p):
@@ -118,22 +143,29 @@ def maxpool2d_backward(dy, ctx):
     return crop(dxpad, p)
 
 
+def _window_sums(a, size: tuple[int, int]):
+    """The sum of every R x S window of a (N, C, H, W), reported where ndimage centres it."""
+    R, S = size
+    rows = ndimage.correlate1d(a, np.ones(R, dtype=a.dtype), axis=2, mode="constant")
+    return ndimage.correlate1d(rows, np.ones(S, dtype=a.dtype), axis=3, mode="constant")
+
+
 def avgpool2d_forward(x, kernel_size, *, stride=None, padding=0):
     p = check_pool2d(x, kernel_size, stride, padding)
-    xpad = pad(x, p.padding)
-    mean = ndimage.uniform_filter(xpad, size=(1, 1, *p.kernel_size), mode="constant")
-    return _windows_at_stride(mean, p).copy(), Context(name, "avgpool2d", p, {})
+    R, S = p.kernel_size
+    sums = _windows_at_stride(_window_sums(pad(x, p.padding), p.kernel_size), p)
+    return sums / (R * S), Context(name, "avgpool2d", p, {})
 
 
 def avgpool2d_backward(dy, ctx):
     p = check_backward(dy, ctx, name, "avgpool2d")
     R, S = p.kernel_size
     ph, pw = p.padding
-    # dx[q] is the mean of the stride-spread gradient over the R x S positions ending at q:
-    # spread dy, shift it by (R-1, S-1), and the mean filter's window starting at q collects it.
+    # dx[q] is the stride-spread gradient summed over the R x S positions ending at q, over R*S:
+    # spread dy, shift it by (R-1, S-1), and the window starting at q collects it.
     dy_up = _spread(dy, p.stride)
     shifted = np.zeros((p.N, p.C, p.H + 2 * ph + R - 1, p.W + 2 * pw + S - 1), dtype=p.dtype)
     shifted[:, :, R - 1 : R - 1 + dy_up.shape[2], S - 1 : S - 1 + dy_up.shape[3]] = dy_up
-    mean = ndimage.uniform_filter(shifted, size=(1, 1, R, S), mode="constant")
-    starts = mean[:, :, R // 2 :, S // 2 :]  # the window starting at q is reported at q + R//2
-    return starts[:, :, ph : ph + p.H, pw : pw + p.W].copy()
+    sums = _window_sums(shifted, (R, S))
+    starts = sums[:, :, R // 2 :, S // 2 :]  # the window starting at q is reported at q + R//2
+    return starts[:, :, ph : ph + p.H, pw : pw + p.W] / (R * S)

@@ -7,6 +7,9 @@ are single ``einsum`` contractions of the view with the filters or the output gr
 ``dx`` is a convolution too: spread ``dy`` out to stride spacing (zeros between) inside a border
 of (R-1)*dilation zeros, take the same kind of window view of it, and contract it with the
 filters rotated by 180 degrees. Average pooling's backward pass is that with a kernel of ones.
+The spread's zeros are products the definition does not have: exact zeros for finite inputs, but
+NaN against an Inf, so a ``w`` or ``dy`` that holds NaN or Inf takes the definition's sums tap by
+tap (``kernels._arrays.tap_input_gradient``) instead.
 There is no Python loop over output pixels; max pooling's backward loops over the R*S taps only.
 """
 
@@ -15,7 +18,15 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from kernels._arrays import crop, pad, padded_zeros, taps
+from kernels._arrays import (
+    crop,
+    finite,
+    pad,
+    padded_zeros,
+    quiet,
+    tap_input_gradient,
+    taps,
+)
 from kernels._checks import Context, check_backward, check_conv2d, check_pool2d
 from kernels.phases import span
 from kernels.traits import Traits
@@ -67,6 +78,7 @@ def _input_gradient(dy, kernel, p, dilation, groups):
     return dx.reshape(p.N, p.C, p.H, p.W)
 
 
+@quiet
 def conv2d_forward(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1):
     p = check_conv2d(x, w, b, stride, padding, dilation, groups)
     G = p.groups
@@ -81,6 +93,7 @@ def conv2d_forward(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1):
     return y, Context(name, "conv2d", p, {"view": view, "w_g": w_g})
 
 
+@quiet
 def conv2d_backward(dy, ctx):
     p = check_backward(dy, ctx, name, "conv2d")
     view, w_g = ctx.saved["view"], ctx.saved["w_g"]
@@ -88,7 +101,10 @@ def conv2d_backward(dy, ctx):
     dy_g = dy.reshape(p.N, G, p.K // G, p.out_h, p.out_w)
     with span("einsum"):
         dw = np.einsum("ngkhw,ngchwrs->gkcrs", dy_g, view, optimize=True).reshape(p.K, -1, p.R, p.S)
-    dx = _input_gradient(dy, w_g, p, p.dilation, G)
+    if finite(w_g, dy):
+        dx = _input_gradient(dy, w_g, p, p.dilation, G)
+    else:  # the spread dy's gaps and border would meet the NaN or Inf: the definition's own sums
+        dx = tap_input_gradient(dy, w_g, p)
     db = dy.sum(axis=(0, 2, 3)) if p.has_bias else None
     return np.ascontiguousarray(dx), np.ascontiguousarray(dw), db
 
