@@ -12,7 +12,7 @@ spacing (zeros between):
 The correlations are direct sums (never FFT), so integer-valued inputs give exact results.
 The zeros between taps and the 'full' correlation's border are products the definition does not
 have: exact zeros for finite inputs, but NaN against an Inf. Where a NaN or Inf would meet them
-(``w`` or ``dy`` for ``dx``; ``x`` or ``w`` when dilated; ``x`` or ``dy`` for ``dw`` when strided)
+(``x`` or ``w`` when dilated; ``w``, ``dy``, or ``x`` when strided, in the backward pass)
 the call takes the definition's sums tap by tap instead (``kernels._arrays``). Average pooling
 sums each window directly (``ndimage.correlate1d`` with ones): a running sum would carry a NaN,
 an Inf or the rounding of a huge value along the rest of the row.
@@ -97,9 +97,10 @@ def conv2d_backward(dy, ctx):
             dw[k, c] = dw_plane[: dh * (p.R - 1) + 1 : dh, : dw_ * (p.S - 1) + 1 : dw_]
     dx = crop(dxpad, p)
     w = w_dilated[:, :, ::dh, ::dw_]
-    if not finite(w, dy):
+    # dw holds a NaN or Inf wherever dy does, and wherever an x met the stride's zeros, so dw and
+    # w (two small arrays, one check) tell whether the sums above met a zero of their own.
+    if not finite(dw + w):
         dx = tap_input_gradient(dy, w, p)
-    if p.stride != (1, 1) and not finite(xpad, dy):
         dw = tap_weight_gradient(xpad, dy, p)
     db = dy.sum(axis=(0, 2, 3)) if p.has_bias else None
     return dx, dw, db

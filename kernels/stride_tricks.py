@@ -101,7 +101,9 @@ def conv2d_backward(dy, ctx):
     dy_g = dy.reshape(p.N, G, p.K // G, p.out_h, p.out_w)
     with span("einsum"):
         dw = np.einsum("ngkhw,ngchwrs->gkcrs", dy_g, view, optimize=True).reshape(p.K, -1, p.R, p.S)
-    if finite(w_g, dy):
+    # dw holds a NaN or Inf wherever dy does: dw and w (two small arrays) tell whether dy's spread
+    # and border, below, would meet one.
+    if finite(dw + w_g.reshape(dw.shape)):
         dx = _input_gradient(dy, w_g, p, p.dilation, G)
     else:  # the spread dy's gaps and border would meet the NaN or Inf: the definition's own sums
         dx = tap_input_gradient(dy, w_g, p)
