@@ -26,6 +26,7 @@ from scipy import ndimage, signal
 from kernels._arrays import (
     crop,
     finite,
+    finite_pair,
     pad,
     quiet,
     tap_forward,
@@ -99,7 +100,7 @@ def conv2d_backward(dy, ctx):
     w = w_dilated[:, :, ::dh, ::dw_]
     # dw holds a NaN or Inf wherever dy does, and wherever an x met the stride's zeros, so dw and
     # w (two small arrays, one check) tell whether the sums above met a zero of their own.
-    if not finite(dw + w):
+    if not finite_pair(dw, w):
         dx = tap_input_gradient(dy, w, p)
         dw = tap_weight_gradient(xpad, dy, p)
     db = dy.sum(axis=(0, 2, 3)) if p.has_bias else None

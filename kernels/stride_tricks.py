@@ -20,7 +20,7 @@ from numpy.lib.stride_tricks import as_strided
 
 from kernels._arrays import (
     crop,
-    finite,
+    finite_pair,
     pad,
     padded_zeros,
     quiet,
@@ -103,7 +103,7 @@ def conv2d_backward(dy, ctx):
         dw = np.einsum("ngkhw,ngchwrs->gkcrs", dy_g, view, optimize=True).reshape(p.K, -1, p.R, p.S)
     # dw holds a NaN or Inf wherever dy does: dw and w (two small arrays) tell whether dy's spread
     # and border, below, would meet one.
-    if finite(dw + w_g.reshape(dw.shape)):
+    if finite_pair(dw, w_g):
         dx = _input_gradient(dy, w_g, p, p.dilation, G)
     else:  # the spread dy's gaps and border would meet the NaN or Inf: the definition's own sums
         dx = tap_input_gradient(dy, w_g, p)
