@@ -31,8 +31,4 @@ python "$(dirname "$0")/../tests/slowed.py" im2col 0.25 run $ARGS --out "$OUT/R1
 compare R7 R8   # A/A, quiet
 compare R9 R10  # power again: im2col 1.25x slower
 # the pytest-benchmark path: the same code benchmarked twice, compared
-for side in a b; do
-  python -m pytest "$(dirname "$0")/../tests/benchmarks" --benchmark-only -k seed002 -q -p no:cacheprovider \
-    --benchmark-json="$OUT/bench-$side.json" > /dev/null
-done
-convbench compare "$OUT/bench-a.json" "$OUT/bench-b.json" --threshold 0.10 > "$OUT/compare-bench.md"; echo "compare bench-a bench-b: exit $?"
+bash "$(dirname "$0")/verify_benchmark_files.sh" "$OUT/benchmark-files" 1

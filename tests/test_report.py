@@ -100,6 +100,36 @@ def test_compare_tells_a_slower_machine_from_slower_code_on_the_rows_threads(
     assert ("machine speed: CHANGED" in out) is (machine_slowed_on == 1)
 
 
+def _benchmark_file(path, slowdown: float, swing: float):
+    """A pytest-benchmark file of 8 benchmarks (each timed in one stretch of 50 calls, after a
+    calibration that swings by ``swing`` between benchmarks); the first is ``slowdown`` x slower."""
+    benchmarks = []
+    for i in range(8):
+        base = 1e-3 * (1 + i) * (slowdown if i == 0 else 1.0)
+        data = [base * (1 + (j % 5) / 100) for j in range(50)]
+        benchmarks.append({"fullname": f"test_kernel[{i}]", "stats": {
+            "median": sorted(data)[25], "iqr": base * 0.02, "min": min(data), "rounds": 50, "data": data},
+            "extra_info": {"suite": "seeds", "problem": f"p{i}", "backend": "im2col", "direction": "forward",
+                           "dtype": "float32", "threads": 2, "calibration_version": CALIBRATION_VERSION,
+                           "calibration_s": 1e-3 * (swing if i % 2 else 1.0)}})
+    path.write_text(json.dumps({"benchmarks": benchmarks, "machine_info": {"cpu": {"count": 2}}}))
+    return path
+
+
+@pytest.mark.parametrize("slowdown, regressions", [(1.5, 0), (3.0, 1)])
+def test_compare_of_benchmark_files_allows_for_the_machines_swing_between_benchmarks(
+        tmp_path, capsys, slowdown, regressions):
+    """pytest-benchmark times each benchmark in one stretch, so a benchmark can meet a slow moment
+    of the machine that no within-benchmark statistic sees: with the calibration swinging 1.6x
+    between benchmarks, a 1.5x change is not blamed on the code, a 3x change is."""
+    old = _benchmark_file(tmp_path / "old.json", 1.0, 1.6)
+    new = _benchmark_file(tmp_path / "new.json", slowdown, 1.6)
+    assert main(["compare", str(old), str(new), "--threshold", "0.10"]) == (1 if regressions else 0)
+    out = capsys.readouterr().out
+    assert f"; {regressions} regression(s) beyond 10%" in out and "timed in one stretch" in out
+    assert "[0.625, 1.600]" in out
+
+
 def test_report_of_a_missing_directory_is_one_clear_line(tmp_path, capsys):
     assert main(["report", str(tmp_path / "none")]) == 2
     assert "holds no measurements.jsonl: is it a convbench run directory?" in capsys.readouterr().err

@@ -9,7 +9,9 @@ within, and ``inconclusive`` otherwise (too noisy for the threshold, too few sam
 contended, no larger than the machine's own drift, or a shift of the fastest calls that the
 medians do not share). The drift is the ratio of the
 calibration workload's fastest times, measured on the rows' threads before every turn of both
-runs. The ratio of medians is shown beside it, for the reader. A ``slower`` verdict is a regression, and so is a measurement that was
+runs; for pytest-benchmark files, whose benchmarks are each timed in one stretch, it is the widest
+ratio between the calibrations measured before each benchmark (``machine_swing``). The ratio of
+medians is shown beside it, for the reader. A ``slower`` verdict is a regression, and so is a measurement that was
 ``ok`` in OLD and is ``wrong`` or ``error`` in NEW.
 """
 
@@ -57,6 +59,21 @@ def machine_drift(old: list[float], new: list[float]) -> tuple[tuple[float, floa
     return (low, high), f"machine speed: uncertain; {seen}"
 
 
+def machine_swing(old: list[float], new: list[float]) -> tuple[tuple[float, float], str]:
+    """The allowance for measurements each taken in one stretch (pytest-benchmark times a
+    benchmark's rounds back to back, for about a second): such a row met one moment of the
+    machine, any of them, so the change to allow for is the widest ratio of the calibration
+    workload between a moment of NEW and a moment of OLD, not the drift of the whole run."""
+    if min(len(old), len(new)) < 3:
+        return machine_drift(old, new)
+    low, high = min(new) / max(old), max(new) / min(old)
+    return (low, high), (
+        "machine speed: each benchmark was timed in one stretch (pytest-benchmark), so it met one moment of "
+        f"the machine; the calibration workload, measured before each ({len(old)} and {len(new)} times), "
+        f"put NEW/OLD anywhere in [{low:.3f}, {high:.3f}] between moments, and a change of code must reach "
+        "beyond that to be called one (for finer verdicts, `convbench ab` measures in turns)")
+
+
 def _samples(row, side: str, name: str = "sample_min_s") -> list[float]:
     value = getattr(row, f"{name}_{side}", None)
     return list(value) if isinstance(value, (list, tuple, np.ndarray)) else []
@@ -79,9 +96,10 @@ def compare(old: str | Path, new: str | Path, threshold: float = 0.10) -> tuple[
         raise ValueError(f"{old} and {new} share no measurement (same suite, problem, batch, backend, "
                          "direction, dtype and threads)")
     unit, scale = time_unit([*merged.min_s_old, *merged.min_s_new])
-    drifts = {}  # threads -> (interval, sentence): the calibration is measured on the rows' threads
-    for threads in sorted(merged.threads.dropna().unique()):
-        drifts[threads] = machine_drift(load_calibration(old, int(threads)), load_calibration(new, int(threads)))
+    # threads -> (interval, sentence): the calibration is measured on the rows' threads
+    allowance = machine_swing if any(Path(p).suffix == ".json" for p in (old, new)) else machine_drift
+    drifts = {threads: allowance(load_calibration(old, int(threads)), load_calibration(new, int(threads)))
+              for threads in sorted(merged.threads.dropna().unique())}
     rows, regressions = [], 0
     for r in merged.itertuples():
         if r.status_old == "ok" and r.status_new == "ok":

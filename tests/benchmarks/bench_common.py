@@ -6,8 +6,10 @@ import pytest
 
 import kernels
 from convbench.bench.abworker import max_relative_error
+from convbench.bench.machine import calibrate
 from convbench.bench.runner import TOLERANCE, estimate_seconds
 from convbench.bench.suites import load_suite
+from convbench.bench.timing import usable_cores
 
 ONE_ROUND_OVER = 0.2  # seconds per call: time a single round only
 SKIP_OVER = 5.0  # seconds per call: too slow to benchmark here
@@ -64,6 +66,14 @@ def assert_close(got: tuple, expected: tuple) -> None:
     """Every output within the harness's float32 tolerance of the float64 reference."""
     assert [a is None for a in got] == [e is None for e in expected]
     assert max_relative_error(got, expected) <= TOLERANCE["float32"]
+
+
+def record_calibration(benchmark) -> None:
+    """The machine's speed just before a timed benchmark: `convbench compare` bounds by the
+    calibration's swing between benchmarks what it may blame on the code."""
+    if not benchmark.disabled:
+        calibration = calibrate(usable_cores())
+        benchmark.extra_info.update(calibration_s=calibration["index_s"], calibration_version=calibration["version"])
 
 
 def run(benchmark, fn, rounds: int | None):

@@ -8,10 +8,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from bench_common import PROBLEMS, assert_close, problem_id, rounds_policy, run
+from bench_common import (
+    PROBLEMS,
+    assert_close,
+    problem_id,
+    record_calibration,
+    rounds_policy,
+    run,
+)
 
 import kernels
-from convbench.bench.machine import calibrate
 from convbench.bench.timing import usable_cores
 
 
@@ -48,9 +54,7 @@ def test_kernel(benchmark, backend, item, direction, references):
                                 N=problem.N, repeat=problem.repeat, backend=backend, direction=direction,
                                 dtype="float32", threads=usable_cores(), flops=problem.flops(direction),
                                 intensity=problem.flops(direction) / problem.bytes_moved(direction, 4))
-    if not benchmark.disabled:  # the machine's speed just before: compare tells drift from change with it
-        calibration = calibrate(usable_cores())
-        benchmark.extra_info.update(calibration_s=calibration["index_s"], calibration_version=calibration["version"])
+    record_calibration(benchmark)
     got = run(benchmark, call, rounds)
     assert_close(got, references(problem, arrays)[: len(got)])
     if benchmark.stats:  # timed (not a plain run): GFLOP/s from the median

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from bench_common import run, seconds_policy
+from bench_common import record_calibration, run, seconds_policy
 
 import kernels
 from convbench.bench.runner import TOLERANCE
@@ -33,4 +33,5 @@ def test_training_step(benchmark, backend, model, batch):
     benchmark.group = f"train_step:{model}-b{batch}"
     benchmark.extra_info.update(suite="step", problem=f"{model}-b{batch}", op="train_step", N=batch, repeat=1,
                                 backend=backend, direction="step", dtype="float32", threads=usable_cores())
+    record_calibration(benchmark)
     run(benchmark, lambda: net.train_step(x, y, optimizer), rounds)
