@@ -26,10 +26,13 @@ import tempfile
 import time
 from pathlib import Path
 
-RUN = ["run", "--suite", "seeds", "--backends", "im2col,numba", "--threads", "1", "--budget", "0.1", "--quiet"]
-STEP = ["step", "--model", "seed002,seed000", "--backends", "im2col,numba", "--threads", "1", "--rounds", "3",
+# Short enough to repeat, with many moments at which something is saved: run writes its rows at
+# the end of every window (1 s here), step after every model, train after every epoch.
+RUN = ["run", "--suite", "seeds", "--backends", "im2col,numba", "--threads", "1", "--budget", "0.1", "--window", "1",
+       "--quiet"]
+STEP = ["step", "--model", "seed000,seed002,lenet5", "--backends", "im2col,numba", "--threads", "1", "--rounds", "20",
         "--quiet"]
-TRAIN = ["train", "--model", "seed002", "--backend", "im2col", "--epochs", "3", "--batch-size", "64", "--quiet"]
+TRAIN = ["train", "--model", "seed002", "--backend", "im2col", "--epochs", "6", "--batch-size", "64", "--quiet"]
 COMMANDS = {"run": RUN, "step": STEP, "train": TRAIN}
 
 
@@ -74,7 +77,8 @@ def check(name: str, out: Path, before, whole: Path) -> str | None:
         if before is not None and history[: len(before)] != before:
             return "an epoch finished before the kill changed"
         epochs = [h["epoch"] for h in history]
-        return None if epochs == sorted(set(epochs)) and len(epochs) == 3 else f"epochs {epochs}"
+        whole_epochs = len(json.loads((whole / "train.json").read_text())["history"])
+        return None if epochs == sorted(set(epochs)) and len(epochs) == whole_epochs else f"epochs {epochs}"
     after = (out / "measurements.jsonl").read_bytes()
     if before is not None and not after.startswith(before):
         return "a line written before the kill changed"
@@ -107,7 +111,9 @@ def main(argv=None) -> int:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
             before = saved(name, out)
-            if before is None:  # killed before anything was saved: start again from nothing
+            if name == "train" and (out / "train.json").exists():  # the kill came after the end
+                how, before = "finished before the kill", None
+            elif before is None:  # killed before anything was saved: start again from nothing
                 shutil.rmtree(out, ignore_errors=True)
                 finish(command, out)
                 how = "nothing saved yet; started again"

@@ -2,7 +2,7 @@
 # The pytest-benchmark path verified like a kernel: the same code benchmarked twice
 # (`-k seed002`: every backend's seed002 problems and training step), compared, PAIRS times.
 # Usage: bash scripts/verify_benchmark_files.sh OUT [PAIRS]   (OUT must not exist; PAIRS default 3)
-# About 4 minutes a pair on 2 cores. Run it on an otherwise idle machine.
+# About 1 minute a pair on 2 cores. Run it on an otherwise idle machine.
 set -uo pipefail
 OUT=${1:?usage: verify_benchmark_files.sh OUT [PAIRS]}
 PAIRS=${2:-3}
@@ -18,3 +18,4 @@ for pair in $(seq 1 "$PAIRS"); do
   convbench compare "$OUT/bench-${pair}a.json" "$OUT/bench-${pair}b.json" --threshold 0.10 > "$OUT/compare-bench-$pair.md"
   echo "compare bench-${pair}a bench-${pair}b: exit $?"
 done
+gzip -9 "$OUT"/bench-*.json  # about 2 MB of raw call times each; `gunzip -k` them to compare again
