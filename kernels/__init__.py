@@ -6,7 +6,7 @@ notes, and the README); this file is the registry that names them::
     import kernels
     be = kernels.get("im2col")
     y, ctx = be.conv2d_forward(x, w, b, stride=1, padding=1)
-    dx, dw, db = be.conv2d_backward(dy, ctx)
+    dx, dw, db = be.conv2d_backward(dy, ctx)    # need_dx=False: dx is None, not computed
 
 ``kernels.reference`` is the float64 reference that every backend is verified against.
 Backend modules are imported only when asked for, so ``import kernels`` is fast and works
@@ -92,8 +92,8 @@ class Backend(Protocol):
             What the backward pass needs; pass it to ``conv2d_backward`` of the same backend.
         """
 
-    def conv2d_backward(self, dy: NDArray[np.floating], ctx: Context) -> tuple[
-            NDArray[np.floating], NDArray[np.floating], NDArray[np.floating] | None]:
+    def conv2d_backward(self, dy: NDArray[np.floating], ctx: Context, *, need_dx: bool = True) -> tuple[
+            NDArray[np.floating] | None, NDArray[np.floating], NDArray[np.floating] | None]:
         """Gradients of ``conv2d_forward``.
 
         Parameters
@@ -101,10 +101,13 @@ class Backend(Protocol):
         dy : (N, K, Ho, Wo) array
         ctx : Context
             From ``conv2d_forward`` of this backend.
+        need_dx : bool
+            False asks for no input gradient (a network's first layer has no use for it): ``dx``
+            is then None and is not computed; ``dw`` and ``db`` are unchanged.
 
         Returns
         -------
-        dx : (N, C, H, W) array
+        dx : (N, C, H, W) array, or None when ``need_dx`` is False
         dw : (K, C // groups, R, S) array
         db : (K,) array, or None when the forward pass had ``b=None``
         """

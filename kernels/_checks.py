@@ -194,8 +194,11 @@ def check_pool2d(x, kernel_size, stride, padding) -> PoolProblem:
     return PoolProblem(N, C, H, W, kernel_size, stride, padding, dtype, out_h, out_w)
 
 
-def check_backward(dy, ctx, backend: str, op: str):
-    """Validate ``dy`` and ``ctx`` of a backward call; return the forward pass's problem."""
+def check_backward(dy, ctx, backend: str, op: str, need_dx: bool = True):
+    """Validate ``dy``, ``ctx`` (and a conv's ``need_dx``) of a backward call; return the forward
+    pass's problem."""
+    if not isinstance(need_dx, (bool, np.bool_)):
+        raise ShapeError(f"need_dx must be True or False; got {need_dx!r}")
     if not isinstance(ctx, Context) or ctx.backend != backend or ctx.op != op:
         made_by = f"{ctx.backend}.{ctx.op}" if isinstance(ctx, Context) else type(ctx).__name__
         raise TypeError(

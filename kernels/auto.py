@@ -184,9 +184,9 @@ def conv2d_forward(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1):
     return y, Context(name, "conv2d", p, {"backend": be, "ctx": ctx})
 
 
-def conv2d_backward(dy, ctx):
-    check_backward(dy, ctx, name, "conv2d")
-    return ctx.saved["backend"].conv2d_backward(dy, ctx.saved["ctx"])
+def conv2d_backward(dy, ctx, *, need_dx=True):
+    check_backward(dy, ctx, name, "conv2d", need_dx)
+    return ctx.saved["backend"].conv2d_backward(dy, ctx.saved["ctx"], need_dx=need_dx)
 
 
 def _pool_forward(op: str, x, kernel_size, stride, padding):

@@ -52,16 +52,19 @@ def conv2d_forward(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1):
 
 
 @quiet
-def conv2d_backward(dy, ctx):
-    p = check_backward(dy, ctx, name, "conv2d")
+def conv2d_backward(dy, ctx, *, need_dx=True):
+    p = check_backward(dy, ctx, name, "conv2d", need_dx)
     cols, w = ctx.saved["cols"], ctx.saved["w"]
     G, Kg = p.groups, p.K // p.groups
     dy_g = dy.transpose(1, 0, 2, 3).reshape(G, Kg, -1)  # (G, Kg, N*Ho*Wo)
     with span("gemm"):
         dw = np.matmul(dy_g, cols.transpose(0, 2, 1)).reshape(w.shape)
-        dcols = np.matmul(w.reshape(G, Kg, -1).transpose(0, 2, 1), dy_g)  # (G, Cg*R*S, N*Ho*Wo)
-    with span("col2im"):
-        dx = col2im(dcols.reshape(p.C, p.R, p.S, p.N, p.out_h, p.out_w), p)
+    dx = None
+    if need_dx:
+        with span("gemm"):
+            dcols = np.matmul(w.reshape(G, Kg, -1).transpose(0, 2, 1), dy_g)  # (G, Cg*R*S, N*Ho*Wo)
+        with span("col2im"):
+            dx = col2im(dcols.reshape(p.C, p.R, p.S, p.N, p.out_h, p.out_w), p)
     db = dy.sum(axis=(0, 2, 3)) if p.has_bias else None
     return dx, dw, db
 

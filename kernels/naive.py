@@ -49,8 +49,8 @@ def conv2d_forward(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1):
 
 
 @quiet
-def conv2d_backward(dy, ctx):
-    p = check_backward(dy, ctx, name, "conv2d")
+def conv2d_backward(dy, ctx, *, need_dx=True):
+    p = check_backward(dy, ctx, name, "conv2d", need_dx)
     xpad, w = ctx.saved["xpad"], ctx.saved["w"]
     Cg, Kg = p.C // p.groups, p.K // p.groups
     dxpad = np.zeros_like(xpad)
@@ -61,10 +61,11 @@ def conv2d_backward(dy, ctx):
             for i in range(p.out_h):
                 for j in range(p.out_w):
                     rows, cols = _window(p, i, j, p.dilation)
-                    dxpad[n, cin, rows, cols] += dy[n, k, i, j] * w[k]
+                    if need_dx:
+                        dxpad[n, cin, rows, cols] += dy[n, k, i, j] * w[k]
                     dw[k] += dy[n, k, i, j] * xpad[n, cin, rows, cols]
     db = dy.sum(axis=(0, 2, 3)) if p.has_bias else None
-    return crop(dxpad, p), dw, db
+    return crop(dxpad, p) if need_dx else None, dw, db
 
 
 def maxpool2d_forward(x, kernel_size, *, stride=None, padding=0):

@@ -174,16 +174,19 @@ def conv2d_forward(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1):
     return y, Context(name, "conv2d", p, {"xpad": xpad, "w": w})
 
 
-def conv2d_backward(dy, ctx):
-    p = check_backward(dy, ctx, name, "conv2d")
+def conv2d_backward(dy, ctx, *, need_dx=True):
+    p = check_backward(dy, ctx, name, "conv2d", need_dx)
     xpad, w = ctx.saved["xpad"], ctx.saved["w"]
     dy = np.ascontiguousarray(dy)
-    dxpad = np.zeros_like(xpad)
-    _conv_backward_data(dy, w, dxpad, *p.stride, *p.dilation, p.groups)
+    dx = None
+    if need_dx:
+        dxpad = np.zeros_like(xpad)
+        _conv_backward_data(dy, w, dxpad, *p.stride, *p.dilation, p.groups)
+        dx = crop(dxpad, p)
     dw = np.zeros_like(w)
     _conv_backward_weight(dy, xpad, dw, *p.stride, *p.dilation, p.groups)
     db = dy.sum(axis=(0, 2, 3)) if p.has_bias else None
-    return crop(dxpad, p), dw, db
+    return dx, dw, db
 
 
 def maxpool2d_forward(x, kernel_size, *, stride=None, padding=0):

@@ -61,8 +61,8 @@ def conv2d_forward(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1):
     return y.astype(p.dtype), Context(name, "conv2d", p, {"xpad": xpad, "w": w64})
 
 
-def conv2d_backward(dy, ctx):
-    p = check_backward(dy, ctx, name, "conv2d")
+def conv2d_backward(dy, ctx, *, need_dx=True):
+    p = check_backward(dy, ctx, name, "conv2d", need_dx)
     xpad, w64 = ctx.saved["xpad"], ctx.saved["w"]
     dy64 = dy.astype(np.float64)
     dxpad = np.zeros_like(xpad)
@@ -73,9 +73,10 @@ def conv2d_backward(dy, ctx):
             for s in range(p.S):
                 rows, cols = _tap(p, r, s)
                 dw[cout, :, r, s] = np.einsum("nkhw,nchw->kc", dy64[:, cout], xpad[:, cin, rows, cols])
-                dxpad[:, cin, rows, cols] += np.einsum("nkhw,kc->nchw", dy64[:, cout], w64[cout, :, r, s])
+                if need_dx:
+                    dxpad[:, cin, rows, cols] += np.einsum("nkhw,kc->nchw", dy64[:, cout], w64[cout, :, r, s])
     db = dy64.sum(axis=(0, 2, 3)).astype(p.dtype) if p.has_bias else None
-    return _unpad(dxpad, p), dw.astype(p.dtype), db
+    return _unpad(dxpad, p) if need_dx else None, dw.astype(p.dtype), db
 
 
 def maxpool2d_forward(x, kernel_size, *, stride=None, padding=0):

@@ -76,32 +76,33 @@ def conv2d_forward(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1):
 
 
 @quiet
-def conv2d_backward(dy, ctx):
-    p = check_backward(dy, ctx, name, "conv2d")
+def conv2d_backward(dy, ctx, *, need_dx=True):
+    p = check_backward(dy, ctx, name, "conv2d", need_dx)
     xpad, w_dilated = ctx.saved["xpad"], ctx.saved["w_dilated"]
     Cg, Kg = p.C // p.groups, p.K // p.groups
     dh, dw_ = p.dilation
     dy_up = _spread(dy, p.stride)
     full_h = dy_up.shape[2] + w_dilated.shape[2] - 1  # rows of a 'full' convolution, <= padded H
     full_w = dy_up.shape[3] + w_dilated.shape[3] - 1
-    dxpad = np.zeros_like(xpad)
+    dxpad = np.zeros_like(xpad) if need_dx else None
     dw = np.empty((p.K, Cg, p.R, p.S), dtype=p.dtype)
     for k in range(p.K):
         c0 = k // Kg * Cg
         for c in range(Cg):
             dw_plane = 0
             for n in range(p.N):
-                dxpad[n, c0 + c, :full_h, :full_w] += signal.convolve2d(
-                    dy_up[n, k], w_dilated[k, c], mode="full"
-                )
+                if need_dx:
+                    dxpad[n, c0 + c, :full_h, :full_w] += signal.convolve2d(
+                        dy_up[n, k], w_dilated[k, c], mode="full"
+                    )
                 dw_plane = dw_plane + signal.correlate2d(xpad[n, c0 + c], dy_up[n, k], mode="valid")
             dw[k, c] = dw_plane[: dh * (p.R - 1) + 1 : dh, : dw_ * (p.S - 1) + 1 : dw_]
-    dx = crop(dxpad, p)
+    dx = crop(dxpad, p) if need_dx else None
     w = w_dilated[:, :, ::dh, ::dw_]
     # dw holds a NaN or Inf wherever dy does, and wherever an x met the stride's zeros, so dw and
     # w (two small arrays, one check) tell whether the sums above met a zero of their own.
     if not finite_pair(dw, w):
-        dx = tap_input_gradient(dy, w, p)
+        dx = tap_input_gradient(dy, w, p) if need_dx else None
         dw = tap_weight_gradient(xpad, dy, p)
     db = dy.sum(axis=(0, 2, 3)) if p.has_bias else None
     return dx, dw, db

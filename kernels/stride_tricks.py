@@ -94,8 +94,8 @@ def conv2d_forward(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1):
 
 
 @quiet
-def conv2d_backward(dy, ctx):
-    p = check_backward(dy, ctx, name, "conv2d")
+def conv2d_backward(dy, ctx, *, need_dx=True):
+    p = check_backward(dy, ctx, name, "conv2d", need_dx)
     view, w_g = ctx.saved["view"], ctx.saved["w_g"]
     G = p.groups
     dy_g = dy.reshape(p.N, G, p.K // G, p.out_h, p.out_w)
@@ -103,12 +103,14 @@ def conv2d_backward(dy, ctx):
         dw = np.einsum("ngkhw,ngchwrs->gkcrs", dy_g, view, optimize=True).reshape(p.K, -1, p.R, p.S)
     # dw holds a NaN or Inf wherever dy does: dw and w (two small arrays) tell whether dy's spread
     # and border, below, would meet one.
-    if finite_pair(dw, w_g):
+    if not need_dx:
+        dx = None
+    elif finite_pair(dw, w_g):
         dx = _input_gradient(dy, w_g, p, p.dilation, G)
     else:  # the spread dy's gaps and border would meet the NaN or Inf: the definition's own sums
         dx = tap_input_gradient(dy, w_g, p)
     db = dy.sum(axis=(0, 2, 3)) if p.has_bias else None
-    return np.ascontiguousarray(dx), np.ascontiguousarray(dw), db
+    return None if dx is None else np.ascontiguousarray(dx), np.ascontiguousarray(dw), db
 
 
 def _pool_view(x, p, fill: float):

@@ -34,12 +34,13 @@ def conv2d_forward(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1):
     return _numpy(y), Context(name, "conv2d", p, {"inputs": inputs, "y": y})
 
 
-def conv2d_backward(dy, ctx):
-    p = check_backward(dy, ctx, name, "conv2d")
-    wanted = [t for t in ctx.saved["inputs"] if t is not None]
-    grads = torch.autograd.grad(ctx.saved["y"], wanted, _tensor(dy, grad=False), retain_graph=True)
-    dx, dw, *db = map(_numpy, grads)
-    return dx, dw, db[0] if p.has_bias else None
+def conv2d_backward(dy, ctx, *, need_dx=True):
+    p = check_backward(dy, ctx, name, "conv2d", need_dx)
+    x, *rest = ctx.saved["inputs"]
+    wanted = ([x] if need_dx else []) + [t for t in rest if t is not None]
+    grads = list(map(_numpy, torch.autograd.grad(ctx.saved["y"], wanted, _tensor(dy, grad=False), retain_graph=True)))
+    dx = grads.pop(0) if need_dx else None
+    return dx, grads[0], grads[1] if p.has_bias else None
 
 
 def _pool_forward(op: str, fn, x, kernel_size, stride, padding):

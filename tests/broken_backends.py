@@ -11,7 +11,7 @@ def conv2d_forward(x, w, b=None, **params):
     return y + 1, ctx  # off by one everywhere: a fast wrong answer
 
 
-def conv2d_backward(dy, ctx):
+def conv2d_backward(dy, ctx, *, need_dx=True):
     raise RuntimeError("backward exploded")
 
 

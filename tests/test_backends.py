@@ -49,6 +49,24 @@ def test_conv2d_backward(backend, case, dtype):
     assert_matches(db, db_ref, "conv2d", dtype, "db")
 
 
+@conv_cases
+@backends
+def test_conv2d_backward_without_dx(backend, case):
+    """need_dx=False: dx is None, and dw and db are those of the full backward pass, bit for bit."""
+    be = kernels.get(backend)
+    x, w, b, dy = conv_inputs(case, np.float32)
+    _, ctx = be.conv2d_forward(x, w, b, **case.params)
+    dx, dw, db = be.conv2d_backward(dy, ctx, need_dx=False)
+    _, ctx = be.conv2d_forward(x, w, b, **case.params)
+    _, dw_all, db_all = be.conv2d_backward(dy, ctx)
+    assert dx is None
+    np.testing.assert_array_equal(dw, dw_all)
+    if b is None:
+        assert db is None and db_all is None
+    else:
+        np.testing.assert_array_equal(db, db_all)
+
+
 @dtypes
 @pool_cases
 @pool_ops

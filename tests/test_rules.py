@@ -36,10 +36,10 @@ def conv(x=None, w=None, b=None, **kw):
     return lambda be: be.conv2d_forward(x, w, b, **kw)
 
 
-def conv_bwd(dy):
+def conv_bwd(dy, **kw):
     def call(be):
         _, ctx = be.conv2d_forward(arr(2, 4, 6, 6), arr(6, 4, 3, 3), arr(6))
-        return be.conv2d_backward(dy, ctx)
+        return be.conv2d_backward(dy, ctx, **kw)
     return call
 
 
@@ -86,6 +86,8 @@ BAD_CALLS = [
     BadCall("conv-bias-dtype", conv(b=arr(6, dtype=f32)), TypeError, r"x, w and b must share one dtype.*b=float32"),
     BadCall("conv-dy-shape", conv_bwd(arr(2, 6, 3, 4)), ShapeError, r"dy must have the forward output's shape \(2, 6, 4, 4\); got \(2, 6, 3, 4\)"),
     BadCall("conv-dy-dtype", conv_bwd(arr(2, 6, 4, 4, dtype=f32)), TypeError, r"dy must have the forward pass's dtype float64; got dy=float32"),
+    BadCall("conv-need-dx-string", conv_bwd(arr(2, 6, 4, 4), need_dx="no"), ShapeError, r"need_dx must be True or False; got 'no'"),
+    BadCall("conv-need-dx-int", conv_bwd(arr(2, 6, 4, 4), need_dx=0), ShapeError, r"need_dx must be True or False; got 0"),
     BadCall("conv-ctx-wrong", lambda be: be.conv2d_backward(arr(2, 6, 4, 4), {"cols": 1}), TypeError, r"ctx must come from \w+\.conv2d_forward"),
 ]
 for op in ("maxpool2d", "avgpool2d"):

@@ -23,6 +23,7 @@ class Layer:
         self.params: dict[str, np.ndarray] = {}
         self.grads: dict[str, np.ndarray] = {}
         self.frozen = False
+        self.need_dx = True  # False for a network's first layer: nothing uses its input gradient
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -63,7 +64,7 @@ class Conv2D(Layer):
         return y
 
     def backward(self, dy):
-        dx, self.grads["w"], db = self.backend.conv2d_backward(dy, self._ctx)
+        dx, self.grads["w"], db = self.backend.conv2d_backward(dy, self._ctx, need_dx=self.need_dx)
         if db is not None:
             self.grads["b"] = db
         return dx

@@ -29,6 +29,8 @@ class Model:
 
     def __init__(self, name: str, layers: list[Layer], loss: Callable, binary: bool):
         self.name, self.layers, self.loss, self.binary = name, layers, loss, binary
+        if layers:  # as frameworks do: the input's gradient is never asked for
+            layers[0].need_dx = False
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         for layer in self.layers:
