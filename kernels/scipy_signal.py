@@ -59,10 +59,10 @@ def conv2d_forward(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1):
     w_dilated = _spread(w, p.dilation)
     Cg, Kg = p.C // p.groups, p.K // p.groups
     sh, sw = p.stride
-    y = np.empty(p.y_shape, dtype=p.dtype)
     if p.dilation != (1, 1) and not finite(x, w):
-        y[...] = tap_forward(xpad, w, p)
+        y = tap_forward(xpad, w, p)
     else:
+        y = np.empty(p.y_shape, dtype=p.dtype)
         for n in range(p.N):
             for k in range(p.K):
                 c0 = k // Kg * Cg

@@ -26,6 +26,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from convbench.bench.runner import row_key
+from convbench.cnn.train import load_checkpoint
+
 # Short enough to repeat, with many moments at which something is saved: run writes its rows at
 # the end of every window (1 s here), step after every model, train after every epoch.
 RUN = ["run", "--suite", "seeds", "--backends", "im2col,numba", "--threads", "1", "--budget", "0.1", "--window", "1",
@@ -54,8 +57,6 @@ def saved(name: str, out: Path) -> bytes | list | None:
         checkpoint = out / "checkpoint.npz"
         if not checkpoint.exists():
             return None
-        from convbench.cnn.train import load_checkpoint
-
         return load_checkpoint(checkpoint)[0]["history"]
     measurements = out / "measurements.jsonl"
     if not (out / "plan.json").exists():
@@ -65,9 +66,7 @@ def saved(name: str, out: Path) -> bytes | list | None:
 
 
 def _keys(out: Path) -> list[tuple]:
-    rows = [json.loads(line) for line in (out / "measurements.jsonl").read_bytes().splitlines()]
-    return [(r["suite"], r["problem"], r.get("N"), r["backend"], r["direction"], r["dtype"], r["threads"])
-            for r in rows]
+    return [row_key(json.loads(line)) for line in (out / "measurements.jsonl").read_bytes().splitlines()]
 
 
 def check(name: str, out: Path, before, whole: Path) -> str | None:

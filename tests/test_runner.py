@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
-import time
 import warnings
 from dataclasses import asdict
 
 import pytest
+from killing import kill_when, lines
 
 import convbench
 import kernels
@@ -146,16 +145,10 @@ def run_cli(*args, **kwargs):
 
 def test_resume_after_a_killed_run_loses_nothing(tmp_path):
     out = tmp_path / "run"
-    command = [sys.executable, "-m", "convbench", "run", "--suite", "seeds,lenet5", "--match", "seed00[12]|conv",
-               "--backends", "naive,im2col", "--directions", "forward", "--threads", "1", "--budget", "0.2",
-               "--out", str(out), "--quiet"]
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     measurements = out / MEASUREMENTS
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and (not measurements.exists() or len(measurements.read_text().splitlines()) < 3):
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_when(["run", "--suite", "seeds,lenet5", "--match", "seed00[12]|conv", "--backends", "naive,im2col",
+               "--directions", "forward", "--threads", "1", "--budget", "0.2", "--out", str(out), "--quiet"],
+              lambda: lines(measurements) >= 3)
     before = measurements.read_text()
     kept = len(before.splitlines())
     assert kept >= 3, "the run should have written rows before it was killed"

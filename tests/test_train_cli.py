@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pandas as pd
 import pytest
+from killing import kill_when, lines
 from test_data import write_split
 
 import kernels
@@ -197,14 +194,9 @@ def test_a_resumed_training_ends_as_the_uninterrupted_one(tmp_path):
 
 def test_train_killed_after_an_epoch_resumes_and_keeps_it(tmp_path):
     out = tmp_path / "t"
-    command = [sys.executable, "-m", "convbench", "train", "--model", "seed002", "--backend", "im2col", "--epochs", "3",
-               "--batch-size", "64", "--quiet", "--out", str(out)]  # about 60 steps an epoch
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not (out / "checkpoint.npz").exists():
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_when(["train", "--model", "seed002", "--backend", "im2col", "--epochs", "3", "--batch-size", "64",
+               "--quiet", "--out", str(out)],  # about 60 steps an epoch
+              (out / "checkpoint.npz").exists)
     from convbench.cnn.train import load_checkpoint
 
     first = load_checkpoint(out / "checkpoint.npz")[0]["history"]
@@ -217,15 +209,9 @@ def test_train_killed_after_an_epoch_resumes_and_keeps_it(tmp_path):
 
 def test_step_killed_after_a_model_resumes_and_keeps_its_rows(tmp_path):
     out = tmp_path / "s"
-    command = [sys.executable, "-m", "convbench", "step", "--model", "seed002,seed000", "--backends", "im2col,numba",
-               "--threads", "1", "--rounds", "3", "--quiet", "--out", str(out)]
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     measurements = out / "measurements.jsonl"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline and (not measurements.exists() or len(measurements.read_text().splitlines()) < 4):
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_when(["step", "--model", "seed002,seed000", "--backends", "im2col,numba", "--threads", "1", "--rounds", "3",
+               "--quiet", "--out", str(out)], lambda: lines(measurements) >= 4, timeout=180)
     before = measurements.read_bytes()
     complete = before[: before.rfind(b"\n") + 1]
     assert main(["step", "--resume", "--quiet", "--out", str(out)]) == 0

@@ -24,7 +24,12 @@ import numpy as np
 import pandas as pd
 
 from convbench.bench import stats
-from convbench.bench.results import load_calibration, load_results
+from convbench.bench.results import (
+    benchmark_calibration,
+    is_benchmark_json,
+    load_calibration,
+    load_results,
+)
 
 KEY = ["suite", "problem", "N", "backend", "direction", "dtype", "threads"]
 STEADY = 0.03  # a calibration ratio whose interval lies within 1 ± this: the machine held its speed
@@ -74,6 +79,11 @@ def machine_swing(old: list[float], new: list[float]) -> tuple[tuple[float, floa
         "beyond that to be called one (for finer verdicts, `convbench ab` measures in turns)")
 
 
+def _calibration(path: str | Path, frame: pd.DataFrame, threads: int) -> list[float]:
+    """The calibration of ``path`` on ``threads``; a pytest-benchmark file's from its rows already read."""
+    return benchmark_calibration(frame, threads) if is_benchmark_json(path) else load_calibration(path, threads)
+
+
 def _samples(row, side: str, name: str = "sample_min_s") -> list[float]:
     value = getattr(row, f"{name}_{side}", None)
     return list(value) if isinstance(value, (list, tuple, np.ndarray)) else []
@@ -88,17 +98,17 @@ def compare(old: str | Path, new: str | Path, threshold: float = 0.10) -> tuple[
     """A Markdown report of NEW against OLD, and how many regressions it holds."""
     if not threshold >= 0:
         raise ValueError(f"--threshold must be a number >= 0; got {threshold}")
-    a, b = load_results(old), load_results(new)
+    raw_a, raw_b = load_results(old), load_results(new)
     columns = KEY + ["status", "median_s", "min_s", "samples_s", "sample_min_s", "contended"]
-    a, b = (frame.reindex(columns=columns) for frame in (a, b))
+    a, b = (frame.reindex(columns=columns) for frame in (raw_a, raw_b))
     merged = a.merge(b, on=KEY, suffixes=("_old", "_new"))
     if merged.empty:
         raise ValueError(f"{old} and {new} share no measurement (same suite, problem, batch, backend, "
                          "direction, dtype and threads)")
     unit, scale = time_unit([*merged.min_s_old, *merged.min_s_new])
     # threads -> (interval, sentence): the calibration is measured on the rows' threads
-    allowance = machine_swing if any(Path(p).suffix == ".json" for p in (old, new)) else machine_drift
-    drifts = {threads: allowance(load_calibration(old, int(threads)), load_calibration(new, int(threads)))
+    allowance = machine_swing if is_benchmark_json(old) or is_benchmark_json(new) else machine_drift
+    drifts = {threads: allowance(_calibration(old, raw_a, int(threads)), _calibration(new, raw_b, int(threads)))
               for threads in sorted(merged.threads.dropna().unique())}
     rows, regressions = [], 0
     for r in merged.itertuples():

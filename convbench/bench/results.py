@@ -288,19 +288,29 @@ def read_benchmark_json(path: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def is_benchmark_json(path: str | Path) -> bool:
+    """Whether ``path`` is read as a ``pytest --benchmark-json`` file (else as a run directory)."""
+    path = Path(path)
+    return path.suffix == ".json" and path.is_file()
+
+
+def benchmark_calibration(frame: pd.DataFrame, threads: int | None = None) -> list[float]:
+    """``load_calibration`` of a pytest-benchmark file already read by ``read_benchmark_json``."""
+    if "calibration_s" not in frame or "calibration_version" not in frame:
+        return []
+    frame = frame[frame.calibration_version == CALIBRATION_VERSION]
+    if threads is not None:
+        frame = frame[frame.threads == threads]
+    return frame["calibration_s"].dropna().tolist()
+
+
 def load_calibration(path: str | Path, threads: int | None = None) -> list[float]:
     """The calibration workload's seconds (``index_s``) measured through a run (or, for a
     pytest-benchmark file, before each benchmark), of this version of the workload and, when
     given, on ``threads`` threads; empty when it holds none."""
     path = Path(path)
-    if path.suffix == ".json" and path.is_file():
-        frame = read_benchmark_json(path)
-        if "calibration_s" not in frame or "calibration_version" not in frame:
-            return []
-        frame = frame[frame.calibration_version == CALIBRATION_VERSION]
-        if threads is not None:
-            frame = frame[frame.threads == threads]
-        return frame["calibration_s"].dropna().tolist()
+    if is_benchmark_json(path):
+        return benchmark_calibration(read_benchmark_json(path), threads)
     run = RunDirectory(path.parent if path.name == MEASUREMENTS else path)
     return [c["index_s"] for c in run.calibrations()
             if c.get("version") == CALIBRATION_VERSION and isinstance(c.get("index_s"), (int, float))
@@ -317,7 +327,7 @@ def load_results(path: str | Path) -> pd.DataFrame:
     versions.
     """
     path = Path(path)
-    if path.suffix == ".json" and path.is_file():
+    if is_benchmark_json(path):
         return read_benchmark_json(path)
     run = RunDirectory(path.parent if path.name == MEASUREMENTS else path)
     if not (run.path / MEASUREMENTS).exists():
