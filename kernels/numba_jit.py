@@ -1,9 +1,28 @@
-"""Direct loops compiled by numba: ``@njit(parallel=True, cache=True)``.
+"""Direct loops compiled by numba: ``@njit(parallel=True, cache=True)``, in two layouts.
 
-The loops are the definition, ordered so the innermost loop runs along an output row; at
-convolution stride 1 it reads and writes 1-D row slices, which LLVM vectorises (4-D indexing
-with a run-time stride it does not). Each parallel iteration owns the output it
-writes, so no two threads ever add into the same element:
+**Tiles** (channels last, for layers with at least ``TILE_CHANNELS // 2`` output channels per
+group): the register-blocked direct convolution of oneDNN and of Zhang, Franchetti and Low
+(ICML 2018). Each parallel task owns a tile of ``TILE_PIXELS`` output pixels of one row by
+``TILE_CHANNELS`` output channels and sums it over C·R·S in a small stack array that LLVM keeps
+in vector registers. The input is made channels-last (NHWC) and the weights are blocked as
+(group, channel block, R, S, C, TILE_CHANNELS) so each task streams one contiguous block; these
+conversions are part of every call and of its timing.
+
+- forward: the tile above, tasks ordered by channel block so a thread keeps its weights in L2;
+- ``dx``: the same kernel, run on ``dy`` spread by the stride and padded, with the weights
+  flipped and their two channel axes swapped (a 'full' correlation);
+- ``dw``: tiles of ``TILE_PIXELS`` input channels by ``TILE_CHANNELS`` output channels, one
+  per kernel tap, summed over every output pixel of the batch.
+
+The tile's sums are unrolled straight-line code that only LLVM's SLP vectoriser turns into
+vector FMAs. numba leaves it off by default since numba#8852 (miscompilations reported in
+2023), so these kernels, and only these, are compiled with it on (``_slp``); they are verified
+on the whole case grid like every kernel.
+
+**Rows** (NCHW, for everything else: the seed problems, LeNet-5's first layer, depthwise
+layers): the definition's loops, ordered so the innermost loop runs along an output row; at
+stride 1 it reads and writes 1-D row slices, which LLVM vectorises. Each parallel iteration
+owns the output it writes, so no two threads ever add into the same element:
 
 - forward: one output row (image, output channel, row) per iteration;
 - ``dx``: one row of the padded input gradient per iteration, gathering the output rows that
@@ -20,14 +39,200 @@ compiled code runs, so no input can read out of bounds.
 
 from __future__ import annotations
 
-import numpy as np
-from numba import njit, prange
+from contextlib import contextmanager
 
-from kernels._arrays import crop, pad, padded_zeros
+import numba
+import numpy as np
+from numba import njit, prange, types
+from numba.core import cgutils, errors
+from numba.extending import intrinsic
+
+from kernels._arrays import crop, finite_pair, pad, padded_zeros
 from kernels._checks import Context, check_backward, check_conv2d, check_pool2d
 
 name = "numba"
-description = "numba @njit direct loops, parallel over output rows, vectorised at stride 1, cached compilation"
+description = (
+    "numba @njit direct loops: register-blocked channels-last tiles where a layer has channels "
+    "to fill them, else loops along output rows; parallel, cached compilation"
+)
+
+TILE_PIXELS = 4  # output pixels of one row per tile (and input channels per dw tile)
+TILE_CHANNELS = 16  # output channels per tile: two AVX2 vectors of float32, one of AVX-512
+_TILE = TILE_PIXELS * TILE_CHANNELS
+
+# Which layout conv2d uses: "auto" (tiles where they pay, see `_layout`), or "tiles" or "rows"
+# for every call, which the tests use to verify both on the whole grid.
+LAYOUT = "auto"
+
+
+@contextmanager
+def _slp():
+    """Compile with LLVM's SLP vectoriser on (numba's default is off): it is what turns a tile's
+    unrolled sums into vector FMAs. Costs about a microsecond when nothing needs compiling."""
+    before = numba.config.SLP_VECTORIZE
+    numba.config.SLP_VECTORIZE = 1
+    try:
+        yield
+    finally:
+        numba.config.SLP_VECTORIZE = before
+
+
+@intrinsic
+def _zeroed(typingctx, dtype):
+    """A pointer to ``_TILE`` zeros of ``dtype`` on the task's stack. With the tile's loops
+    unrolled, LLVM keeps them in registers (an array from np.zeros, on the heap, it cannot)."""
+
+    def codegen(context, builder, signature, args):
+        element = context.get_value_type(dtype.dtype)
+        tile = cgutils.alloca_once(builder, element, size=_TILE)  # in the entry block: once a task
+        cgutils.memset(builder, tile, context.get_constant(types.intp, _TILE * context.get_abi_sizeof(element)), 0)
+        return tile
+
+    if not isinstance(dtype, types.DType):
+        raise errors.TypingError("_zeroed takes a dtype")
+    return types.CPointer(dtype.dtype)(dtype), codegen
+
+
+@njit(inline="always")
+def _tile(dtype):
+    """A TILE_PIXELS x TILE_CHANNELS array of zeros, in registers once compiled."""
+    return numba.carray(_zeroed(dtype), (TILE_PIXELS, TILE_CHANNELS))
+
+
+@njit(cache=True, parallel=True, fastmath={"contract"})
+def _tile_forward(xt, wb, y, top, left, sh, sw, dh, dw):
+    """y[n, g*Kg + k, i, j] = sum over c, r, s of wb[g, k // TC, r, s, c, k % TC] *
+    xt[n, (i + top)*sh + r*dh, (j + left)*sw + s*dw, g, c], for y NCHW and xt channels last,
+    wide enough for whole tiles."""
+    N, K, Ho, Wo = y.shape
+    G, nkb, R, S, Cg, _ = wb.shape
+    Kg = K // G
+    nj = -(-Wo // TILE_PIXELS)
+    for t in prange(G * nkb * N * Ho * nj):  # channel block outermost: a thread keeps its weights
+        gk, rest = t // (N * Ho * nj), t % (N * Ho * nj)
+        g, kb = gk // nkb, gk % nkb
+        n, i, j0 = rest // (Ho * nj), rest // nj % Ho, rest % nj * TILE_PIXELS
+        acc = _tile(y.dtype)
+        wblock = wb[g, kb]
+        for r in range(R):
+            row = (i + top) * sh + r * dh
+            for s in range(S):
+                for c in range(Cg):
+                    wrow = wblock[r, s, c]
+                    for jj in range(TILE_PIXELS):
+                        xv = xt[n, row, (j0 + jj + left) * sw + s * dw, g, c]
+                        for kk in range(TILE_CHANNELS):
+                            acc[jj, kk] += xv * wrow[kk]
+        for kk in range(min(TILE_CHANNELS, Kg - kb * TILE_CHANNELS)):
+            out = y[n, g * Kg + kb * TILE_CHANNELS + kk, i]
+            for jj in range(min(TILE_PIXELS, Wo - j0)):
+                out[j0 + jj] = acc[jj, kk]
+
+
+@njit(cache=True, parallel=True, fastmath={"contract"})
+def _tile_weight_gradient(xt, dyb, dwt, sh, sw, dh, dw):
+    """dwt[g, r, s, c, kb*TC + k] = sum over n, i, j of xt[n, i*sh + r*dh, j*sw + s*dw, g, c]
+    * dyb[g, kb, n, i, j, k]; a tile is TILE_PIXELS input channels by TILE_CHANNELS."""
+    G, nkb, N, Ho, Wo, _ = dyb.shape
+    _, R, S, Cp, _ = dwt.shape
+    ncb = Cp // TILE_PIXELS
+    for t in prange(G * nkb * R * S * ncb):
+        gk, rest = t // (R * S * ncb), t % (R * S * ncb)
+        g, kb = gk // nkb, gk % nkb
+        r, s, c0 = rest // (S * ncb), rest // ncb % S, rest % ncb * TILE_PIXELS
+        acc = _tile(dwt.dtype)
+        for n in range(N):
+            for i in range(Ho):
+                xrow = xt[n, i * sh + r * dh]
+                dyrow = dyb[g, kb, n, i]
+                for j in range(Wo):
+                    xpix = xrow[j * sw + s * dw, g]
+                    dyv = dyrow[j]
+                    for cc in range(TILE_PIXELS):
+                        xv = xpix[c0 + cc]
+                        for kk in range(TILE_CHANNELS):
+                            acc[cc, kk] += xv * dyv[kk]
+        for cc in range(TILE_PIXELS):
+            out = dwt[g, r, s, c0 + cc]
+            for kk in range(TILE_CHANNELS):
+                out[kb * TILE_CHANNELS + kk] = acc[cc, kk]
+
+
+def _round_up(n, m):
+    return -(-n // m) * m
+
+
+def _channels_last(a, groups, shape, at, step=(1, 1)):
+    """Zeros of ``shape`` (N, rows, columns) with two more axes, groups and their channels padded
+    to a multiple of TILE_PIXELS; ``a`` (N, C, H, W) placed from pixel ``at`` with ``step``
+    between its pixels. Groups get an axis of their own so that no index in the kernels' inner
+    loops is a sum numba must check for a negative value."""
+    N, C, H, W = a.shape
+    Cp = _round_up(C // groups, TILE_PIXELS)
+    out = np.zeros((*shape, groups, Cp), dtype=a.dtype)
+    (top, left), (sh, sw) = at, step
+    rows = slice(top, top + (H - 1) * sh + 1, sh)
+    cols = slice(left, left + (W - 1) * sw + 1, sw)
+    out[:, rows, cols, :, : C // groups] = a.reshape(N, groups, C // groups, H, W).transpose(0, 3, 4, 1, 2)
+    return out
+
+
+def _blocked(w, groups):
+    """Weights (K, Cg, R, S) as (G, K-blocks, R, S, Cg, TILE_CHANNELS), zero-padded in K."""
+    K, Cg, R, S = w.shape
+    Kg = K // groups
+    Kp = _round_up(Kg, TILE_CHANNELS)
+    out = np.zeros((groups, Kp, Cg, R, S), dtype=w.dtype)
+    out[:, :Kg] = w.reshape(groups, Kg, Cg, R, S)
+    return np.ascontiguousarray(out.reshape(groups, Kp // TILE_CHANNELS, TILE_CHANNELS, Cg, R, S).transpose(0, 1, 4, 5, 3, 2))
+
+
+def _tiles_forward(x, w, p):
+    (ph, pw), sw, dw = p.padding, p.stride[1], p.dilation[1]
+    columns = (_round_up(p.out_w, TILE_PIXELS) - 1) * sw + (p.S - 1) * dw + 1  # every tile in bounds
+    xt = _channels_last(x, p.groups, (p.N, p.H + 2 * ph, max(columns, p.W + 2 * pw)), (ph, pw))
+    y = np.empty(p.y_shape, dtype=p.dtype)
+    with _slp():
+        _tile_forward(xt, _blocked(w, p.groups), y, 0, 0, *p.stride, *p.dilation)
+    return y, {"xt": xt, "w": w}
+
+
+def _tiles_input_gradient(dy, w, p):
+    """dx as a 'full' correlation: dy spread by the stride and padded by the kernel's reach,
+    against the weights flipped in R and S with their channel axes swapped. Only the pixels
+    inside the padding are computed."""
+    (ph, pw), (dh, dw), G = p.padding, p.dilation, p.groups
+    reach_h, reach_w = (p.R - 1) * dh, (p.S - 1) * dw
+    columns = _round_up(p.W, TILE_PIXELS) + pw + reach_w
+    spread = _channels_last(dy, G, (p.N, p.H + ph + reach_h, columns), (reach_h, reach_w), p.stride)
+    Kg, Cg = p.K // G, p.C // G
+    flipped = w[:, :, ::-1, ::-1].reshape(G, Kg, Cg, p.R, p.S).transpose(0, 2, 1, 3, 4).reshape(p.C, Kg, p.R, p.S)
+    dx = np.empty((p.N, p.C, p.H, p.W), dtype=p.dtype)
+    with _slp():
+        _tile_forward(spread, _blocked(flipped, G), dx, ph, pw, 1, 1, *p.dilation)
+    return dx
+
+
+def _tiles_weight_gradient(dy, xt, p):
+    G, Kg, Cg = p.groups, p.K // p.groups, p.C // p.groups
+    Kp = _round_up(Kg, TILE_CHANNELS)
+    dyb = np.zeros((p.N, G, Kp, p.out_h, p.out_w), dtype=dy.dtype)
+    dyb[:, :, :Kg] = dy.reshape(p.N, G, Kg, p.out_h, p.out_w)
+    dyb = np.ascontiguousarray(
+        dyb.reshape(p.N, G, Kp // TILE_CHANNELS, TILE_CHANNELS, p.out_h, p.out_w).transpose(1, 2, 0, 4, 5, 3))
+    dwt = np.empty((G, p.R, p.S, xt.shape[4], Kp), dtype=dy.dtype)
+    with _slp():
+        _tile_weight_gradient(xt, dyb, dwt, *p.stride, *p.dilation)
+    dw = dwt[:, :, :, :Cg, :Kg].transpose(0, 4, 3, 1, 2)
+    return np.ascontiguousarray(dw.reshape(p.K, Cg, p.R, p.S))
+
+
+def _layout(p):
+    """Tiles when a group has output channels to fill at least half a tile and is not depthwise;
+    rows otherwise (a tile of 16 channels would mostly multiply padding)."""
+    if LAYOUT != "auto":
+        return LAYOUT
+    return "tiles" if p.K // p.groups >= TILE_CHANNELS // 2 and p.C // p.groups * p.R * p.S >= 4 else "rows"
 
 
 @njit(cache=True, parallel=True)
@@ -165,26 +370,40 @@ def _avgpool_backward(dy, dxpad, R, S, sh, sw):
 
 def conv2d_forward(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1):
     p = check_conv2d(x, w, b, stride, padding, dilation, groups)
-    xpad = pad(x, p.padding)  # np.pad returns a fresh C-contiguous array
     w = np.ascontiguousarray(w)
-    y = np.zeros(p.y_shape, dtype=p.dtype)
-    _conv_forward(xpad, w, y, *p.stride, *p.dilation, p.groups)
+    if _layout(p) == "tiles":
+        y, saved = _tiles_forward(x, w, p)
+    else:
+        xpad = pad(x, p.padding)
+        y = np.zeros(p.y_shape, dtype=p.dtype)
+        _conv_forward(xpad, w, y, *p.stride, *p.dilation, p.groups)
+        saved = {"xpad": xpad, "w": w}
     if b is not None:
         y += b[None, :, None, None]
-    return y, Context(name, "conv2d", p, {"xpad": xpad, "w": w})
+    return y, Context(name, "conv2d", p, saved)
+
+
+def _rows_input_gradient(dy, w, p):
+    dxpad = padded_zeros(p)
+    _conv_backward_data(dy, w, dxpad, *p.stride, *p.dilation, p.groups)
+    return crop(dxpad, p)
 
 
 def conv2d_backward(dy, ctx, *, need_dx=True):
     p = check_backward(dy, ctx, name, "conv2d", need_dx)
-    xpad, w = ctx.saved["xpad"], ctx.saved["w"]
+    w = ctx.saved["w"]
     dy = np.ascontiguousarray(dy)
+    if "xt" in ctx.saved:
+        dw = _tiles_weight_gradient(dy, ctx.saved["xt"], p)
+    else:
+        dw = np.zeros_like(w)
+        _conv_backward_weight(dy, ctx.saved["xpad"], dw, *p.stride, *p.dilation, p.groups)
     dx = None
     if need_dx:
-        dxpad = np.zeros_like(xpad)
-        _conv_backward_data(dy, w, dxpad, *p.stride, *p.dilation, p.groups)
-        dx = crop(dxpad, p)
-    dw = np.zeros_like(w)
-    _conv_backward_weight(dy, xpad, dw, *p.stride, *p.dilation, p.groups)
+        # The tiles' 'full' correlation multiplies zeros of its own (the stride's gaps, the border),
+        # which a NaN or Inf in w turns into NaN; dw is non-finite exactly when that can happen.
+        tiles = "xt" in ctx.saved and finite_pair(dw, w)
+        dx = (_tiles_input_gradient if tiles else _rows_input_gradient)(dy, w, p)
     db = dy.sum(axis=(0, 2, 3)) if p.has_bias else None
     return dx, dw, db
 

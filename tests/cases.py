@@ -18,6 +18,19 @@ import kernels
 
 DTYPES = (np.float32, np.float64)
 
+# numba's conv2d has two layouts (kernels.numba_jit.LAYOUT): plain 'numba' picks one per problem,
+# and these force one for every call, so that both are verified on the whole grid.
+CONV_BACKENDS = [*kernels.names(), "numba:rows", "numba:tiles"]
+
+
+def conv_backend(name, monkeypatch):
+    """The backend module a CONV_BACKENDS name stands for, its layout set for the test."""
+    backend, _, layout = name.partition(":")
+    be = kernels.get(backend)
+    if layout:
+        monkeypatch.setattr(be, "LAYOUT", layout)
+    return be
+
 # Relative tolerances, stated once. None means exact.
 TOLERANCE = {
     ("conv2d", np.float32): None,
@@ -108,6 +121,7 @@ CONV_CASES = [
     ConvCase(2, 3, 8, 8, 3, 3, 3, stride=2, padding=1, groups=3),  # depthwise, stride 2
     ConvCase(1, 3, 6, 7, 6, 3, 2, padding=1, groups=3),  # depthwise, channel multiplier 2
     ConvCase(2, 8, 8, 8, 8, 3, 3, padding=1),  # a small ResNet-style layer
+    ConvCase(2, 6, 9, 10, 20, 3, 3, stride=2, padding=1, groups=2),  # channels enough for numba's tiles
 ]
 
 POOL_CASES = [

@@ -5,10 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from cases import (
+    CONV_BACKENDS,
     CONV_CASES,
     DTYPES,
     POOL_CASES,
     assert_matches,
+    conv_backend,
     conv_expected,
     conv_inputs,
     pool_expected,
@@ -20,6 +22,7 @@ import kernels
 POOL_OPS = ("maxpool2d", "avgpool2d")
 
 backends = pytest.mark.parametrize("backend", kernels.names())
+conv_backends = pytest.mark.parametrize("backend", CONV_BACKENDS)
 dtypes = pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 conv_cases = pytest.mark.parametrize("case", CONV_CASES, ids=lambda c: c.id)
 pool_cases = pytest.mark.parametrize("case", POOL_CASES, ids=lambda c: c.id)
@@ -28,18 +31,18 @@ pool_ops = pytest.mark.parametrize("op", POOL_OPS)
 
 @dtypes
 @conv_cases
-@backends
-def test_conv2d_forward(backend, case, dtype):
+@conv_backends
+def test_conv2d_forward(backend, case, dtype, monkeypatch):
     x, w, b, _ = conv_inputs(case, dtype)
-    y, _ = kernels.get(backend).conv2d_forward(x, w, b, **case.params)
+    y, _ = conv_backend(backend, monkeypatch).conv2d_forward(x, w, b, **case.params)
     assert_matches(y, conv_expected(case, dtype)[0], "conv2d", dtype, "y")
 
 
 @dtypes
 @conv_cases
-@backends
-def test_conv2d_backward(backend, case, dtype):
-    be = kernels.get(backend)
+@conv_backends
+def test_conv2d_backward(backend, case, dtype, monkeypatch):
+    be = conv_backend(backend, monkeypatch)
     x, w, b, dy = conv_inputs(case, dtype)
     _, ctx = be.conv2d_forward(x, w, b, **case.params)
     dx, dw, db = be.conv2d_backward(dy, ctx)
@@ -50,10 +53,10 @@ def test_conv2d_backward(backend, case, dtype):
 
 
 @conv_cases
-@backends
-def test_conv2d_backward_without_dx(backend, case):
+@conv_backends
+def test_conv2d_backward_without_dx(backend, case, monkeypatch):
     """need_dx=False: dx is None, and dw and db are those of the full backward pass, bit for bit."""
-    be = kernels.get(backend)
+    be = conv_backend(backend, monkeypatch)
     x, w, b, dy = conv_inputs(case, np.float32)
     _, ctx = be.conv2d_forward(x, w, b, **case.params)
     dx, dw, db = be.conv2d_backward(dy, ctx, need_dx=False)
