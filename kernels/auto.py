@@ -39,7 +39,7 @@ from kernels.traits import Traits
 
 name = "auto"
 description = "the fastest backend per problem signature, timed on first sight and cached on disk"
-TRAITS = Traits(contender=False, picks=True)
+TRAITS = Traits(contender=False, picks=True, exact=False)  # it may pick scipy's FFTs
 
 TUNING_BUDGET = 0.05  # seconds of timed calls per candidate, after a warm-up call
 MAX_ROUNDS = 7

@@ -60,9 +60,10 @@ TILE_PIXELS = 4  # output pixels of one row per tile (and input channels per dw 
 TILE_CHANNELS = 16  # output channels per tile: two AVX2 vectors of float32, one of AVX-512
 _TILE = TILE_PIXELS * TILE_CHANNELS
 
-# Which layout conv2d uses: "auto" (tiles where they pay, see `_layout`), or "tiles" or "rows"
-# for every call, which the tests use to verify both on the whole grid.
-LAYOUT = "auto"
+# Which layout conv2d uses: "auto" (tiles where they pay, see `_layout`), or one of VARIANTS
+# for every call (the tests verify each on the whole grid).
+VARIANTS = ("rows", "tiles")
+VARIANT = "auto"
 
 
 @contextmanager
@@ -230,8 +231,8 @@ def _tiles_weight_gradient(dy, xt, p):
 def _layout(p):
     """Tiles when a group has output channels to fill at least half a tile and is not depthwise;
     rows otherwise (a tile of 16 channels would mostly multiply padding)."""
-    if LAYOUT != "auto":
-        return LAYOUT
+    if VARIANT != "auto":
+        return VARIANT
     return "tiles" if p.K // p.groups >= TILE_CHANNELS // 2 and p.C // p.groups * p.R * p.S >= 4 else "rows"
 
 

@@ -33,6 +33,10 @@ class Traits:
     work, work_limit : callable and number
         A cheap cost hint for loop-bound backends: a call is worth timing repeatedly only while
         ``work(op, N, C, K, out_h, out_w, groups) <= work_limit`` (K = C for pooling).
+    exact : bool
+        conv2d sums directly, so float32 results on integer-valued inputs are exact. False for a
+        backend that may take FFTs, whose rounding is relative to the largest output (INTERFACE.md
+        allows about 1e-4 relative for float32).
     """
 
     contender: bool = True
@@ -41,6 +45,7 @@ class Traits:
     baseline: bool = False
     work: Work | None = None
     work_limit: float = math.inf
+    exact: bool = True
 
     def worth_timing(self, op: str, N: int, C: int, K: int, out_h: int, out_w: int, groups: int = 1) -> bool:
         """False where one call is too slow to time repeatedly (see ``work``)."""
