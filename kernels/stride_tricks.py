@@ -1,12 +1,15 @@
-"""Zero-copy windows from numpy.lib.stride_tricks, contracted with einsum.
+"""Zero-copy windows from numpy.lib.stride_tricks, contracted by matrix products.
 
 ``as_strided`` views the padded input as (N, groups, C/groups, Ho, Wo, R, S) without copying:
 the window of output pixel (i, j) is one (R, S) block of that view. The forward pass and ``dw``
-are single ``einsum`` contractions of the view with the filters or the output gradient.
+are one matrix product each (per group) of the view with the filters or the output gradient;
+reshaping the view for it is the one copy numpy makes (``np.einsum`` made two, and copied the
+filters too: 10x im2col's memory on ResNet-18's layer4).
 
 ``dx`` is a convolution too: spread ``dy`` out to stride spacing (zeros between) inside a border
 of (R-1)*dilation zeros, take the same kind of window view of it, and contract it with the
-filters rotated by 180 degrees. Average pooling's backward pass is that with a kernel of ones.
+filters rotated by 180 degrees, a block of rows at a time so that the copy of the view
+stays within half the size of im2col's column matrix. Average pooling's backward pass is that with a kernel of ones.
 The spread's zeros are products the definition does not have: exact zeros for finite inputs, but
 NaN against an Inf, so a ``w`` or ``dy`` that holds NaN or Inf takes the definition's sums tap by
 tap (``kernels._arrays.tap_input_gradient``) instead.
@@ -32,7 +35,7 @@ from kernels.phases import span
 from kernels.traits import Traits
 
 name = "stride_tricks"
-description = "as_strided window views (no copies) contracted with einsum"
+description = "as_strided window views contracted by matrix products (the view copied once, a block at a time for dx)"
 TRAITS = Traits(phases=True)
 
 
@@ -49,12 +52,22 @@ def windows(a, groups: int, out: tuple[int, int], kernel: tuple[int, int], strid
     )
 
 
-def _spread_with_border(dy, stride, border: tuple[int, int], shape: tuple[int, int]):
-    """Zeros of ``shape`` holding dy[..., i, j] at [..., border_h + i*sh, border_w + j*sw]."""
-    (sh, sw), (bh, bw) = stride, border
+def _columns(view):
+    """A window view (N, G, Cg, Ho, Wo, R, S) as G matrices, one row per output pixel (n, i, j)
+    and one column per tap (c, r, s): the one copy of the view numpy makes, for the product."""
+    N, G, Cg, Ho, Wo, R, S = view.shape
+    return view.transpose(1, 0, 3, 4, 2, 5, 6).reshape(G, N * Ho * Wo, Cg * R * S)
+
+
+def _spread_rows(dy, stride, border: tuple[int, int], rows: tuple[int, int], width: int):
+    """Rows ``rows`` = (first, stop) of z, the zeros of width ``width`` that hold dy[..., i, j] at
+    [..., border_h + i*sh, border_w + j*sw]: dy spread to stride spacing, behind a border."""
+    (sh, sw), (bh, bw), (first, stop) = stride, border, rows
     Ho, Wo = dy.shape[-2:]
-    z = np.zeros((*dy.shape[:2], *shape), dtype=dy.dtype)
-    z[:, :, bh : bh + sh * (Ho - 1) + 1 : sh, bw : bw + sw * (Wo - 1) + 1 : sw] = dy
+    z = np.zeros((*dy.shape[:2], stop - first, width), dtype=dy.dtype)
+    lo, hi = max(0, -(-(first - bh) // sh)), min(Ho, -(-(stop - bh) // sh))  # dy rows landing there
+    if lo < hi:
+        z[:, :, bh + lo * sh - first : bh + (hi - 1) * sh + 1 - first : sh, bw : bw + sw * (Wo - 1) + 1 : sw] = dy[:, :, lo:hi]
     return z
 
 
@@ -64,17 +77,27 @@ def _input_gradient(dy, kernel, p, dilation, groups):
     kernel: (groups, K/groups, C/groups, R, S); returns dx of shape (N, C, H, W).
     dxpad[q] = sum over taps t of kernel[t] * dy_spread[q - t*d]; with a border of (R-1)*d zeros
     in front that is a window of length R starting at q, read against the kernel reversed.
+
+    The product copies the window view: K*R*S values per input pixel (1.2 GB in ResNet-18
+    conv1's backward, 5x im2col's column matrix). So dx is made a block of rows at a time, each
+    block's spread dy and view built for it, with at most half as many values as im2col's column
+    matrix (C*R*S per output pixel); the kernel is rotated and laid out for the product once.
     """
     (R, S), (dh, dw), (ph, pw) = kernel.shape[-2:], dilation, p.padding
     border = (dh * (R - 1), dw * (S - 1))
-    with span("spread"):
-        z = _spread_with_border(
-            dy, p.stride, border, (p.H + 2 * ph + border[0], p.W + 2 * pw + border[1])
-        )
-    # Only the rows and columns of dxpad that are not padding are needed: start the view there.
-    view = windows(z[:, :, ph:, pw:], groups, (p.H, p.W), (R, S), (1, 1), dilation)
-    with span("einsum"):
-        dx = np.einsum("ngkhwrs,gkcrs->ngchw", view, kernel[..., ::-1, ::-1], optimize=True)
+    G, Kg, Cg = kernel.shape[:3]
+    rotated = np.ascontiguousarray(kernel[..., ::-1, ::-1].transpose(0, 1, 3, 4, 2)).reshape(G, Kg * R * S, Cg)
+    K, Ho, Wo = dy.shape[1:]
+    height = max(1, p.C * Ho * Wo // (2 * K * p.W))  # rows of dx per block
+    dx = np.empty((p.N, groups, p.C // groups, p.H, p.W), dtype=dy.dtype)
+    for top in range(0, p.H, height):
+        rows = min(height, p.H - top)
+        with span("spread"):  # only the rows and columns of dxpad that are not padding are needed
+            z = _spread_rows(dy, p.stride, border, (ph + top, ph + top + rows + border[0]), p.W + 2 * pw + border[1])
+        view = windows(z[:, :, :, pw:], groups, (rows, p.W), (R, S), (1, 1), dilation)
+        with span("product"):
+            block = (_columns(view) @ rotated).reshape(G, p.N, rows, p.W, Cg)
+            dx[:, :, :, top : top + rows] = block.transpose(1, 0, 4, 2, 3)
     return dx.reshape(p.N, p.C, p.H, p.W)
 
 
@@ -85,9 +108,9 @@ def conv2d_forward(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1):
     with span("pad"):
         view = windows(pad(x, p.padding), G, (p.out_h, p.out_w), (p.R, p.S), p.stride, p.dilation)
     w_g = w.reshape(G, p.K // G, p.C // G, p.R, p.S)
-    with span("einsum"):
-        y = np.einsum("ngchwrs,gkcrs->ngkhw", view, w_g, optimize=True).reshape(p.y_shape)
-    y = np.ascontiguousarray(y)
+    with span("product"):
+        y = (w_g.reshape(G, p.K // G, -1) @ _columns(view).transpose(0, 2, 1)).reshape(G, p.K // G, p.N, p.out_h, p.out_w)
+    y = np.ascontiguousarray(y.transpose(2, 0, 1, 3, 4)).reshape(p.y_shape)
     if b is not None:
         y += b[None, :, None, None]
     return y, Context(name, "conv2d", p, {"view": view, "w_g": w_g})
@@ -99,15 +122,14 @@ def conv2d_backward(dy, ctx, *, need_dx=True):
     view, w_g = ctx.saved["view"], ctx.saved["w_g"]
     G = p.groups
     dy_g = dy.reshape(p.N, G, p.K // G, p.out_h, p.out_w)
-    with span("einsum"):
-        dw = np.einsum("ngkhw,ngchwrs->gkcrs", dy_g, view, optimize=True).reshape(p.K, -1, p.R, p.S)
+    # dx first, so that its buffers are gone before dw's
+    dx = _input_gradient(dy, w_g, p, p.dilation, G) if need_dx else None
+    with span("product"):
+        dy_rows = dy_g.transpose(1, 2, 0, 3, 4).reshape(G, p.K // G, -1)
+        dw = (dy_rows @ _columns(view)).reshape(p.K, -1, p.R, p.S)
     # dw holds a NaN or Inf wherever dy does: dw and w (two small arrays) tell whether dy's spread
-    # and border, below, would meet one.
-    if not need_dx:
-        dx = None
-    elif finite_pair(dw, w_g):
-        dx = _input_gradient(dy, w_g, p, p.dilation, G)
-    else:  # the spread dy's gaps and border would meet the NaN or Inf: the definition's own sums
+    # and border met one, making NaN where the definition has no product.
+    if need_dx and not finite_pair(dw, w_g):
         dx = tap_input_gradient(dy, w_g, p)
     db = dy.sum(axis=(0, 2, 3)) if p.has_bias else None
     return None if dx is None else np.ascontiguousarray(dx), np.ascontiguousarray(dw), db
