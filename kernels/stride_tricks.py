@@ -9,7 +9,7 @@ filters too: 10x im2col's memory on ResNet-18's layer4).
 ``dx`` is a convolution too: spread ``dy`` out to stride spacing (zeros between) inside a border
 of (R-1)*dilation zeros, take the same kind of window view of it, and contract it with the
 filters rotated by 180 degrees, a block of rows at a time so that the copy of the view
-stays within half the size of im2col's column matrix. Average pooling's backward pass is that with a kernel of ones.
+stays within the size of im2col's column matrix. Average pooling's backward pass is that with a kernel of ones.
 The spread's zeros are products the definition does not have: exact zeros for finite inputs, but
 NaN against an Inf, so a ``w`` or ``dy`` that holds NaN or Inf takes the definition's sums tap by
 tap (``kernels._arrays.tap_input_gradient``) instead.
@@ -90,8 +90,8 @@ def _input_gradient(dy, kernel, p, dilation, groups):
 
     The product copies the window view: K*R*S values per input pixel (1.2 GB in ResNet-18
     conv1's backward, 5x im2col's column matrix). So dx is made a block of rows at a time, each
-    block's spread dy and view built for it, with at most half as many values as im2col's column
-    matrix (C*R*S per output pixel); the kernel is rotated and laid out for the product once.
+    block's spread dy and view built for it, with no more values than im2col's column matrix
+    (C*R*S per output pixel); the kernel is rotated and laid out for the product once.
     """
     (R, S), (dh, dw), (ph, pw) = kernel.shape[-2:], dilation, p.padding
     border = (dh * (R - 1), dw * (S - 1))
@@ -100,7 +100,10 @@ def _input_gradient(dy, kernel, p, dilation, groups):
     if _filters_outweigh(kernel, p.N * p.W * Kg * R * S * G):  # laid out for the product, once
         rotated = np.ascontiguousarray(rotated.transpose(0, 1, 3, 4, 2)).reshape(G, Kg * R * S, Cg)
     K, Ho, Wo = dy.shape[1:]
-    height = max(1, p.C * Ho * Wo // (2 * K * p.W))  # rows of dx per block
+    # rows of dx per block: the block's copy of the view holds at most as many values as im2col's
+    # column matrix, or 2**18 (1 MiB of float32: blocks any smaller only add calls)
+    budget = max(p.N * p.C * R * S * Ho * Wo, 2**18)
+    height = max(1, budget // (p.N * K * R * S * p.W))
     dx = np.empty((p.N, groups, p.C // groups, p.H, p.W), dtype=dy.dtype)
     for top in range(0, p.H, height):
         rows = min(height, p.H - top)
