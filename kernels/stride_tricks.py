@@ -52,14 +52,15 @@ def windows(a, groups: int, out: tuple[int, int], kernel: tuple[int, int], strid
     )
 
 
-def _filters_outweigh(w, row_of_columns: int) -> bool:
+def _filters_outweigh(w, columns: int) -> bool:
     """Whether to write a contraction out as a matrix product rather than leave it to einsum.
     einsum reads the window view in place where it can (3x faster on seed 003's one-channel
-    layers) but copies the filters when it hands the product to BLAS; where the filters are
-    larger than one output row's columns (ResNet-18's layer3 and layer4, where einsum took 10x
-    im2col's memory), a matrix product of the view's one copy with the filters as they lie costs
-    less."""
-    return w.size > row_of_columns
+    layers, 1.7x on ResNet-18's layer1) but copies the filters as well as the view when it hands
+    the product to BLAS, and its peak memory passes twice im2col's once the filters hold more
+    than an eighth as many values as the view's ``columns`` (ResNet-18 from layer2 on: 3 to 10x
+    in layer3 and layer4); there a matrix product of the view's one copy with the filters as
+    they lie costs less."""
+    return 8 * w.size > columns
 
 
 def _columns(view):
@@ -96,14 +97,14 @@ def _input_gradient(dy, kernel, p, dilation, groups):
     (R, S), (dh, dw), (ph, pw) = kernel.shape[-2:], dilation, p.padding
     border = (dh * (R - 1), dw * (S - 1))
     G, Kg, Cg = kernel.shape[:3]
-    rotated = kernel[..., ::-1, ::-1]
-    if _filters_outweigh(kernel, p.N * p.W * Kg * R * S * G):  # laid out for the product, once
-        rotated = np.ascontiguousarray(rotated.transpose(0, 1, 3, 4, 2)).reshape(G, Kg * R * S, Cg)
     K, Ho, Wo = dy.shape[1:]
     # rows of dx per block: the block's copy of the view holds at most as many values as im2col's
     # column matrix, or 2**18 (1 MiB of float32: blocks any smaller only add calls)
     budget = max(p.N * p.C * R * S * Ho * Wo, 2**18)
     height = max(1, budget // (p.N * K * R * S * p.W))
+    rotated = kernel[..., ::-1, ::-1]
+    if _filters_outweigh(kernel, p.N * K * R * S * min(height, p.H) * p.W):  # laid out for the product, once
+        rotated = np.ascontiguousarray(rotated.transpose(0, 1, 3, 4, 2)).reshape(G, Kg * R * S, Cg)
     dx = np.empty((p.N, groups, p.C // groups, p.H, p.W), dtype=dy.dtype)
     for top in range(0, p.H, height):
         rows = min(height, p.H - top)
@@ -127,7 +128,7 @@ def conv2d_forward(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1):
         view = windows(pad(x, p.padding), G, (p.out_h, p.out_w), (p.R, p.S), p.stride, p.dilation)
     w_g = w.reshape(G, p.K // G, p.C // G, p.R, p.S)
     with span("product"):
-        if _filters_outweigh(w, view.size // p.out_h):
+        if _filters_outweigh(w, view.size):
             y = (w_g.reshape(G, p.K // G, -1) @ _columns(view).transpose(0, 2, 1)).reshape(G, p.K // G, p.N, p.out_h, p.out_w)
             y = y.transpose(2, 0, 1, 3, 4)
         else:
