@@ -49,12 +49,15 @@ from numba.extending import intrinsic
 
 from kernels._arrays import crop, finite_pair, pad, padded_zeros
 from kernels._checks import Context, check_backward, check_conv2d, check_pool2d
+from kernels.traits import Traits
 
 name = "numba"
 description = (
     "numba @njit direct loops: register-blocked channels-last tiles where a layer has channels "
     "to fill them, else loops along output rows; parallel, cached compilation"
 )
+
+TRAITS = Traits(own_threads=True)
 
 TILE_PIXELS = 4  # output pixels of one row per tile (and input channels per dw tile)
 TILE_CHANNELS = 16  # output channels per tile: two AVX2 vectors of float32, one of AVX-512

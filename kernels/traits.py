@@ -33,6 +33,9 @@ class Traits:
     work, work_limit : callable and number
         A cheap cost hint for loop-bound backends: a call is worth timing repeatedly only while
         ``work(op, N, C, K, out_h, out_w, groups) <= work_limit`` (K = C for pooling).
+    own_threads : bool
+        Runs its kernels on a thread pool of its own (numba's OpenMP threads), beside BLAS's:
+        a training step on it gives BLAS one thread (``convbench.bench.timing.one_pool``).
     exact : bool
         conv2d sums directly, so float32 results on integer-valued inputs are exact. False for a
         backend that may take FFTs, whose rounding is relative to the largest output (INTERFACE.md
@@ -45,6 +48,7 @@ class Traits:
     baseline: bool = False
     work: Work | None = None
     work_limit: float = math.inf
+    own_threads: bool = False
     exact: bool = True
 
     def worth_timing(self, op: str, N: int, C: int, K: int, out_h: int, out_w: int, groups: int = 1) -> bool:

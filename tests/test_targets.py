@@ -36,6 +36,11 @@ def runs(tmp_path):
         kernel("seeds", "seed002_conv", "torch", 3e-3),
         kernel("seeds", "seed002_pool", "im2col", 1e-3), kernel("seeds", "seed002_pool", "torch", 9e-3),
         kernel("lenet5", "conv1", "im2col", 2e-3), kernel("lenet5", "conv1", "torch", 1e-3),
+        kernel("lenet5", "conv1", "numba", 3e-3),
+        # scipy's model time: the sum of its layers' medians x repeat, at batch 1 only
+        kernel("resnet18", "conv1", "scipy", 0.3, N=1, repeat=1),
+        kernel("resnet18", "layer1_conv", "scipy", 0.2, N=1, repeat=4),
+        kernel("resnet18", "layer1_conv", "scipy", 9.0, N=8, repeat=4),
         kernel("resnet18", "layer1_conv", "im2col", 0.1, "forward", pct_of_peak=60.0),
         kernel("resnet18", "layer1_conv", "numba", 0.5, "forward", pct_of_peak=12.0),
     ])
@@ -57,13 +62,16 @@ def test_targets_give_each_ratio_and_verdict(runs, tmp_path, capsys):
         ("tiny", "seed002_conv"): ("im2col", round(1 / 3, 6), True),  # the pool is not a conv target
         ("small", "conv1"): ("im2col", 2.0, False),
         ("large forward", "layer1_conv"): ("im2col", 60.0, True),
-        ("step", "lenet5-b64"): ("im2col", 1.1, True),
+        ("numba forward", "layer1_conv"): ("numba", 12.0, False),  # numba's own forward, against the peak
+        ("numba fwd+bwd", "conv1"): ("numba", 3.0, False),  # numba's own fwd+bwd, against torch
+        ("scipy model", "all 2 conv layers"): ("scipy", 1.1, True),
+        ("step", "lenet5-b64"): ("im2col", 1.1, False),
         ("numba's first lenet5 step, fresh process, warm cache", "lenet5-b64"): ("numba", 1.5, False),
     }
     report = (out / "targets.md").read_text()
-    assert "3 of 5 met" in report and "| **no** |" in report
+    assert "3 of 8 met" in report and "| **no** |" in report
     assert (out / "targets.png").read_bytes()[:4] == b"\x89PNG"
-    assert "3 of 5 met" in capsys.readouterr().out
+    assert "3 of 8 met" in capsys.readouterr().out
 
 
 def test_targets_of_an_empty_directory_is_one_clear_line(tmp_path, capsys):

@@ -36,6 +36,21 @@ def test_threads_are_set_and_restored():
     assert numba.get_num_threads() == before
 
 
+@pytest.mark.skipif(timing.max_threads() < 2, reason="one core: BLAS has one thread anyway")
+def test_one_pool_gives_blas_one_thread_beside_numba_only():
+    from threadpoolctl import threadpool_info
+
+    def blas_threads():
+        return {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"}
+
+    with timing.threads(2):
+        with timing.one_pool("numba"):  # numba's kernels have their own pool
+            assert blas_threads() == {1}
+        with timing.one_pool("im2col"):  # im2col's GEMMs are BLAS's: its threads stay
+            assert blas_threads() == {2}
+        assert blas_threads() == {2}
+
+
 def test_too_many_threads_is_a_clear_error():
     with pytest.raises(ValueError, match=r"threads must be between 1 and \d+ on this machine; got 999"):
         with timing.threads(999):

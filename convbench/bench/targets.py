@@ -1,8 +1,9 @@
 """``convbench targets RUN...``: the performance targets, problem by problem, met or not.
 
 Each target compares convbench's fastest backend on a problem (``auto`` excluded: it only repeats
-a pick) with PyTorch measured in the same run and thread count, or with the machine's measured
-SGEMM peak, or bounds numba's first training step in a fresh process. The ratios come from the
+a pick), or one named backend, with PyTorch measured in the same run and thread count, or with
+the machine's measured SGEMM peak; or bounds a model's time (the sum over its layers of the
+median times their repeat count) or numba's first training step in a fresh process. The ratios come from the
 run directories given (``convbench run`` and ``convbench step`` with ``--backends ...,torch``);
 nothing is re-measured here.
 """
@@ -29,7 +30,11 @@ class Target:
     match: str  # regex on problem names
     direction: str
     limit: float
-    kind: str = "vs torch"  # "vs torch": our time / torch's <= limit; "% of peak": >= limit; "seconds": <= limit
+    # "vs torch": our time / torch's <= limit; "% of peak": >= limit; "seconds": numba's first
+    # step <= limit; "model seconds": the suite's layers, median x repeat, summed <= limit
+    kind: str = "vs torch"
+    backend: str | None = None  # only this backend's rows; None: the fastest of ours
+    threads: int | None = None  # only this thread count
 
     def met(self, value: float) -> bool:
         return value >= self.limit if self.kind == "% of peak" else value <= self.limit
@@ -37,7 +42,7 @@ class Target:
     @property
     def bound(self) -> str:
         return {"vs torch": f"<= {self.limit:g}x torch", "% of peak": f">= {self.limit:g} % of SGEMM peak",
-                "seconds": f"<= {self.limit:g} s"}[self.kind]
+                "seconds": f"<= {self.limit:g} s", "model seconds": f"<= {self.limit:g} s"}[self.kind]
 
 
 TARGETS = (
@@ -45,8 +50,14 @@ TARGETS = (
     Target("small: lenet5 conv layers, batch 64", "lenet5", r"^conv", "forward+backward", 1.0),
     Target("large: resnet18 3x3 convs, batch 8", "resnet18", r"_conv", "forward+backward", 1.5),
     Target("large forward: resnet18 3x3 convs, batch 8", "resnet18", r"_conv", "forward", 50.0, "% of peak"),
+    Target("numba forward: resnet18 3x3 convs, batch 8", "resnet18", r"_conv", "forward", 50.0, "% of peak",
+           backend="numba", threads=2),
+    Target("numba fwd+bwd: lenet5 conv layers, batch 64", "lenet5", r"^conv", "forward+backward", 2.0, backend="numba"),
+    Target("numba fwd+bwd: resnet18 convs, batch 8", "resnet18", r"conv", "forward+backward", 2.0, backend="numba"),
+    Target("scipy model: resnet18 conv layers, batch 1, fwd+bwd", "resnet18-b1", r"conv", "forward+backward", 2.0, "model seconds",
+           backend="scipy"),
     Target("step: seed002, batch 4", "step", r"^seed002-b4$", "step", 0.5),
-    Target("step: lenet5, batch 64", "step", r"^lenet5-b64$", "step", 1.2),
+    Target("step: lenet5, batch 64", "step", r"^lenet5-b64$", "step", 1.0),
     Target("numba's first lenet5 step, fresh process, warm cache", "step", r"^lenet5-b64$", "step", 1.0, "seconds"),
 )
 
@@ -79,10 +90,18 @@ def evaluate(runs: list[str | Path]) -> pd.DataFrame:
                 if r.direction == t.direction and re.search(t.match, r.problem):
                     out.append(_row(t, r.problem, r.threads, "numba", r.first_call_s, np.nan, r.first_call_s))
             continue
-        mine = rows[(rows.suite == t.suite) & (rows.direction == t.direction)
+        suite, _, batch = t.suite.partition("-b")  # "resnet18-b1": the suite's rows at batch 1
+        mine = rows[(rows.suite == suite) & (rows.direction == t.direction)
                     & rows.problem.str.contains(t.match, regex=True)]
+        if batch:
+            mine = mine[mine.N == int(batch)]
+        if t.threads is not None:
+            mine = mine[mine.threads == t.threads]
+        if t.kind == "model seconds":
+            out.extend(_model_rows(t, mine))
+            continue
         for (problem, threads), group in mine.groupby(["problem", "threads"], sort=False):
-            ours = group[group.backend.isin(backends.ours(group.backend))]
+            ours = group[group.backend.isin([t.backend] if t.backend else backends.ours(group.backend))]
             if ours.empty:
                 continue
             best = ours.loc[ours.median_s.idxmin()]
@@ -95,6 +114,18 @@ def evaluate(runs: list[str | Path]) -> pd.DataFrame:
             torch_s = float(torch.median_s.median())
             out.append(_row(t, problem, threads, best.backend, best.median_s, torch_s, best.median_s / torch_s))
     return pd.DataFrame(out)
+
+
+def _model_rows(t: Target, rows: pd.DataFrame) -> list[dict]:
+    """One row per thread count where ``t.backend`` has every layer of the suite measured."""
+    out = []
+    for threads, group in rows.groupby("threads", sort=False):
+        layers = group.drop_duplicates("problem").set_index("problem")["repeat"]
+        times = group[group.backend == t.backend].groupby("problem").median_s.median()
+        if len(times) == len(layers):
+            seconds = float((times * layers.reindex(times.index)).sum())
+            out.append(_row(t, f"all {len(layers)} conv layers", threads, t.backend, seconds, np.nan, seconds))
+    return out
 
 
 def _row(t: Target, problem, threads, backend, ours_s, torch_s, value) -> dict:

@@ -121,6 +121,21 @@ def threads(count: int) -> Iterator[None]:
                 torch.set_num_threads(previous[1])
 
 
+@contextmanager
+def one_pool(backend: str) -> Iterator[None]:
+    """Around whole training steps on ``backend``: where its kernels run on a thread pool of
+    their own (``kernels.traits(backend).own_threads``: numba's OpenMP threads), BLAS gets one
+    thread inside the block, so that the step's dense layers do not start a second pool that
+    spins against the first on the same cores. Elsewhere nothing changes."""
+    import kernels
+
+    if not kernels.traits(backend).own_threads:
+        yield
+        return
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
 def sgemm_peak(seconds: float = 0.5, n: int = 1024) -> float:
     """GFLOP/s of numpy's float32 matrix product (n x n) with the current thread limits: best round."""
     rng = np.random.default_rng(0)

@@ -155,7 +155,8 @@ def measure_steps(backends: list[str], model: str, batch_size: int, dtype: str, 
     for backend in backends:
         try:
             step = _step_function(backend, model, x, y, dtype, seed)
-            warm_up = step(False)  # numba compiles here
+            with timing.one_pool(backend):
+                warm_up = step(False)  # numba compiles here
         except kernels.BackendUnavailable as exc:
             results[backend] = {"status": "unavailable", "reason": str(exc)}
             continue
@@ -176,7 +177,8 @@ def measure_steps(backends: list[str], model: str, batch_size: int, dtype: str, 
                 plain_steps.append(steps[backend](False))
                 instrumented.append(steps[backend](True))
 
-            call_times(pair, seconds, exact)
+            with timing.one_pool(backend):
+                call_times(pair, seconds, exact)
             timed[backend].append(instrumented)
             return [s["step"] for s in plain_steps]
         return one_turn

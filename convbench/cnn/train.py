@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 import kernels
+from convbench.bench import timing
 from convbench.bench.errors import clip
 from convbench.cnn.data import (
     DataError,
@@ -186,30 +187,31 @@ def train(config: TrainConfig, progress: Callable[[dict], None] | None = None, r
     result = {} if result is None else result
     result.update({"model": config.model, "backend": config.backend, "config": asdict(config), "data": source,
                    "classes": list(data.classes), "iterations": total, "history": history})
-    while steps < total:
-        epoch += 1
-        order = rng.permutation(len(labels))
-        sums = {"loss": 0.0, "accuracy": 0.0, "steps": 0}
-        for start in range(0, len(order), config.batch_size):
-            if steps == total:
-                break
-            index = order[start : start + config.batch_size]
-            t0 = time.perf_counter()
-            loss, accuracy = model.train_step(data.x_train[index], labels[index], optimizer)
-            train_s += time.perf_counter() - t0
-            steps += 1
-            sums["loss"] += loss
-            sums["accuracy"] += accuracy
-            sums["steps"] += 1
-            progress({"event": "step", "step": steps, "total": total, "loss": loss, "accuracy": accuracy})
-        val_loss, val_accuracy = evaluate(model, data.x_val, data.y_val)
-        history.append({"epoch": epoch, "step": steps, "train_loss": sums["loss"] / sums["steps"],
-                        "train_accuracy": sums["accuracy"] / sums["steps"],
-                        "val_loss": val_loss, "val_accuracy": val_accuracy})
-        progress({"event": "epoch", **history[-1]})
-        if checkpoint is not None:
-            save_checkpoint(checkpoint, config, model, optimizer, rng,
-                            {"epoch": epoch, "steps": steps, "train_s": train_s, "history": history})
+    with timing.one_pool(config.backend):  # numba: BLAS on one thread while it trains
+        while steps < total:
+            epoch += 1
+            order = rng.permutation(len(labels))
+            sums = {"loss": 0.0, "accuracy": 0.0, "steps": 0}
+            for start in range(0, len(order), config.batch_size):
+                if steps == total:
+                    break
+                index = order[start : start + config.batch_size]
+                t0 = time.perf_counter()
+                loss, accuracy = model.train_step(data.x_train[index], labels[index], optimizer)
+                train_s += time.perf_counter() - t0
+                steps += 1
+                sums["loss"] += loss
+                sums["accuracy"] += accuracy
+                sums["steps"] += 1
+                progress({"event": "step", "step": steps, "total": total, "loss": loss, "accuracy": accuracy})
+            val_loss, val_accuracy = evaluate(model, data.x_val, data.y_val)
+            history.append({"epoch": epoch, "step": steps, "train_loss": sums["loss"] / sums["steps"],
+                            "train_accuracy": sums["accuracy"] / sums["steps"],
+                            "val_loss": val_loss, "val_accuracy": val_accuracy})
+            progress({"event": "epoch", **history[-1]})
+            if checkpoint is not None:
+                save_checkpoint(checkpoint, config, model, optimizer, rng,
+                                {"epoch": epoch, "steps": steps, "train_s": train_s, "history": history})
     result["test_loss"], result["test_accuracy"] = evaluate(model, x_test, y_test)
     result["test_images"] = int(len(y_test))
     result["train_s"] = train_s
