@@ -1,26 +1,44 @@
 #!/usr/bin/env bash
-# Measure every performance target against PyTorch (needs `pip install torch` beside convbench)
-# and write results/targets/. About 20 minutes on 2 cores. Re-running resumes unfinished runs.
+# Measure every performance target against PyTorch and write results/targets/ (or OUT) from
+# scratch: the runs go to a fresh OUT.new-XXXXXX, which replaces OUT once every run is complete,
+# so OUT always holds one whole measurement. Needs torch beside convbench
+# (pip install torch==2.13.0). About 35 minutes on 2 cores.
+#
+#   scripts/measure_targets.sh [OUT]                         measure into a fresh directory
+#   scripts/measure_targets.sh OUT --resume OUT.new-XXXXXX   finish an interrupted measurement
 set -euo pipefail
 out=${1:-results/targets}
+out=${out%/}
+if [ "${2:-}" = "--resume" ]; then
+    work=${3:?"--resume needs the interrupted directory (OUT.new-XXXXXX)"}
+else
+    mkdir -p "$(dirname "$out")"
+    work=$(mktemp -d "$out.new-XXXXXX")
+fi
+python -c "import torch" 2>/dev/null || { echo "measure_targets.sh: needs torch (pip install torch==2.13.0)" >&2; exit 2; }
+echo "measuring into $work"
 ours=scipy,im2col,stride_tricks,numba,auto,torch
-mkdir -p "$out"
-run() {  # run DIR ARGS...: start, or finish an interrupted run
-    local dir=$out/$1; shift
+run() {  # run NAME ARGS...: start the run, or finish it if an interrupted measurement began it
+    local dir=$work/$1; shift
     if [ -f "$dir/plan.json" ]; then convbench run --out "$dir" --resume --quiet; else convbench run --out "$dir" --quiet "$@"; fi
 }
 step() {
-    local dir=$out/$1; shift
+    local dir=$work/$1; shift
     if [ -f "$dir/plan.json" ]; then convbench step --out "$dir" --resume --quiet; else convbench step --out "$dir" --quiet "$@"; fi
 }
 dirs="--ops conv2d --directions forward,forward+backward --threads 1,2"
 run seeds --suite seeds $dirs --backends $ours
 run lenet5-b64 --suite lenet5 --batch 64 $dirs --backends $ours
-run resnet18-b8 --suite resnet18 --batch 8 --match _conv $dirs --backends im2col,stride_tricks,numba,auto,torch
+run resnet18-b8 --suite resnet18 --batch 8 $dirs --backends $ours
+run resnet18-b1 --suite resnet18 --ops conv2d --directions forward+backward --threads 1,2 --backends scipy,torch
 step step-2t --model seed002,lenet5 --threads 2 --backends $ours
 step step-1t --model seed002,lenet5 --threads 1 --backends $ours
 # numba's first lenet5 step in a fresh process, once its cache is warm (the warm-up run is thrown away)
 convbench step --model lenet5 --backends numba --rounds 1 --out "$(mktemp -d)/warm" --quiet
-[ -f "$out/numba-first-step/plan.json" ] || convbench step --model lenet5 --backends numba --rounds 3 --out "$out/numba-first-step" --quiet
-for run in seeds lenet5-b64 resnet18-b8 step-2t step-1t; do convbench report "$out/$run" > /dev/null; done
-convbench targets "$out"/seeds "$out"/lenet5-b64 "$out"/resnet18-b8 "$out"/step-2t "$out"/step-1t "$out"/numba-first-step --out "$out"
+[ -f "$work/numba-first-step/plan.json" ] || convbench step --model lenet5 --backends numba --rounds 3 --out "$work/numba-first-step" --quiet
+
+rm -rf "$out"
+mv "$work" "$out"
+runs="seeds lenet5-b64 resnet18-b8 resnet18-b1 step-2t step-1t numba-first-step"
+for r in $runs; do convbench report "$out/$r" > /dev/null; done
+convbench targets $(for r in $runs; do echo "$out/$r"; done) --out "$out"
