@@ -78,3 +78,17 @@ def test_torch_step_is_the_same_network(model):
 
     result = measure_step("torch", model, 4, "float32", budget=0.01, rounds=2)
     assert result["status"] == "ok" and result["max_rel_err"] < 1e-5
+
+
+@needs_torch
+def test_torch_step_rows_are_written_without_a_split_by_layer(tmp_path):
+    """convbench step with torch writes its rows: PyTorch's step has no per-kind split (None)."""
+    from convbench.bench.results import RunDirectory
+    from convbench.cnn.step import run_steps
+
+    run = RunDirectory(tmp_path / "run")
+    run.create({"command": "step"})
+    run_steps(run, [("seed002", 4)], ["numba", "torch"], threads=1, rounds=1)
+    steps = {r["backend"]: r for r in run.rows() if r["direction"] == "step"}
+    assert steps["torch"]["status"] == "ok" and steps["torch"]["conv_s"] is None
+    assert steps["numba"]["status"] == "ok" and steps["numba"]["conv_s"] > 0

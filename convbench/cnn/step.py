@@ -251,7 +251,8 @@ def run_steps(run: RunDirectory, models: list[tuple[str, int]], backends: list[s
                         row.update(**result["fields"][part], max_rel_err=result["max_rel_err"],
                                    **result["meter"].record(threads))
                         if part == "step":
-                            row.update({f"{k}_s": result["fields"][f"{k}_s"]["median_s"] for k in KINDS},
+                            # PyTorch's step is not split by layer kind: None there
+                            row.update({f"{k}_s": result["fields"].get(f"{k}_s", {}).get("median_s") for k in KINDS},
                                        first_call_s=result["first_call_s"])
                     else:
                         row.update(reason=result["reason"], max_rel_err=result.get("max_rel_err"))
