@@ -231,14 +231,12 @@ def _tiles_weight_gradient(dy, xt, p):
     return np.ascontiguousarray(dw.reshape(p.K, Cg, p.R, p.S))
 
 
-def _layout(p, channels=None):
-    """Tiles when a group has ``channels`` (default: its output channels) to fill at least half a
-    tile and is not depthwise; rows otherwise (a tile of 16 channels would mostly multiply
-    padding)."""
+def _layout(p):
+    """Tiles when a group has output channels to fill at least half a tile and is not depthwise;
+    rows otherwise (a tile of 16 channels would mostly multiply padding)."""
     if VARIANT != "auto":
         return VARIANT
-    channels = p.K // p.groups if channels is None else channels
-    return "tiles" if channels >= TILE_CHANNELS // 2 and p.C // p.groups * p.R * p.S >= 4 else "rows"
+    return "tiles" if p.K // p.groups >= TILE_CHANNELS // 2 and p.C // p.groups * p.R * p.S >= 4 else "rows"
 
 
 @njit(cache=True, parallel=True)
@@ -408,9 +406,7 @@ def conv2d_backward(dy, ctx, *, need_dx=True):
     if need_dx:
         # The tiles' 'full' correlation multiplies zeros of its own (the stride's gaps, the border),
         # which a NaN or Inf in w turns into NaN; dw is non-finite exactly when that can happen.
-        # dx's tiles hold input channels: too few of them (ResNet-18's conv1 has 3) and a tile
-        # would mostly multiply padding, so those take the rows too
-        tiles = "xt" in ctx.saved and _layout(p, p.C // p.groups) == "tiles" and finite_pair(dw, w)
+        tiles = "xt" in ctx.saved and finite_pair(dw, w)
         dx = (_tiles_input_gradient if tiles else _rows_input_gradient)(dy, w, p)
     db = dy.sum(axis=(0, 2, 3)) if p.has_bias else None
     return dx, dw, db
