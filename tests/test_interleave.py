@@ -100,3 +100,11 @@ def test_summary_fields():
     assert fields["turns"] == fields["rounds"] == 5 and fields["samples_s"] == fields["sample_min_s"]
     assert fields["min_s"] == 0.001 and fields["median_s"] == pytest.approx(0.003)
     assert fields["noisy"] is True  # 0.001 to 0.005: IQR 0.002 on a median of 0.003
+
+
+def test_every_slice_is_settled_first_outside_its_accounting():
+    seen = []
+    entries = [fake(k, seen) for k in "AB"]
+    interleave(entries, budget=1.0, turns=3, exact=True, settle=lambda: seen.append("settle"))
+    assert seen == ["settle", "A", "settle", "B", "settle", "B", "settle", "A", "settle", "A", "settle", "B"]
+    assert all(e.meter.wall < 0.5 for e in entries)

@@ -68,3 +68,42 @@ def test_the_allocator_is_fixed_alike_in_this_process_and_in_workers():
         assert applied and f"{machine.MMAP_THRESHOLD >> 20} MiB" in applied
     assert machine.ALLOCATOR_ENV == {"MALLOC_MMAP_THRESHOLD_": str(machine.MMAP_THRESHOLD),
                                      "MALLOC_TRIM_THRESHOLD_": str(machine.TRIM_THRESHOLD)}
+
+
+def test_quiesce_returns_at_once_when_nothing_spins():
+    assert machine.quiesce() < 0.1
+
+
+def test_quiesce_waits_for_a_spinning_thread_of_this_process():
+    """A worker that keeps a core busy for 0.3 s after we start waiting, as a thread pool does
+    after its parallel region: quiesce must not return before it stops, and must not hang."""
+    import threading
+
+    def spin(seconds=0.3):
+        end = time.process_time() + 10
+        stop = time.perf_counter() + seconds
+        while time.perf_counter() < stop and time.process_time() < end:
+            sum(range(1000))  # pure Python, but the sleeping main thread leaves it the GIL
+
+    worker = threading.Thread(target=spin)
+    start = time.perf_counter()
+    worker.start()
+    waited = machine.quiesce()
+    assert time.perf_counter() - start >= 0.25 and waited <= machine.QUIET_LIMIT + 0.1
+    worker.join()
+
+
+@pytest.mark.skipif(machine.usable_cores() < 2, reason="a BLAS pool needs two cores to spin beside us")
+def test_quiesce_outlasts_blas_threads_left_spinning():
+    """OpenBLAS's workers spin after a threaded product: right after it our process uses about a
+    core while its main thread sleeps; after quiesce it uses next to none."""
+    import numpy as np
+    from threadpoolctl import threadpool_limits
+
+    a = np.ones((512, 512), dtype=np.float32)
+    with threadpool_limits(limits=2, user_api="blas"):
+        a @ a
+        machine.quiesce()
+        cpu, wall = time.process_time(), time.perf_counter()
+        time.sleep(0.05)
+        assert (time.process_time() - cpu) / (time.perf_counter() - wall) < 2 * machine.QUIET_CORES

@@ -89,10 +89,13 @@ def turns_order(entries: list[Entry], turns: int, order: Order = rotation) -> It
 
 
 def interleave(entries: list[Entry], budget: float, turns: int = TURNS, exact: bool = False,
-               order: Order = rotation, between: Callable[[], None] | None = None) -> None:
+               order: Order = rotation, between: Callable[[], None] | None = None,
+               settle: Callable[[], object] | None = None) -> None:
     """Time every entry in ``turns`` rotating turns (see the module's docstring). A slice that
     raises marks its entry failed (``error``) and the others go on. ``between`` is called before
-    every turn (the machine's calibration workload goes there).
+    every turn (the machine's calibration workload goes there), ``settle`` before every slice,
+    outside its timing and CPU accounting (``machine.quiesce`` goes there: no slice pays for
+    the thread pool its predecessor left spinning).
 
     Without ``exact``, an entry whose slices have overshot its budget stops once it has
     ``MIN_SAMPLES`` turns; with the ``paired`` order, A and B of a pair stop together, so that
@@ -112,6 +115,8 @@ def interleave(entries: list[Entry], budget: float, turns: int = TURNS, exact: b
             continue
         if not exact and finished(entry) and (finished(partner[id(entry)]) or partner[id(entry)].error is not None):
             continue
+        if settle is not None:
+            settle()
         try:
             with entry.meter:
                 times = entry.slice(budget / turns, exact)

@@ -98,6 +98,30 @@ class CpuMeter:
                 "contended": bool(others > max(0, cores - threads) + SPARE_CORES_SLACK)}
 
 
+QUIET_CORES = 0.2  # our process's CPU use, in cores, while its main thread sleeps, below which its pools are asleep
+QUIET_STEP = 0.005  # seconds between looks
+QUIET_LIMIT = 1.0  # seconds at most that ``quiesce`` waits
+
+
+def quiesce(step: float = QUIET_STEP, limit: float = QUIET_LIMIT) -> float:
+    """Wait until this process's worker threads have gone to sleep; returns the seconds waited.
+
+    A thread pool spins for a while after its parallel region (OpenBLAS for about 2**28
+    cycles, 0.1 s here; OpenMP's for its spin count) and, on a machine with as many cores as
+    threads, the spinning pool takes cores from whatever runs next: numba's and PyTorch's 2-thread
+    ResNet-18 convolutions ran 1.7-2x slower right after a BLAS call than 0.1 s later. So
+    interleaved measurements call this before every slice: the main thread sleeps ``step`` at a
+    time until our CPU use over a step falls below ``QUIET_CORES`` (or ``limit`` has passed).
+    """
+    start = time.perf_counter()
+    while True:
+        cpu, t0 = time.process_time(), time.perf_counter()
+        time.sleep(step)
+        now = time.perf_counter()
+        if (time.process_time() - cpu) / (now - t0) < QUIET_CORES or now - start >= limit:
+            return now - start
+
+
 def steady_allocator() -> str | None:
     """Fix this process's malloc thresholds (``MMAP_THRESHOLD``, glibc only) so that its history
     cannot change the cost of large temporaries; returns what was set, or None where nothing

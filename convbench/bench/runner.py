@@ -33,7 +33,7 @@ import kernels
 from convbench.bench import stats, timing
 from convbench.bench.abworker import max_relative_error
 from convbench.bench.interleave import TURNS, Entry, call_times, interleave
-from convbench.bench.machine import calibrate, steady_allocator
+from convbench.bench.machine import calibrate, quiesce, steady_allocator
 from convbench.bench.problems import DIRECTIONS, OPS, Problem
 from convbench.bench.results import SCHEMA, RunDirectory, machine_metadata
 from convbench.bench.suites import load_suite
@@ -334,7 +334,7 @@ class Runner:
         entries = [Entry((c, d), lambda seconds, exact, c=c, d=d: c.slice(d, seconds, exact))
                    for c in contenders for d in c.calls]
         interleave(entries, self.plan.budget, self.plan.rounds or self.plan.turns, exact=self.plan.rounds is not None,
-                   between=lambda: self._calibrate(threads))
+                   between=lambda: self._calibrate(threads), settle=quiesce)
         for entry in entries:
             c, d = entry.key
             if entry.error is not None:

@@ -22,7 +22,7 @@ import numpy as np
 import kernels
 from convbench.bench import timing
 from convbench.bench.interleave import Entry, call_times, interleave, timing_fields
-from convbench.bench.machine import calibrate, steady_allocator
+from convbench.bench.machine import calibrate, quiesce, steady_allocator
 from convbench.bench.results import SCHEMA, RunDirectory, machine_metadata
 from convbench.bench.runner import DTYPES, TOLERANCE, all_backends, check_backends
 from convbench.cnn.data import embedded_digits, prepare
@@ -184,7 +184,7 @@ def measure_steps(backends: list[str], model: str, batch_size: int, dtype: str, 
         return one_turn
 
     entries = [Entry(backend, turn_of(backend)) for backend in steps]
-    interleave(entries, budget, rounds or SLICES, exact=rounds is not None, between=between)
+    interleave(entries, budget, rounds or SLICES, exact=rounds is not None, between=between, settle=quiesce)
     for entry in entries:
         backend = entry.key
         if entry.error is not None:
