@@ -35,14 +35,16 @@ def runs(tmp_path):
         kernel("seeds", "seed002_conv", "auto", 0.5e-3),  # auto never counts as ours: it repeats a pick
         kernel("seeds", "seed002_conv", "torch", 3e-3),
         kernel("seeds", "seed002_pool", "im2col", 1e-3), kernel("seeds", "seed002_pool", "torch", 9e-3),
-        kernel("lenet5", "conv1", "im2col", 2e-3), kernel("lenet5", "conv1", "torch", 1e-3),
-        kernel("lenet5", "conv1", "numba", 3e-3),
+        kernel("lenet5", "conv1", "im2col", 2e-3, N=64), kernel("lenet5", "conv1", "torch", 1e-3, N=64),
+        kernel("lenet5", "conv1", "numba", 3e-3, N=64),
+        kernel("lenet5", "conv1", "torch", 1e-5, N=1),  # another batch: never mixed into batch 64's targets
         # scipy's model time: the sum of its layers' medians x repeat, at batch 1 only
         kernel("resnet18", "conv1", "scipy", 0.3, N=1, repeat=1),
         kernel("resnet18", "layer1_conv", "scipy", 0.2, N=1, repeat=4),
         kernel("resnet18", "layer1_conv", "scipy", 9.0, N=8, repeat=4),
-        kernel("resnet18", "layer1_conv", "im2col", 0.1, "forward", pct_of_peak=60.0),
-        kernel("resnet18", "layer1_conv", "numba", 0.5, "forward", pct_of_peak=12.0),
+        kernel("resnet18", "layer1_conv", "im2col", 0.1, "forward", N=8, pct_of_peak=60.0),
+        kernel("resnet18", "layer1_conv", "numba", 0.5, "forward", N=8, pct_of_peak=12.0),
+        kernel("resnet18", "layer1_conv", "numba", 0.01, "forward", N=1, pct_of_peak=90.0),
     ])
     steps = make_run(tmp_path / "steps", {"command": "step", "backends": ["im2col", "torch"], "models": ["lenet5"]}, [
         step("lenet5-b64", "im2col", 11e-3, first_call_s=5.0), step("lenet5-b64", "torch", 10e-3),

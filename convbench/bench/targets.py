@@ -26,7 +26,7 @@ from convbench.bench.results import load_results
 @dataclass(frozen=True)
 class Target:
     label: str
-    suite: str  # the rows' suite ("step" for convbench step)
+    suite: str  # the rows' suite ("step" for convbench step); "resnet18-b8": its rows at batch 8 only
     match: str  # regex on problem names
     direction: str
     limit: float
@@ -47,13 +47,13 @@ class Target:
 
 TARGETS = (
     Target("tiny: seeds conv layers", "seeds", r"conv", "forward+backward", 0.5),
-    Target("small: lenet5 conv layers, batch 64", "lenet5", r"^conv", "forward+backward", 1.0),
-    Target("large: resnet18 3x3 convs, batch 8", "resnet18", r"_conv", "forward+backward", 1.5),
-    Target("large forward: resnet18 3x3 convs, batch 8", "resnet18", r"_conv", "forward", 50.0, "% of peak"),
-    Target("numba forward: resnet18 3x3 convs, batch 8", "resnet18", r"_conv", "forward", 50.0, "% of peak",
+    Target("small: lenet5 conv layers, batch 64", "lenet5-b64", r"^conv", "forward+backward", 1.0),
+    Target("large: resnet18 3x3 convs, batch 8", "resnet18-b8", r"_conv", "forward+backward", 1.5),
+    Target("large forward: resnet18 3x3 convs, batch 8", "resnet18-b8", r"_conv", "forward", 50.0, "% of peak"),
+    Target("numba forward: resnet18 3x3 convs, batch 8", "resnet18-b8", r"_conv", "forward", 50.0, "% of peak",
            backend="numba", threads=2),
-    Target("numba fwd+bwd: lenet5 conv layers, batch 64", "lenet5", r"^conv", "forward+backward", 2.0, backend="numba"),
-    Target("numba fwd+bwd: resnet18 convs, batch 8", "resnet18", r"conv|downsample", "forward+backward", 2.0,
+    Target("numba fwd+bwd: lenet5 conv layers, batch 64", "lenet5-b64", r"^conv", "forward+backward", 2.0, backend="numba"),
+    Target("numba fwd+bwd: resnet18 convs, batch 8", "resnet18-b8", r"conv|downsample", "forward+backward", 2.0,
            backend="numba"),
     Target("scipy model: resnet18 conv layers, batch 1, fwd+bwd", "resnet18-b1", r"conv|downsample", "forward+backward",
            2.0, "model seconds", backend="scipy"),
@@ -101,7 +101,8 @@ def evaluate(runs: list[str | Path]) -> pd.DataFrame:
         if t.kind == "model seconds":
             out.extend(_model_rows(t, mine))
             continue
-        for (problem, threads), group in mine.groupby(["problem", "threads"], sort=False):
+        # a problem at two batch sizes (runs of one suite at --batch 1 and 8) is two problems
+        for (problem, _, threads), group in mine.groupby(["problem", "N", "threads"], sort=False, dropna=False):
             ours = group[group.backend.isin([t.backend] if t.backend else backends.ours(group.backend))]
             if ours.empty:
                 continue
