@@ -80,14 +80,23 @@ def cmd_run(args) -> int:
         raise UsageError(str(exc)) from None
     if args.resume and not run.exists:
         raise UsageError(f"--resume: {run.path} holds no run to finish (no plan.json)")
-    with run.lock():  # one writer: a second --resume while this one runs is refused
-        plan = _saved_plan(Plan, run.begin(None if plan is None else asdict(plan), "run"), run)
-        if args.resume:  # a new plan was resolved a moment ago
-            try:
-                plan.problems()  # a suite file edited since the run was planned is refused here
-            except ValueError as exc:
-                raise UsageError(f"--resume: {exc}") from None
-        return _carry_out(args, run, plan)
+    client = None
+    if args.scheduler:  # Dask is imported here only, and an unusable cluster fails before anything is written
+        from convbench.bench.cluster import connect
+
+        client = connect(args.scheduler)
+    try:
+        with run.lock():  # one writer: a second --resume while this one runs is refused
+            plan = _saved_plan(Plan, run.begin(None if plan is None else asdict(plan), "run"), run)
+            if args.resume:  # a new plan was resolved a moment ago
+                try:
+                    plan.problems()  # a suite file edited since the run was planned is refused here
+                except ValueError as exc:
+                    raise UsageError(f"--resume: {exc}") from None
+            return _carry_out(args, run, plan, client)
+    finally:
+        if client is not None:
+            client.close()
 
 
 def _saved_plan(kind, saved: dict, run):
@@ -101,7 +110,7 @@ def _saved_plan(kind, saved: dict, run):
                          "start a new run in another folder") from None
 
 
-def _carry_out(args, run, plan) -> int:
+def _carry_out(args, run, plan, client=None) -> int:
     """``convbench run``'s measuring, with a progress bar, once its plan is settled and held."""
     from tqdm import tqdm
 
@@ -121,14 +130,25 @@ def _carry_out(args, run, plan) -> int:
     runner = Runner(plan, run, on_row)
     pending = runner.pending()
     bar = tqdm(total=len(pending), unit="measurement", desc=f"convbench run -> {run.path}", disable=args.quiet)
+    failures = []
     try:
-        runner.execute()
+        if client is not None:
+            from convbench.bench.cluster import run_on_cluster
+
+            failures = run_on_cluster(runner, client, on_row)
+        else:
+            runner.execute()
     except KeyboardInterrupt:
         bar.close()
         print(f"interrupted: {len(run.rows())} measurements are kept in {run.path}; "
               f"finish with: convbench run --resume --out {run.path}", file=sys.stderr)
         return 130
-    bar.close()
+    finally:
+        bar.close()
+    if failures:
+        print(f"convbench run: {len(failures)} cell(s) failed on the cluster and stay pending "
+              f"(finish with: convbench run --resume --out {run.path}, with or without --scheduler):\n  "
+              + "\n  ".join(failures), file=sys.stderr)
     statuses = {}
     rows = run.rows()
     for row in rows:
@@ -136,10 +156,10 @@ def _carry_out(args, run, plan) -> int:
     summary = ", ".join(f"{n} {s}" for s, n in sorted(statuses.items()))
     marks = [f"{sum(bool(r.get(flag)) for r in rows)} {flag}" for flag in ("noisy", "contended")
              if any(r.get(flag) for r in rows)]
-    print(f"{len(pending)} measured now; {run.path} holds {summary}"
+    print(f"{len(pending) - len(runner.pending())} measured now; {run.path} holds {summary}"
           + (f" ({', '.join(marks)}: marked in the report)" if marks else "")
           + f". Next: convbench report {run.path}")
-    return _measured_something(rows, run.path)
+    return 1 if failures else _measured_something(rows, run.path)
 
 
 def _measured_something(rows: list[dict], path) -> int:
@@ -155,7 +175,7 @@ def _measured_something(rows: list[dict], path) -> int:
 def cmd_report(args) -> int:
     from convbench.bench.report import write_report
 
-    written = write_report(args.run, plots=not args.no_plots)
+    written = write_report(args.run, plots=not args.no_plots, out=args.out)
     print("\n".join(str(p) for p in written))
     return 0
 
@@ -169,12 +189,12 @@ def cmd_targets(args) -> int:
     return 0
 
 
-def _compared(old, new, threshold: float) -> int:
+def _compared(old, new, threshold: float, across_machines: bool = False) -> int:
     """Print compare's report of NEW against OLD; exit status 1 on a regression, else 0."""
     from convbench.bench.compare import compare
 
     try:
-        table, regressions = compare(old, new, threshold=threshold)
+        table, regressions = compare(old, new, threshold=threshold, across_machines=across_machines)
     except (ValueError, OSError) as exc:  # unreadable or unmatched inputs: a usage error
         raise UsageError(f"compare: {exc}") from None
     print(table)
@@ -191,7 +211,7 @@ def _threshold(value: float) -> float:
 
 
 def cmd_compare(args) -> int:
-    return _compared(args.old, args.new, _threshold(args.threshold))
+    return _compared(args.old, args.new, _threshold(args.threshold), args.across_machines)
 
 
 def cmd_ab(args) -> int:
@@ -412,13 +432,21 @@ def parser() -> argparse.ArgumentParser:
     _plan_arguments(run)
     run.add_argument("--out", required=True, metavar="DIR", help="run directory (created; must not hold a run unless --resume)")
     run.add_argument("--resume", action="store_true", help="finish the interrupted run in --out with its saved plan")
+    run.add_argument("--scheduler", metavar="ADDRESS",
+                     help="measure on the workers of the Dask cluster whose scheduler is at ADDRESS "
+                          "(tcp://HOST:8786; needs the cluster extra), one cell per machine at a time, "
+                          "rows written here; without it, on this machine")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.set_defaults(fn=cmd_run)
 
     report = sub.add_parser("report", help="Markdown tables and PNG plots of a run",
                             description="Write RUN/report.md (per-problem tables, ratios to the best, "
                                         "geometric-mean speedups, winners) and RUN/plots/*.png.")
-    report.add_argument("run", metavar="RUN", help="a run directory")
+    report.add_argument("run", metavar="RUN", nargs="+",
+                        help="a run directory or pytest-benchmark JSON file; several are reported together "
+                             "(runs from several machines: a table across machines, then each machine's)")
+    report.add_argument("--out", metavar="DIR", help="where report.md and plots/ go; default RUN itself "
+                                                      "(required with several RUNs)")
     report.add_argument("--no-plots", action="store_true", help="tables only")
     report.set_defaults(fn=cmd_report)
 
@@ -522,6 +550,9 @@ def parser() -> argparse.ArgumentParser:
     comp.add_argument("old", metavar="OLD", help="the baseline run directory")
     comp.add_argument("new", metavar="NEW", help="the run directory to judge")
     comp.add_argument("--threshold", type=float, default=0.10, help="the smallest change worth a verdict: slower means the interval lies above 1 + THRESHOLD (default 0.10)")
+    comp.add_argument("--across-machines", action="store_true",
+                      help="compare rows measured on different machines (one machine on each side); "
+                           "refused by default, since the difference would be the machines' as much as the code's")
     comp.set_defaults(fn=cmd_compare)
     return top
 

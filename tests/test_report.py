@@ -180,3 +180,42 @@ def test_report_of_a_run_whose_suite_was_a_path_with_folders(tmp_path, capsys):
     assert main(["report", str(out)]) == 0
     pngs = [p.name for p in (out / "plots").iterdir()]
     assert pngs and all("/" not in p and p.endswith(".png") for p in pngs)
+
+
+def _as_machine(src, dst, name):
+    """A copy of run ``src`` as if measured on the machine called ``name`` (rows and sessions)."""
+    shutil.copytree(src, dst)
+    for file in ("measurements.jsonl", "sessions.jsonl"):
+        lines = (dst / file).read_text().splitlines()
+        (dst / file).write_text("".join(json.dumps({**json.loads(line), "machine": name}) + "\n" for line in lines))
+    return dst
+
+
+def test_rows_name_their_machine(small_run):
+    import platform
+
+    rows, sessions = RunDirectory(small_run).rows(), RunDirectory(small_run).sessions()
+    assert {r["machine"] for r in rows} == {s["machine"] for s in sessions} == {platform.node()}
+    assert {"host", "cpu", "cores", "blas", "peaks"} <= set(sessions[0]) and all("calibration_s" in r for r in rows)
+
+
+def test_compare_refuses_other_machines_unless_asked(small_run, tmp_path, capsys):
+    a, b = _as_machine(small_run, tmp_path / "a", "alpha"), _as_machine(small_run, tmp_path / "b", "beta")
+    assert main(["compare", str(a), str(b)]) == 2
+    assert "alpha" in capsys.readouterr().err
+    assert main(["compare", str(a), str(b), "--across-machines"]) == 0
+    assert "48 measurements compared" in capsys.readouterr().out
+
+
+def test_report_of_runs_from_two_machines_puts_them_side_by_side(small_run, tmp_path, capsys):
+    a, b = _as_machine(small_run, tmp_path / "a", "alpha"), _as_machine(small_run, tmp_path / "b", "beta")
+    assert main(["report", str(a), str(b), "--no-plots"]) == 2  # where would it go?
+    assert "--out" in capsys.readouterr().err
+    assert main(["report", str(a), str(b), "--out", str(tmp_path / "both"), "--no-plots"]) == 0
+    text = (tmp_path / "both" / "report.md").read_text()
+    assert "## Across machines" in text and "| machine " in text
+    across = text.split("## Across machines")[1].split("\n# ")[0]
+    assert "| alpha " in across or "alpha" in across.splitlines()[6]  # machines are the columns
+    winner_rows = [line for line in across.splitlines() if "winner" in line]
+    assert winner_rows and all(line.count("|") == 5 for line in winner_rows)  # problem, backend, alpha, beta
+    assert "# alpha" in text and "# beta" in text

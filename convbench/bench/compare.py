@@ -79,9 +79,36 @@ def machine_swing(old: list[float], new: list[float]) -> tuple[tuple[float, floa
         "beyond that to be called one (for finer verdicts, `convbench ab` measures in turns)")
 
 
-def _calibration(path: str | Path, frame: pd.DataFrame, threads: int) -> list[float]:
-    """The calibration of ``path`` on ``threads``; a pytest-benchmark file's from its rows already read."""
-    return benchmark_calibration(frame, threads) if is_benchmark_json(path) else load_calibration(path, threads)
+def _calibration(path: str | Path, frame: pd.DataFrame, threads: int, machine: str | None = None) -> list[float]:
+    """The calibration of ``path`` on ``threads`` (and ``machine``); a pytest-benchmark file's from its rows."""
+    if is_benchmark_json(path):
+        return benchmark_calibration(frame, threads)
+    return load_calibration(path, threads, machine)
+
+
+def machines(frame: pd.DataFrame) -> list[str]:
+    """The machines a run's rows name (none for runs older than machine names, and for
+    pytest-benchmark files)."""
+    return sorted(frame["machine"].dropna().unique()) if "machine" in frame else []
+
+
+def _match_machines(a: pd.DataFrame, b: pd.DataFrame, old, new, across_machines: bool) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """The frames to match and the key columns, machines included: rows measured on different
+    machines are compared only when asked (``across_machines``), and then only one machine
+    against one."""
+    on_a, on_b = machines(a), machines(b)
+    if not on_a or not on_b:  # a side that does not name machines: matched as before
+        return a, b, KEY
+    if across_machines:
+        if len(on_a) > 1 or len(on_b) > 1:
+            raise ValueError(f"--across-machines compares one machine with one; {old} holds {', '.join(on_a)} "
+                             f"and {new} holds {', '.join(on_b)}")
+        return a, b, KEY
+    if not set(on_a) & set(on_b):
+        raise ValueError(f"{old} was measured on {', '.join(on_a)} and {new} on {', '.join(on_b)}: the "
+                         "difference would be the machines' as much as the code's; give --across-machines "
+                         "to compare them all the same")
+    return a, b, ["machine", *KEY]
 
 
 def _samples(row, side: str, name: str = "sample_min_s") -> list[float]:
@@ -94,28 +121,41 @@ def _flag(row, name: str, side: str) -> bool:
     return bool(value) if isinstance(value, (bool, np.bool_)) else False
 
 
-def compare(old: str | Path, new: str | Path, threshold: float = 0.10) -> tuple[str, int]:
-    """A Markdown report of NEW against OLD, and how many regressions it holds."""
+def _where(machine: str | None, threads) -> str:
+    return f"{machine}, {threads:g} thread(s): " if machine else f"{threads:g} thread(s): "
+
+
+def compare(old: str | Path, new: str | Path, threshold: float = 0.10,
+            across_machines: bool = False) -> tuple[str, int]:
+    """A Markdown report of NEW against OLD, and how many regressions it holds. Rows are matched
+    machine by machine; rows of different machines only with ``across_machines``."""
     if not threshold >= 0:
         raise ValueError(f"--threshold must be a number >= 0; got {threshold}")
     raw_a, raw_b = load_results(old), load_results(new)
-    columns = KEY + ["status", "median_s", "min_s", "samples_s", "sample_min_s", "contended"]
+    raw_a, raw_b, key = _match_machines(raw_a, raw_b, old, new, across_machines)
+    columns = key + ["status", "median_s", "min_s", "samples_s", "sample_min_s", "contended"]
     a, b = (frame.reindex(columns=columns) for frame in (raw_a, raw_b))
-    merged = a.merge(b, on=KEY, suffixes=("_old", "_new"))
+    merged = a.merge(b, on=key, suffixes=("_old", "_new"))
     if merged.empty:
-        raise ValueError(f"{old} and {new} share no measurement (same suite, problem, batch, backend, "
-                         "direction, dtype and threads)")
+        raise ValueError(f"{old} and {new} share no measurement (same {'machine, ' if 'machine' in key else ''}"
+                         "suite, problem, batch, backend, direction, dtype and threads)")
+    if "machine" not in merged:
+        merged["machine"] = None
     unit, scale = time_unit([*merged.min_s_old, *merged.min_s_new])
-    # threads -> (interval, sentence): the calibration is measured on the rows' threads
+    # (machine, threads) -> (interval, sentence): the calibration is measured on the rows' machine and threads
     allowance = machine_swing if is_benchmark_json(old) or is_benchmark_json(new) else machine_drift
-    drifts = {threads: allowance(_calibration(old, raw_a, int(threads)), _calibration(new, raw_b, int(threads)))
-              for threads in sorted(merged.threads.dropna().unique())}
+    by_machine = "machine" in key
+    # a run of several machines (a cluster run) has its calibrations told apart by session
+    split_a, split_b = (by_machine and len(machines(raw)) > 1 for raw in (raw_a, raw_b))
+    drifts = {(m, t): allowance(_calibration(old, raw_a, int(t), m if split_a else None),
+                                _calibration(new, raw_b, int(t), m if split_b else None))
+              for m, t in merged[["machine", "threads"]].drop_duplicates().itertuples(index=False)}
     rows, regressions = [], 0
     for r in merged.itertuples():
         if r.status_old == "ok" and r.status_new == "ok":
             old_samples, new_samples = _samples(r, "old"), _samples(r, "new")
             if old_samples and new_samples:
-                v = stats.verdict(old_samples, new_samples, threshold, drift=drifts[r.threads][0],
+                v = stats.verdict(old_samples, new_samples, threshold, drift=drifts[r.machine, r.threads][0],
                                   contended=_flag(r, "contended", "old") or _flag(r, "contended", "new"),
                                   medians=(_samples(r, "old", "samples_s") or [r.median_s_old],
                                            _samples(r, "new", "samples_s") or [r.median_s_new]))
@@ -131,7 +171,7 @@ def compare(old: str | Path, new: str | Path, threshold: float = 0.10) -> tuple[
             regression = r.status_old == "ok" and r.status_new in ("wrong", "error")
             cells, note = ("-", "-", "-", "-", "-"), ""
         regressions += regression
-        rows.append({"suite": r.suite, "problem": r.problem, "backend": r.backend, "direction": r.direction,
+        rows.append({**({"machine": r.machine} if by_machine and len(machines(merged)) > 1 else {}), "suite": r.suite, "problem": r.problem, "backend": r.backend, "direction": r.direction,
                      "dtype": r.dtype, "threads": r.threads, f"old fastest ({unit})": cells[0],
                      f"new fastest ({unit})": cells[1], "new/old": cells[2], "95% interval": cells[3],
                      "medians new/old": cells[4],
@@ -142,8 +182,8 @@ def compare(old: str | Path, new: str | Path, threshold: float = 0.10) -> tuple[
     head = (f"{len(table)} measurements compared: " + ", ".join(f"{n} {v}" for v, n in counts.items())
             + f"; {regressions} regression(s) beyond {threshold:.0%}."
             + (f" {contended} measured while other processes held the cores (contended)." if contended else "")
-            + "".join(f"\n\n{'' if len(drifts) == 1 else f'{t:g} thread(s): '}{sentence}."
-                      for t, (_, sentence) in drifts.items()))
+            + "".join(f"\n\n{'' if len(drifts) == 1 else _where(m, t)}{sentence}."
+                      for (m, t), (_, sentence) in drifts.items()))
     if not table.why.astype(bool).any():
         table = table.drop(columns="why")
     return head + "\n\n" + table.to_markdown(index=False) + "\n", regressions

@@ -146,31 +146,56 @@ def _machine(frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def write_report(path: str | Path, plots: bool = True) -> list[Path]:
-    """Write RUN/report.md (and RUN/plots/*.png); return the files written.
+def machines_table(rows: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """One suite x direction x dtype x threads on several machines: (problem, backend) as rows,
+    machines as columns, each cell the median and its ratio to the best backend on that machine,
+    and each problem's winner per machine (asv's results of several machines side by side)."""
+    from convbench.bench.compare import machines, time_unit
 
-    For a pytest-benchmark JSON file, the report goes to a folder beside it: NAME-report/.
-    """
-    path = Path(path)
-    frame = load_results(path)
-    if path.is_file():
-        path = path.with_name(f"{path.stem}-report")
-        path.mkdir(exist_ok=True)
-    if frame.empty:
-        raise InputError(f"{path} holds no measurements yet")
-    statuses = frame.status.value_counts()
-    parts = [f"# convbench report: {path.name}", "", _machine(frame), "",
-             "Statuses: " + ", ".join(f"{n} {s}" for s, n in statuses.items()) + ".",
-             "Cells: median time, one unit per table (ratio to the best backend on that problem); **bold** "
-             "is the best. Medians and ratios come from one run on one machine, the backends of each "
-             "problem measured in turns. " + MARKS, ""]
-    for flag in ("noisy", "contended"):
-        marked = int((frame[flag] == True).sum()) if flag in frame else 0  # noqa: E712
-        if marked:
-            parts += [f"{marked} of {len(frame)} measurement(s) were {flag}.", ""]
+    ok = rows[rows.status == "ok"]
+    unit, scale = time_unit(ok["median_s"])
+    names = machines(rows)
+    records = []
+    for problem in dict.fromkeys(rows["problem"]):
+        mine = ok[ok.problem == problem]
+        contenders = {m: _contenders(mine[mine.machine == m]) for m in names}
+        best = {m: c.median_s.min() if len(c) else np.nan for m, c in contenders.items()}
+        for backend in backends.order(rows["backend"]):
+            record = {"problem": problem, "backend": backend}
+            for m in names:
+                hit = mine[(mine.machine == m) & (mine.backend == backend)]
+                if hit.empty:
+                    record[m] = "-"
+                    continue
+                t = hit.median_s.iloc[0]
+                cell = f"{t / scale:.3g} ({_ratio(t / best[m])}){_marks(hit.iloc[0])}"
+                record[m] = f"**{cell}**" if t == best[m] else cell
+            records.append(record)
+        records.append({"problem": problem, "backend": "winner",
+                        **{m: c.loc[c.median_s.idxmin(), "backend"] if len(c) else "-" for m, c in contenders.items()}})
+    return pd.DataFrame(records), unit
+
+
+def _machines_summary(frame: pd.DataFrame) -> pd.DataFrame:
+    """One line per machine: what it is and how fast it measured itself."""
+    out = []
+    for name, rows in frame.groupby("machine", sort=True):
+        first = rows.iloc[0]
+        peaks = rows.dropna(subset=["peak_gflops"]).groupby("threads").peak_gflops.median()
+        out.append({"machine": name, "CPU": first.get("cpu"), "cores": first.get("cores"), "BLAS": first.get("blas"),
+                    "SGEMM peak (GFLOP/s)": ", ".join(f"{p:.0f} at {t}t" for t, p in peaks.items()) or "-",
+                    "calibration (median)": duration(rows.calibration_s.median()) if "calibration_s" in rows
+                    and rows.calibration_s.notna().any() else "-",
+                    "rows": len(rows)})
+    return pd.DataFrame(out).set_index("machine")
+
+
+def _sections(frame: pd.DataFrame, prefix: str = "") -> list[str]:
+    """The per-suite tables of one machine's rows."""
+    parts = []
     groups = frame.groupby(["threads", "dtype", "suite"], sort=False)
     for (threads, dtype, suite), suite_rows in groups:
-        parts.append(f"## {suite} ({dtype}, {threads} thread{'s' if threads > 1 else ''})")
+        parts.append(f"## {prefix}{suite} ({dtype}, {threads} thread{'s' if threads > 1 else ''})")
         parts.append("")
         for direction in SECTION_ORDER:
             rows = suite_rows[suite_rows.direction == direction]
@@ -189,13 +214,69 @@ def write_report(path: str | Path, plots: bool = True) -> list[Path]:
             parts += ["Not timed:", ""]
             parts += [f"- {r.problem} {r.backend} {r.direction}: {r.status}, {r.reason}" for r in skipped.itertuples()]
             parts.append("")
+    return parts
+
+
+def write_report(paths: str | Path | list, plots: bool = True, out: str | Path | None = None) -> list[Path]:
+    """Write OUT/report.md (and OUT/plots/*.png); return the files written.
+
+    ``paths``: a run directory, a pytest-benchmark JSON file (whose report goes to a folder
+    beside it, NAME-report/), or several of them, whose rows are reported together (``out`` is
+    then required). Rows of several machines (a run measured on a cluster, or runs from several
+    machines) get a table across machines first, then each machine's own tables.
+    """
+    from convbench.bench.compare import machines
+
+    paths = [Path(p) for p in (paths if isinstance(paths, (list, tuple)) else [paths])]
+    if len(paths) > 1 and out is None:
+        raise InputError(f"{len(paths)} runs are reported together into one folder: give --out DIR")
+    frame = pd.concat([load_results(p) for p in paths], ignore_index=True) if len(paths) > 1 else load_results(paths[0])
+    path = Path(out) if out is not None else paths[0]
+    if out is None and path.is_file():
+        path = path.with_name(f"{path.stem}-report")
+    path.mkdir(parents=True, exist_ok=True)
+    if frame.empty:
+        raise InputError(f"{', '.join(map(str, paths))} holds no measurements yet")
+    names = machines(frame)
+    statuses = frame.status.value_counts()
+    parts = [f"# convbench report: {path.name}", ""]
+    parts += [_machine(frame), ""] if len(names) <= 1 else [
+        f"{len(names)} machines; each one's tables come from its own rows, the backends of each problem "
+        "measured in turns on that machine.", "", _machines_summary(frame).to_markdown(), ""]
+    parts += ["Statuses: " + ", ".join(f"{n} {s}" for s, n in statuses.items()) + ".",
+              "Cells: median time, one unit per table (ratio to the best backend on that problem); **bold** "
+              "is the best. Medians and ratios come from one run on one machine, the backends of each "
+              "problem measured in turns. " + MARKS, ""]
+    for flag in ("noisy", "contended"):
+        marked = int((frame[flag] == True).sum()) if flag in frame else 0  # noqa: E712
+        if marked:
+            parts += [f"{marked} of {len(frame)} measurement(s) were {flag}.", ""]
     written = []
+    if len(names) <= 1:
+        parts += _sections(frame)
+    else:
+        parts += ["## Across machines", ""]
+        for (threads, dtype, suite, direction), rows in frame.groupby(["threads", "dtype", "suite", "direction"], sort=False):
+            table, unit = machines_table(rows)
+            parts += [f"### {suite}, {direction} ({dtype}, {threads} thread{'s' if threads > 1 else ''})", "",
+                      f"Median times in {unit} (ratio to the best on that machine):", "", table.to_markdown(index=False), ""]
+        for name in names:
+            parts += [f"# {name}", "", _machine(frame[frame.machine == name]), ""]
+            parts += _sections(frame[frame.machine == name], prefix=f"{name}: ")
     if plots:
         from convbench.bench.plots import write_plots
 
-        images = write_plots(frame, path / "plots")
-        parts += ["## Plots", ""] + [f"![{p.stem}](plots/{p.name})" for p in images] + [""]
+        images = []
+        for name in names if len(names) > 1 else [None]:
+            rows = frame if name is None else frame[frame.machine == name]
+            folder = path / "plots" if name is None else path / "plots" / _slug(name)
+            images += write_plots(rows, folder)
+        parts += ["## Plots", ""] + [f"![{p.stem}]({p.relative_to(path).as_posix()})" for p in images] + [""]
         written += images
     report = path / "report.md"
     report.write_text("\n".join(parts))
     return [report, *written]
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "-" for c in str(name)) or "machine"

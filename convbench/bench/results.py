@@ -68,7 +68,7 @@ def _versions() -> dict:
     return versions
 
 
-def _git_commit() -> str | None:
+def git_commit() -> str | None:
     here = Path(__file__).resolve().parent
     try:
         done = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=12"], cwd=here,
@@ -78,13 +78,24 @@ def _git_commit() -> str | None:
     return done.stdout.strip() or None if done.returncode == 0 else None
 
 
+MACHINE_ENV = "CONVBENCH_MACHINE"
+
+
+def machine_name() -> str:
+    """The name that tells this machine's rows from another's in one report: ``$CONVBENCH_MACHINE``
+    where set (to give cluster workers readable names), else the host name."""
+    return os.environ.get(MACHINE_ENV, "").strip() or platform.node() or "unnamed"
+
+
 def machine_metadata() -> dict:
-    """What the figures depend on: CPU, cores, OS, versions, BLAS, commit, time."""
+    """What the figures depend on: machine name, host, CPU, cores, OS, versions, BLAS, commit, time."""
     import cpuinfo
     from threadpoolctl import threadpool_info
 
     cpu = cpuinfo.get_cpu_info()
     return {
+        "machine": machine_name(),
+        "host": platform.node(),
         "cpu": cpu.get("brand_raw") or platform.processor() or platform.machine(),
         "cpu_flags_avx512": "avx512f" in cpu.get("flags", []),
         "cpu_flags_avx2": "avx2" in cpu.get("flags", []),
@@ -93,7 +104,7 @@ def machine_metadata() -> dict:
         **{f"{name}_version": version for name, version in _versions().items()},
         "blas": ", ".join(f"{i.get('internal_api')} {i.get('version')}" for i in threadpool_info()
                           if i.get("user_api") == "blas") or None,
-        "git_commit": _git_commit(),
+        "git_commit": git_commit(),
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
 
@@ -206,10 +217,18 @@ class RunDirectory:
         self.create(plan)
         return plan
 
+    @staticmethod
+    def new_session_id() -> str:
+        return uuid.uuid4().hex[:12]
+
     def start_session(self, metadata: dict) -> str:
-        session = uuid.uuid4().hex[:12]
-        _append_line(self.path / SESSIONS, {"schema": SCHEMA, "session": session, **metadata})
+        session = self.new_session_id()
+        self.write_session({"session": session, **metadata})
         return session
+
+    def write_session(self, record: dict) -> None:
+        """One session's line (``session`` and the machine's metadata), as measured elsewhere."""
+        _append_line(self.path / SESSIONS, {"schema": SCHEMA, **record})
 
     def add_calibration(self, session: str, record: dict) -> dict:
         _append_line(self.path / CALIBRATION, {"schema": SCHEMA, "session": session, **record})
@@ -304,17 +323,20 @@ def benchmark_calibration(frame: pd.DataFrame, threads: int | None = None) -> li
     return frame["calibration_s"].dropna().tolist()
 
 
-def load_calibration(path: str | Path, threads: int | None = None) -> list[float]:
+def load_calibration(path: str | Path, threads: int | None = None, machine: str | None = None) -> list[float]:
     """The calibration workload's seconds (``index_s``) measured through a run (or, for a
     pytest-benchmark file, before each benchmark), of this version of the workload and, when
-    given, on ``threads`` threads; empty when it holds none."""
+    given, on ``threads`` threads and on ``machine`` (a run measured on a cluster holds several);
+    empty when it holds none."""
     path = Path(path)
     if is_benchmark_json(path):
         return benchmark_calibration(read_benchmark_json(path), threads)
     run = RunDirectory(path.parent if path.name == MEASUREMENTS else path)
+    sessions = {s.get("session"): s.get("machine") for s in run.sessions()} if machine is not None else {}
     return [c["index_s"] for c in run.calibrations()
             if c.get("version") == CALIBRATION_VERSION and isinstance(c.get("index_s"), (int, float))
-            and (threads is None or c.get("threads") == threads)]
+            and (threads is None or c.get("threads") == threads)
+            and (machine is None or sessions.get(c.get("session")) == machine)]
 
 
 def load_results(path: str | Path) -> pd.DataFrame:

@@ -35,7 +35,7 @@ from convbench.bench.abworker import max_relative_error
 from convbench.bench.interleave import TURNS, Entry, call_times, interleave
 from convbench.bench.machine import calibrate, quiesce, steady_allocator
 from convbench.bench.problems import DIRECTIONS, OPS, Problem
-from convbench.bench.results import SCHEMA, RunDirectory, machine_metadata
+from convbench.bench.results import SCHEMA, RunDirectory, machine_metadata, machine_name
 from convbench.bench.suites import load_suite
 from kernels import phases
 
@@ -217,28 +217,49 @@ class Runner:
         done = {row_key(r) for r in self.run.rows()}
         return [k for k in self.plan.keys() if k not in done]
 
+    def groups(self, pending: set[tuple] | None = None) -> dict[tuple, dict[str, list[str]]]:
+        """The pending measurements (default: all not yet in the run) as groups, in plan order:
+        (suite, problem, dtype, threads) -> backend -> directions. A group is the unit of work:
+        its backends take turns on one machine, so their ratios are side by side."""
+        pending = set(self.pending()) if pending is None else pending
+        groups: dict[tuple, dict[str, list[str]]] = {}
+        for key in self.plan.keys():
+            if key in pending:
+                suite, name, backend, dtype, threads, direction = key
+                groups.setdefault((suite, name, dtype, threads), {}).setdefault(backend, []).append(direction)
+        return groups
+
     def execute(self) -> None:
-        pending = set(self.pending())
-        if not pending:
+        groups = self.groups()
+        if not groups:
             return
+        self.open_session()
+        self.measure(groups)
+        for threads in self.plan.threads:
+            self._calibrate(threads)
+
+    def open_session(self, **extra) -> dict:
+        """Load the backends, measure the machine's peaks on the plan's thread counts and start a
+        session (the machine's metadata, ``extra`` among it); returns the session's record."""
         for backend in self.plan.backends:  # import now (torch, numba) so thread limits reach them
             try:
                 kernels.get(backend)
             except kernels.BackendUnavailable:
                 pass  # recorded as unavailable, cell by cell
-        metadata = {**machine_metadata(), "allocator": steady_allocator()}
-        problems = dict(((s, p.name), p) for s, p in self.plan.problems())
-        peaks = {}
+        metadata = {**machine_metadata(), "allocator": steady_allocator(), **extra}
+        self.peaks = {}
         for threads in self.plan.threads:
             with timing.threads(threads):
-                peaks[threads] = (timing.sgemm_peak(), timing.copy_bandwidth())
-        metadata["peaks"] = {t: {"sgemm_gflops": g, "copy_gbs": b} for t, (g, b) in peaks.items()}
+                self.peaks[threads] = (timing.sgemm_peak(), timing.copy_bandwidth())
+        metadata["peaks"] = {t: {"sgemm_gflops": g, "copy_gbs": b} for t, (g, b) in self.peaks.items()}
         self.session = self.run.start_session(metadata)
-        groups: dict[tuple, dict[str, list[str]]] = {}
-        for key in self.plan.keys():  # plan order, grouped by problem, dtype and threads
-            if key in pending:
-                suite, name, backend, dtype, threads, direction = key
-                groups.setdefault((suite, name, dtype, threads), {}).setdefault(backend, []).append(direction)
+        return {"session": self.session, **metadata}
+
+    def measure(self, groups: dict[tuple, dict[str, list[str]]], problems: dict | None = None) -> None:
+        """Measure ``groups`` (see ``groups``) in windows, in this process's open session.
+        ``problems``: (suite, name) -> Problem, as resolved by whoever planned (default: the plan's)."""
+        problems = problems or dict(((s, p.name), p) for s, p in self.plan.problems())
+        here = machine_name()
         for window in windows(groups, self.plan.budget, self.plan.window):
             threads = window[0][0][3]
             calibration = self._calibrate(threads)
@@ -248,15 +269,13 @@ class Runner:
                     problem = problems[suite, name]
                     for backend, directions in wanted.items():
                         base = {"suite": suite, **problem.record(), "descriptor": problem.descriptor(),
-                                "backend": backend, "dtype": dtype, "threads": threads,
-                                "peak_gflops": peaks[threads][0], "bandwidth_gbs": peaks[threads][1],
+                                "backend": backend, "dtype": dtype, "threads": threads, "machine": here,
+                                "peak_gflops": self.peaks[threads][0], "bandwidth_gbs": self.peaks[threads][1],
                                 "calibration_s": calibration["index_s"]}
                         contender = self._prepare(problem, base, directions)
                         if contender is not None:
                             contenders.append(contender)
                 self._time(contenders, threads)
-        for threads in self.plan.threads:
-            self._calibrate(threads)
 
     def _calibrate(self, threads: int) -> dict:
         return self.run.add_calibration(self.session, calibrate(threads))

@@ -1,0 +1,166 @@
+"""``convbench run --scheduler ADDRESS``: a plan's cells measured on the workers of a Dask cluster.
+
+A *cell* is one window of the plan (``runner.windows``): consecutive groups (one problem, dtype
+and thread count each, with every backend and direction still pending for it) whose timing
+budgets add up to about ``--window`` seconds, measured in turns together exactly as a local run
+measures them. So the backends of a problem are always timed side by side on one machine, each
+problem is checked against the reference on the machine that times it, and a cluster run is
+measured the way a local run is, window for window.
+
+One cell at a time per machine: every cell asks for the worker resource ``machine=1``, and a
+machine's worker offers exactly one (``dask worker ADDRESS --nthreads 1 --resources machine=1``).
+A machine whose worker offered more, or two workers on one machine, would time cells against
+each other; the cluster's own bookkeeping (heartbeats, the scheduler's messages) is the only
+other work a worker does while it measures.
+
+The client is the only writer. A cell's rows, its calibrations and its worker's session come back
+to the client, which appends them to the run directory as a local run does (one JSON line each,
+synced), so ``--resume`` works unchanged, with the cluster or without it. A worker that dies
+mid-cell returns nothing: Dask runs the cell again elsewhere, and its rows are written once.
+This module imports Dask (the ``cluster`` extra) only when called.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from convbench.bench.errors import InputError
+from convbench.bench.results import RunDirectory, git_commit
+from convbench.bench.runner import Plan, Runner, row_key, windows
+
+RESOURCE = "machine"  # each cell takes one; each machine's worker offers one
+CONNECT_TIMEOUT = "10s"
+WORKER_COMMAND = "dask worker {address} --nthreads 1 --resources machine=1"
+
+
+class ClusterError(InputError):
+    """A cluster that cannot take the run: unreachable, without workers, or running other code."""
+
+
+@dataclass
+class Collector:
+    """A run directory's writing methods, kept in memory: what a worker hands back to the client."""
+
+    sessions: list[dict] = field(default_factory=list)
+    calibrations: list[dict] = field(default_factory=list)
+    measurements: list[dict] = field(default_factory=list)
+
+    def start_session(self, metadata: dict) -> str:
+        session = RunDirectory.new_session_id()
+        self.sessions.append({"session": session, **metadata})
+        return session
+
+    def add_calibration(self, session: str, record: dict) -> dict:
+        self.calibrations.append({"session": session, **record})
+        return record
+
+    def append(self, row: dict) -> None:
+        self.measurements.append(row)
+
+    def rows(self) -> list[dict]:
+        return []
+
+
+_opened: dict[str, tuple] = {}  # in a worker process: plan's thread counts -> (session record, peaks)
+
+
+def measure_cell(plan: Plan, cell: list[tuple], problems: dict) -> dict:
+    """On a worker: measure one cell (a window: [(group, wanted)]); returns its session's record,
+    calibrations and rows.
+
+    A worker opens one session (its machine's metadata, peaks and worker address) the first time
+    it sees a plan's thread counts, and names it in every row it measures after."""
+    from distributed import get_worker
+
+    sink = Collector()
+    runner = Runner(plan, sink)
+    key = json.dumps(plan.threads)
+    if key in _opened:
+        session, runner.peaks = _opened[key]
+        runner.session = session["session"]
+    else:
+        session = runner.open_session(worker=get_worker().address)
+        _opened[key] = (session, runner.peaks)
+    runner.measure(dict(cell), problems)
+    return {"session": session, "calibrations": sink.calibrations, "rows": sink.measurements}
+
+
+def cell_key(cell: list[tuple]) -> str:
+    """A Dask task key naming the cell by its first problem (readable on the dashboard, unique
+    within a plan)."""
+    (suite, name, dtype, threads), _ = cell[0]
+    digest = hashlib.sha1(json.dumps(cell).encode()).hexdigest()[:8]
+    more = f"+{len(cell) - 1}" if len(cell) > 1 else ""
+    return f"convbench-{name}{more}-{dtype}-{threads}t-{digest}"
+
+
+def connect(address: str):
+    """A Dask client of the scheduler at ``address``, with at least one worker offering
+    ``machine=1``; ClusterError saying what to do otherwise."""
+    try:
+        from distributed import Client
+    except ImportError:
+        raise ClusterError("--scheduler needs Dask's distributed package: pip install -e \".[cluster]\"") from None
+
+    try:
+        client = Client(address, timeout=CONNECT_TIMEOUT, set_as_default=False)
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise ClusterError(f"--scheduler {address}: cannot reach a Dask scheduler there ({exc}); "
+                           f"start one with `dask scheduler` and give its tcp:// address") from None
+    workers = client.scheduler_info()["workers"]
+    if not any(w.get("resources", {}).get(RESOURCE, 0) >= 1 for w in workers.values()):
+        client.close()
+        raise ClusterError(f"--scheduler {address}: no worker offers the resource {RESOURCE}=1 "
+                           f"({len(workers)} worker(s) connected); start one per machine with: "
+                           + WORKER_COMMAND.format(address=address))
+    return client
+
+
+def run_on_cluster(runner: Runner, client, on_row: Callable[[dict], None] = lambda row: None) -> list[str]:
+    """Measure ``runner``'s pending cells on the cluster of ``client`` (see ``connect``) and write
+    their rows into ``runner.run``; returns one line per cell that could not be measured (left
+    pending: a ``--resume`` measures it again)."""
+    from distributed import as_completed
+
+    run: RunDirectory = runner.run
+    groups = runner.groups()
+    if not groups:
+        return []
+    problems = dict(((s, p.name), p) for s, p in runner.plan.problems())
+    ours = git_commit()
+    failures = []
+    cells = windows(groups, runner.plan.budget, runner.plan.window)
+    futures = {client.submit(measure_cell, runner.plan, cell, {g[:2]: problems[g[:2]] for g, _ in cell},
+                             key=cell_key(cell), resources={RESOURCE: 1}, pure=False): cell
+               for cell in cells}
+    sessions = {s["session"] for s in run.sessions()}
+    done = {row_key(r) for r in run.rows()}
+    for future in as_completed(futures, loop=client.loop):
+        cell = futures[future]
+        try:
+            result = future.result()
+        except Exception as exc:  # noqa: BLE001 -- a cell that failed on its worker stays pending
+            names = ", ".join(f"{suite}/{name}" for (suite, name, _, _), _ in cell)
+            failures.append(f"{names} ({cell[0][0][2]}, {cell[0][0][3]} thread(s)): {type(exc).__name__}: {exc}")
+            continue
+        finally:
+            future.release()
+        session = result["session"]
+        if session["session"] not in sessions:
+            if session.get("git_commit") != ours:
+                raise ClusterError(f"worker {session.get('worker')} runs convbench {session.get('git_commit')}, "
+                                   f"this client {ours}: install the same commit on every worker "
+                                   f"(rows measured so far are kept; finish with --resume)")
+            run.write_session(session)
+            sessions.add(session["session"])
+        for record in result["calibrations"]:
+            run.add_calibration(record["session"], {k: v for k, v in record.items() if k != "session"})
+        for row in result["rows"]:
+            if row_key(row) not in done:  # recorded once, whatever the cluster did
+                run.append(row)
+                done.add(row_key(row))
+                on_row(row)
+    return failures

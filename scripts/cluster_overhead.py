@@ -1,0 +1,125 @@
+"""What the cluster path costs per cell, measured: the same plan measured here and through a Dask
+scheduler and one worker on this machine, in alternation, several times.
+
+    python scripts/cluster_overhead.py results/cluster-overhead   # about a minute on 2 cores
+
+Each repetition measures the plan's cells into a fresh temporary run directory, once in this
+process (``Runner.measure``) and once on the worker (``run_on_cluster``), in alternating order.
+The worker opened its session (its peaks) in a warm-up run first, and the local side's session is
+opened outside its timing, so both sides time the cells alone. The overhead per cell is the
+difference of the medians divided by the number of cells: scheduling, serialising the plan and
+the problem out and the rows back, and the client's writing, which the local path also does.
+Writes OUT/overhead.json and OUT/overhead.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from convbench.bench.cluster import RESOURCE, connect, run_on_cluster
+from convbench.bench.results import MACHINE_ENV, RunDirectory, machine_metadata
+from convbench.bench.runner import Plan, Runner, windows
+
+# window 0.01 s: every problem is a window of its own, so a cell here and a cell on the worker
+# are the same measurement (with the same calibrations), one problem each
+PLAN = dict(suites=["seeds"], backends=["im2col", "numba"], directions=["forward"], threads=[1], budget=0.05, turns=5,
+            window=0.01)
+
+
+def _cluster(port: int, log: Path) -> list[subprocess.Popen]:
+    dask = str(Path(sys.executable).with_name("dask"))
+    address = f"tcp://127.0.0.1:{port}"
+    return [subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+                             stdout=log.open("w"), stderr=subprocess.STDOUT),
+            subprocess.Popen([dask, "worker", address, "--nthreads", "1", "--resources", "machine=1", "--no-dashboard"],
+                             env={**os.environ, MACHINE_ENV: "worker"}, stdout=log.open("a"), stderr=subprocess.STDOUT)]
+
+
+def _connected(address: str, deadline: float):
+    while True:
+        try:
+            return connect(address)
+        except ValueError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("out", type=Path, help="folder for overhead.json and overhead.md (created)")
+    parser.add_argument("--repeats", type=int, default=3, help="alternations of local and cluster; default 3")
+    args = parser.parse_args()
+    plan = Plan(**PLAN).resolve()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    args.out.mkdir(parents=True, exist_ok=True)
+    processes = _cluster(port, Path(tempfile.gettempdir()) / f"convbench-cluster-{port}.log")
+    times: dict[str, list[float]] = {"local": [], "cluster": []}
+    try:
+        client = _connected(f"tcp://127.0.0.1:{port}", time.monotonic() + 90)
+        with tempfile.TemporaryDirectory() as scratch:
+            def fresh(name: str) -> Runner:
+                run = RunDirectory(Path(scratch) / name)
+                run.create({})
+                return Runner(plan, run)
+
+            run_on_cluster(fresh("warm-up"), client)  # the worker opens its session and compiles
+            runner = fresh("count")
+            cells = len(windows(runner.groups(), plan.budget, plan.window))
+            for repeat in range(args.repeats):
+                for side in (("local", "cluster") if repeat % 2 == 0 else ("cluster", "local")):
+                    runner = fresh(f"{side}-{repeat}")
+                    if side == "local":
+                        runner.open_session()
+                        start = time.perf_counter()
+                        runner.measure(runner.groups())
+                    else:
+                        start = time.perf_counter()
+                        run_on_cluster(runner, client)
+                    times[side].append(time.perf_counter() - start)
+            round_trips = []  # an empty task's way through the scheduler to the worker and back
+            for _ in range(50):
+                start = time.perf_counter()
+                client.submit(len, [], resources={RESOURCE: 1}, pure=False).result()
+                round_trips.append(time.perf_counter() - start)
+        client.close()
+    finally:
+        for process in processes:
+            process.kill()
+            process.wait()
+    local, cluster = (statistics.median(times[k]) for k in ("local", "cluster"))
+    spread = max(max(v) - min(v) for v in times.values())
+    meta = machine_metadata()
+    result = {"plan": PLAN, "cells": cells, "seconds": times, "local_median_s": local, "cluster_median_s": cluster,
+              "overhead_per_cell_s": (cluster - local) / cells, "empty_task_round_trips_s": round_trips, "cpu": meta["cpu"], "cores": meta["cores"],
+              "git_commit": meta["git_commit"], "started": meta["started"]}
+    (args.out / "overhead.json").write_text(json.dumps(result, indent=2) + "\n")
+    (args.out / "overhead.md").write_text(
+        f"# The cluster path's overhead per cell\n\n{meta['cpu']}, {meta['cores']} cores, commit {meta['git_commit']}, "
+        f"{meta['started']}; `python scripts/cluster_overhead.py {args.out}`.\n\n"
+        f"{cells} cells of one problem each (seeds, im2col and numba, forward, 1 thread, budget 0.05 s), {args.repeats} alternations:\n\n"
+        f"| path | wall, median (range) | per cell |\n|---|---|---|\n"
+        + "".join(f"| {label} | {statistics.median(times[k]):.2f} s ({min(times[k]):.2f}-{max(times[k]):.2f}) | "
+                  f"{1e3 * statistics.median(times[k]) / cells:.0f} ms |\n"
+                  for k, label in (("local", "here (Runner.measure)"), ("cluster", "scheduler + one worker on this machine")))
+        + f"\nDifference of the medians: {1e3 * (cluster - local) / cells:+.0f} ms per cell, within the runs' own "
+        f"spread of {1e3 * spread / cells:.0f} ms per cell. An empty task's round trip through the scheduler "
+        f"to the worker and back (50 in a row): median {1e3 * statistics.median(round_trips):.1f} ms, "
+        f"slowest {1e3 * max(round_trips):.1f} ms.\n")
+    print((args.out / "overhead.md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
