@@ -44,6 +44,15 @@ _YARDSTICKS: dict[str, str] = {
 }
 
 
+def __getattr__(name: str) -> ModuleType:
+    """``kernels.auto``, ``kernels.numba_jit`` ...: a backend's module, imported on first use, so
+    that ``import kernels; kernels.auto.picks()`` works as it reads (PEP 562)."""
+    module = f"kernels.{name}"
+    if module in (*_REGISTRY.values(), *_YARDSTICKS.values()):
+        return importlib.import_module(module)
+    raise AttributeError(f"module 'kernels' has no attribute {name!r}")
+
+
 class BackendUnavailable(ImportError):
     """A registered backend that cannot be loaded here (for example numba is not installed)."""
 

@@ -60,3 +60,20 @@ def test_kernels_imports_and_explains_without_numba():
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("unavailable: backend 'numba' is unavailable: import of numba halted")
+
+
+def test_every_backend_module_is_an_attribute_after_a_plain_import():
+    """`import kernels; kernels.auto.picks()` must work as it reads, for every backend's module."""
+    code = ("import kernels, sys\n"
+            "for module in sorted(set(kernels._REGISTRY.values()) - {'kernels.numba_jit'}):\n"
+            "    assert module not in sys.modules\n"
+            "    getattr(kernels, module.split('.')[1])\n"
+            "kernels.auto.picks()\n"
+            "try:\n"
+            "    kernels.no_such_backend\n"
+            "except AttributeError as exc:\n"
+            "    assert 'no_such_backend' in str(exc)\n"
+            "else:\n"
+            "    raise SystemExit('no AttributeError')\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
