@@ -37,7 +37,8 @@ def cmd_list(args) -> int:
 
     print("Backends (and outside yardsticks):")
     for name, reason in kernels.available(include_yardsticks=True).items():
-        description = kernels.get(name).description if reason is None else f"unavailable: {reason}"
+        optional = " (optional: pip install torch==2.13.0)" if name in kernels.yardsticks() else ""
+        description = kernels.get(name).description if reason is None else f"not available here: {reason}{optional}"
         print(f"  {name:<14} {description}")
     print("\nSuites (convbench run --suite NAME, or a path to a suite CSV or benchdnn file):")
     for name in suite_names():
@@ -264,6 +265,21 @@ def _classes(text: str | None) -> tuple[int, ...] | None:
     return tuple(_ints("--classes", text)) if text else None
 
 
+def _default_train_out(args) -> Path:
+    """``runs/train-MODEL-BACKEND``: with --resume, the one that holds a checkpoint; else the first
+    of it, -2, -3 ... that holds no finished training (train.json) and no unfinished one."""
+    base = Path("runs") / f"train-{args.model}-{_backend_name(args)}"
+    for n in range(1, 1000):
+        out = base if n == 1 else base.with_name(f"{base.name}-{n}")
+        done, unfinished = (out / "train.json").exists(), (out / "checkpoint.npz").exists()
+        if (args.resume and unfinished) or (not args.resume and not done and not unfinished):
+            return out
+        if args.resume and not out.exists():
+            break
+    raise UsageError(f"--resume: no unfinished training under {base}*; give --out" if args.resume
+                     else f"{base}, -2 ... -999 all hold trainings; give --out")
+
+
 def cmd_train(args) -> int:
     from tqdm import tqdm
 
@@ -276,8 +292,8 @@ def cmd_train(args) -> int:
         write_outputs,
     )
 
-    out = Path(args.out)
     try:
+        out = Path(args.out) if args.out else _default_train_out(args)
         check_out(out, args.resume)  # an --out the results cannot go to fails before any training
         if args.resume:  # the checkpoint's settings, whatever the other options say
             config = TrainConfig(**load_checkpoint(out / CHECKPOINT)[0]["config"])
@@ -291,15 +307,18 @@ def cmd_train(args) -> int:
         kernels.get(config.backend)  # an unknown or unavailable backend fails here, in one line
     except (ValueError, kernels.BackendUnavailable) as exc:
         raise UsageError(str(exc)) from None
-    bar = tqdm(desc=f"{config.model} on {config.backend}", unit="step", disable=args.quiet)
+    bar = None  # drawn at the first step: errors in loading the data come before any bar
 
     def progress(event: dict) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(desc=f"{config.model} on {config.backend} -> {out}", unit="step", disable=args.quiet)
         if event["event"] == "step":
             bar.total = event["total"]
             bar.update(1)
             if event["step"] % 20 == 0 or event["step"] == event["total"]:
                 bar.set_postfix(loss=f"{event['loss']:.4f}", acc=f"{event['accuracy']:.3f}")
-        else:
+        elif not args.quiet:
             bar.write(f"epoch {event['epoch']} (step {event['step']}): train loss {event['train_loss']:.4f} "
                       f"acc {event['train_accuracy']:.4f} | validation loss {event['val_loss']:.4f} "
                       f"acc {event['val_accuracy']:.4f}")
@@ -308,12 +327,15 @@ def cmd_train(args) -> int:
     try:
         result = train(config, progress, partial, checkpoint=out / CHECKPOINT, resume=args.resume)
     except KeyboardInterrupt:
-        bar.close()
+        if bar is not None:
+            bar.close()
         epochs = len(partial.get("history") or [])
         print(f"interrupted: {epochs} finished epoch(s) are kept in {out / CHECKPOINT}; "
               f"go on with: convbench train --resume --out {out}", file=sys.stderr)
         return 130
-    bar.close()
+    finally:
+        if bar is not None:
+            bar.close()
     files = write_outputs(result, out)
     (out / CHECKPOINT).unlink(missing_ok=True)  # finished: train.json holds the results
     print(f"test accuracy {result['test_accuracy']:.4f} on {result['test_images']} images; "
@@ -332,7 +354,7 @@ def cmd_step(args) -> int:
         plan = None if args.resume else StepPlan(  # --resume finishes the saved plan, whatever the options say
             models=_csv(args.model), batches=_ints("--batch-size", args.batch_size) if args.batch_size else None,
             **({"backends": _csv(args.backends)} if args.backends not in (None, "all") else {}),
-            **({"threads": args.threads} if args.threads is not None else {}),
+            **({"threads": _ints("--threads", args.threads)} if args.threads is not None else {}),
             dtype=args.dtype, budget=args.budget, rounds=args.rounds)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
@@ -349,7 +371,8 @@ def _carry_out_steps(args, run, plan) -> int:
 
     from convbench.cnn.step import PARTS, run_steps
 
-    bar = tqdm(total=len(plan.pairs()) * len(plan.backends) * len(PARTS), unit="measurement", desc="convbench step",
+    bar = tqdm(total=len(plan.pairs()) * len(plan.backends) * len(PARTS) * len(plan.threads), unit="measurement",
+               desc="convbench step",
                disable=args.quiet)
 
     def on_row(row: dict) -> None:
@@ -357,7 +380,7 @@ def _carry_out_steps(args, run, plan) -> int:
         if row["direction"] == "step":
             what = (f"{row['median_s'] * 1e3:.3f} ms per step" if row["status"] == "ok"
                     else f"{row['status']}: {row['reason']}")
-            bar.write(f"{row['problem']} {row['backend']}: {what}")
+            bar.write(f"{row['problem']} {row['backend']} ({row['threads']} thread(s)): {what}")
 
     try:
         run_steps(run, plan.pairs(), plan.backends, plan.threads, plan.dtype, plan.budget, plan.rounds, on_row)
@@ -411,6 +434,16 @@ def _model_defaults(setting: str) -> str:
                      else f"{name} {getattr(spec, setting)}" for name, spec in MODELS.items())
 
 
+class Defaults(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows a real default "(default: 1.0)", never "(default: None)" or a flag's "False": an
+    option whose default depends on the machine or the model says so in its own help."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default in (None, False) or action.default is argparse.SUPPRESS or "default" in (action.help or ""):
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="convbench",
@@ -427,7 +460,7 @@ def parser() -> argparse.ArgumentParser:
         description="Measure every selected problem on every selected backend, dtype, thread count and "
                     "direction. Each measurement is checked against kernels.reference first, timed by "
                     "adaptive repeats (median, IQR), and appended to OUT/measurements.jsonl at once.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=Defaults,
     )
     _plan_arguments(run)
     run.add_argument("--out", required=True, metavar="DIR", help="run directory (created; must not hold a run unless --resume)")
@@ -475,8 +508,9 @@ def parser() -> argparse.ArgumentParser:
     tr.add_argument("--seed", type=int, default=0, help="same seed and backend, same loss curve bit for bit")
     tr.add_argument("--freeze-conv", action="store_true", help="seed000: train the dense layer only")
     tr.add_argument("--freeze-dense", action="store_true", help="seed000: train the conv filter only")
-    tr.add_argument("--out", required=True, metavar="DIR", help="where train.json, history.csv and curves.png go "
-                    "(and, until training ends, checkpoint.npz after every epoch)")
+    tr.add_argument("--out", metavar="DIR", help="where train.json, history.csv and curves.png go "
+                    "(and, until training ends, checkpoint.npz after every epoch); default runs/train-MODEL-BACKEND, "
+                    "or the first of -2, -3 ... that holds no finished training")
     tr.add_argument("--resume", action="store_true",
                     help="go on from the last finished epoch of an interrupted training in --out, with its settings")
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -492,7 +526,7 @@ def parser() -> argparse.ArgumentParser:
     st.add_argument("--model", default="lenet5", help=f"comma-separated: {', '.join(MODELS)} (default lenet5)")
     st.add_argument("--batch-size", help=f"comma-separated, one per model (default: {_model_defaults('batch_size')})")
     st.add_argument("--backends", help="comma-separated backends, or all (with torch where installed); default all")
-    st.add_argument("--threads", type=int, help="BLAS and numba threads (default: all cores)")
+    st.add_argument("--threads", help="comma-separated thread counts (BLAS, numba, torch), e.g. 1,2; default all cores")
     st.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     st.add_argument("--budget", type=float, default=2.0, help="seconds of steps per backend (default 2), in 10 interleaved turns")
     st.add_argument("--rounds", type=int, help="exactly N turns of one plain and one instrumented step each instead")
@@ -528,7 +562,7 @@ def parser() -> argparse.ArgumentParser:
                     "then A) so drift of the machine falls on both alike. Writes OUT/a and OUT/b (run "
                     "directories) and prints `convbench compare OUT/a OUT/b`; the exit status is "
                     "compare's. Every speed claim in this project goes through it.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=Defaults)
     ab.add_argument("rev_a", metavar="REV_A", help="the baseline revision (a commit, branch or tag)")
     ab.add_argument("rev_b", metavar="REV_B", help="the revision to judge")
     _plan_arguments(ab)

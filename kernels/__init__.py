@@ -194,5 +194,5 @@ def available(include_yardsticks: bool = False) -> dict[str, str | None]:
             _load(name)
             reasons[name] = None
         except BackendUnavailable as exc:
-            reasons[name] = str(exc)
+            reasons[name] = str(exc.__cause__ or exc)  # the why, not "backend 'x' is unavailable" again
     return reasons

@@ -11,6 +11,7 @@ from killing import kill_when, lines
 from test_data import write_split
 
 import kernels
+from convbench.bench import timing
 from convbench.bench.results import RunDirectory, load_results
 from convbench.cli import main
 from convbench.cnn.step import run_steps
@@ -53,9 +54,23 @@ def test_train_reads_idx_folders(tmp_path):
     (["--holdout", "9000"], 2, "--holdout 9000: "),
 ])
 def test_bad_train_arguments_are_one_clear_line(tmp_path, capsys, args, status, message):
-    assert main(["train", "--model", "seed002", "--iterations", "5", "--quiet", *args, "--out", str(tmp_path)]) == status
+    # no --quiet: the progress bar must not be drawn before the error (it starts at the first step)
+    assert main(["train", "--model", "seed002", "--iterations", "5", *args, "--out", str(tmp_path)]) == status
     err = capsys.readouterr().err
-    assert message in err and err.count("\n") == 1
+    assert message in err and err.count("\n") == 1 and "step" not in err.split(message)[0]
+
+
+def test_train_runs_without_arguments_into_a_fresh_default_folder(tmp_path, monkeypatch, capsys):
+    """`convbench train` needs no --out; a second run does not clobber the first; --quiet prints
+    only the result lines (no epoch lines, no bar)."""
+    monkeypatch.chdir(tmp_path)
+    for _ in range(2):
+        assert main(["train", "--model", "seed002", "--backend", "im2col", "--iterations", "8", "--quiet"]) == 0
+    assert (tmp_path / "runs/train-seed002-im2col/train.json").exists()
+    assert (tmp_path / "runs/train-seed002-im2col-2/train.json").exists()
+    captured = capsys.readouterr()
+    assert "epoch" not in captured.out + captured.err and captured.err == ""
+    assert captured.out.count("test accuracy") == 2
 
 
 def test_train_refuses_an_out_it_could_not_finish_in_before_training(tmp_path, capsys, monkeypatch):
@@ -128,6 +143,21 @@ def test_step_resume_finishes_the_saved_plan_not_the_defaults(tmp_path, capsys):
     assert all(r["rounds"] == 2 for r in rows if r["backend"] == "numba")
     assert main(["step", "--resume", "--quiet", "--out", str(tmp_path / "none")]) == 2
     assert "holds no step run to finish" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(timing.max_threads() < 2, reason="two thread counts need two cores")
+def test_step_takes_a_list_of_thread_counts_as_run_does(tmp_path):
+    out = tmp_path / "s"
+    assert main(["step", "--model", "seed002", "--backends", "im2col", "--threads", "1,2", "--rounds", "1",
+                 "--quiet", "--out", str(out)]) == 0
+    rows = RunDirectory(out).rows()
+    assert sorted({r["threads"] for r in rows}) == [1, 2] and len(rows) == 2 * 4
+    assert len(RunDirectory(out).sessions()) == 2  # one session (its peaks) per thread count
+    kept = [r for r in rows if r["threads"] == 1]  # as if killed after the first thread count
+    (out / "measurements.jsonl").write_text("".join(json.dumps(r) + "\n" for r in kept))
+    assert main(["step", "--resume", "--quiet", "--out", str(out)]) == 0
+    assert sorted((r["threads"], r["direction"]) for r in RunDirectory(out).rows()) == sorted(
+        (r["threads"], r["direction"]) for r in rows)
 
 
 def test_step_resume_after_a_backends_rows_were_partly_written_keeps_each_row_once(tmp_path):

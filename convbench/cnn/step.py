@@ -41,7 +41,7 @@ class StepPlan:
     models: list[str] = field(default_factory=lambda: ["lenet5"])
     batches: list[int] | None = None
     backends: list[str] = field(default_factory=all_backends)
-    threads: int = field(default_factory=timing.usable_cores)
+    threads: list[int] = field(default_factory=lambda: [timing.usable_cores()])
     dtype: str = "float32"
     budget: float = 2.0
     rounds: int | None = None
@@ -55,7 +55,9 @@ class StepPlan:
         if len(self.batches) != len(self.models) or min(self.batches) < 1:
             raise ValueError(f"batch-size needs one size >= 1 per model ({len(self.models)}); got {self.batches}")
         check_backends(self.backends)
-        if not 1 <= self.threads <= timing.max_threads():
+        if isinstance(self.threads, int):  # a plan saved before thread counts were a list
+            self.threads = [self.threads]
+        if not self.threads or not all(1 <= t <= timing.max_threads() for t in self.threads):
             raise ValueError(f"threads must be between 1 and {timing.max_threads()}; got {self.threads}")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}; got {self.dtype!r}")
@@ -214,18 +216,27 @@ def sgd_settings(model: str) -> dict:
     return model_spec(model).sgd()
 
 
-def run_steps(run: RunDirectory, models: list[tuple[str, int]], backends: list[str], threads: int,
+def run_steps(run: RunDirectory, models: list[tuple[str, int]], backends: list[str], threads: int | list[int],
               dtype: str = "float32", budget: float = 2.0, rounds: int | None = None,
               on_row: Callable[[dict], None] | None = None) -> None:
-    """Measure every (model, batch) x backend into ``run``, skipping what it already holds. A
-    model's backends are timed interleaved (``measure_steps``) and written when it finishes."""
+    """Measure every thread count x (model, batch) x backend into ``run``, skipping what it
+    already holds. A model's backends are timed interleaved (``measure_steps``) and written when
+    it finishes; each thread count is a session of its own (its peaks)."""
     on_row = on_row or (lambda row: None)
-    done = {(r["problem"], r["backend"], r["direction"]) for r in run.rows()}
-    for backend in backends:  # import now (torch, numba) so the thread limit below reaches them
+    for backend in backends:  # import now (torch, numba) so the thread limits below reach them
         try:
             kernels.get(backend)
         except kernels.BackendUnavailable:
             pass
+    for count in [threads] if isinstance(threads, int) else threads:
+        _run_steps_on(run, models, backends, count, dtype, budget, rounds, on_row)
+
+
+def _run_steps_on(run: RunDirectory, models: list[tuple[str, int]], backends: list[str], threads: int,
+                  dtype: str, budget: float, rounds: int | None, on_row: Callable[[dict], None]) -> None:
+    done = {(r["problem"], r["backend"], r["direction"]) for r in run.rows() if r.get("threads", threads) == threads}
+    if all((f"{model}-b{batch}", b, part) in done for model, batch in models for b in backends for part in PARTS):
+        return
     with timing.threads(threads):
         metadata = {**machine_metadata(), "allocator": steady_allocator()}
         peak, bandwidth = timing.sgemm_peak(), timing.copy_bandwidth()

@@ -1,0 +1,35 @@
+"""The command line's conventions, checked for every command at once."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from convbench.cli import main, parser
+
+COMMANDS = sorted(parser()._subparsers._group_actions[0].choices)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_shows_only_real_defaults(command, capsys):
+    with pytest.raises(SystemExit) as done:
+        main([command, "--help"])
+    assert done.value.code == 0
+    text = capsys.readouterr().out
+    assert "(default: None)" not in text and "(default: False)" not in text
+
+
+def test_list_says_why_a_backend_is_missing_once_and_how_to_get_the_yardstick():
+    code = ("import sys\n"
+            "class NoTorch:\n"  # as if torch were not installed (sys.modules['torch'] = None trips scipy)
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name.split('.')[0] == 'torch':\n"
+            "            raise ModuleNotFoundError(\"No module named 'torch'\")\n"
+            "sys.meta_path.insert(0, NoTorch())\n"
+            "from convbench.cli import main; main(['list'])")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    line = next(line for line in done.stdout.splitlines() if line.strip().startswith("torch "))
+    assert "not available here" in line and "pip install torch==2.13.0" in line and "is unavailable" not in line
