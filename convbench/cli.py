@@ -128,7 +128,7 @@ def _carry_out(args, run, plan, client=None) -> int:
     if busy:
         print(f"convbench run: warning: {busy}", file=sys.stderr)
 
-    runner = Runner(plan, run, on_row)
+    runner = Runner(plan, run, on_row, on_window=lambda label: bar.set_postfix_str(label))
     pending = runner.pending()
     bar = tqdm(total=len(pending), unit="measurement", desc=f"convbench run -> {run.path}", disable=args.quiet)
     failures = []

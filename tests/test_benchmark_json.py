@@ -39,6 +39,7 @@ def test_report_and_compare_read_benchmark_json(benchmark_json, capsys):
     assert main(["report", str(benchmark_json)]) == 0
     report = benchmark_json.parent / "bench-report" / "report.md"
     assert "## lenet5 (float32" in report.read_text()
+    assert "None" not in report.read_text().split("## ")[0]  # the machine named in full: BLAS, versions
     assert main(["compare", str(benchmark_json), str(benchmark_json)]) == 0
     out = capsys.readouterr().out
     assert "4 measurements compared: " in out and "0 regression(s)" in out and "slower" not in out

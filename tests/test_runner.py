@@ -291,3 +291,18 @@ def test_bad_run_arguments_are_one_clear_line(tmp_path, capsys, args, message):
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
     assert not (tmp_path / "x").exists()
+
+
+def test_the_progress_callback_names_each_window_before_it_is_measured(tmp_path):
+    from convbench.bench.results import RunDirectory
+    from convbench.bench.runner import Plan, Runner
+
+    plan = Plan(suites=["lenet5"], backends=["im2col"], directions=["forward"], threads=[1], rounds=1, window=1e-9)
+    run = RunDirectory(tmp_path / "run")
+    run.create({})
+    seen = []
+    Runner(plan, run, on_row=lambda row: seen.append(("row", row["problem"])),
+           on_window=lambda label: seen.append(("window", label))).execute()
+    windows = [label for kind, label in seen if kind == "window"]
+    assert windows == [f"lenet5/{p}, float32, 1 thread" for p in ("conv1", "pool1", "conv2", "pool2")]
+    assert seen.index(("window", windows[1])) > seen.index(("row", "conv1"))  # named before, rows after

@@ -115,7 +115,13 @@ def test_step_timing_rows_and_report(tmp_path, monkeypatch):
     assert set(broken.status) == {"error"} and "backward exploded" in broken.reason.iloc[0]
     assert main(["report", str(run.path)]) == 0
     assert (run.path / "plots" / "step-lenet5-b4-1t.png").exists()
-    assert "## step (float32, 1 thread)" in (run.path / "report.md").read_text()
+    text = (run.path / "report.md").read_text()
+    assert "## step (float32, 1 thread)" in text
+    # no column or table of a step report is all '-' (no baseline, FLOPs, memory or picks for steps)
+    for table in [t for t in text.split("\n\n") if t.startswith("|")]:
+        cells = [[c.strip() for c in line.strip("|").split("|")] for line in table.splitlines()[2:]]
+        for column in list(zip(*cells))[1:]:
+            assert set(column) != {"-"}, table
 
 
 def test_step_command(tmp_path, capsys):

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 from convbench.bench.errors import InputError
 from convbench.bench.results import RunDirectory, git_commit
-from convbench.bench.runner import Plan, Runner, row_key, windows
+from convbench.bench.runner import Plan, Runner, row_key, window_label, windows
 
 RESOURCE = "machine"  # each cell takes one; each machine's worker offers one
 CONNECT_TIMEOUT = "10s"
@@ -138,8 +138,9 @@ def run_on_cluster(runner: Runner, client, on_row: Callable[[dict], None] = lamb
                for cell in cells}
     sessions = {s["session"] for s in run.sessions()}
     done = {row_key(r) for r in run.rows()}
+    left = len(futures)
     for future in as_completed(futures, loop=client.loop):
-        cell = futures[future]
+        cell, left = futures[future], left - 1
         try:
             result = future.result()
         except Exception as exc:  # noqa: BLE001 -- a cell that failed on its worker stays pending
@@ -158,6 +159,7 @@ def run_on_cluster(runner: Runner, client, on_row: Callable[[dict], None] = lamb
             sessions.add(session["session"])
         for record in result["calibrations"]:
             run.add_calibration(record["session"], {k: v for k, v in record.items() if k != "session"})
+        runner.on_window(f"{left} cell(s) left; last from {session.get('machine')}: {window_label(cell)}")
         for row in result["rows"]:
             if row_key(row) not in done:  # recorded once, whatever the cluster did
                 run.append(row)

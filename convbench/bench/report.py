@@ -109,7 +109,8 @@ def summary_table(rows: pd.DataFrame) -> pd.DataFrame:
     table = pd.DataFrame(out).set_index("backend")
     if (rows.op == "train_step").all():  # whole training steps of different models do not add up
         table = table.drop(columns="model time (sum x repeat)")
-    return table
+    # a column with nothing in it (no baseline, no FLOPs, no memory: training steps) is left out
+    return table.loc[:, [c for c in table.columns if not (table[c].astype(str) == "-").all()]]
 
 
 def picks_table(rows: pd.DataFrame, picker: str) -> pd.DataFrame | None:
@@ -117,7 +118,8 @@ def picks_table(rows: pd.DataFrame, picker: str) -> pd.DataFrame | None:
     and over the fastest of our contenders' (the yardstick left out) in the same run."""
     ok = rows[rows.status == "ok"]
     mine = ok[ok.backend == picker]
-    if mine.empty or len(ok.backend.unique()) < 2:
+    if mine.empty or len(ok.backend.unique()) < 2 or "pick" not in mine or not mine["pick"].map(
+            lambda p: isinstance(p, str)).any():  # no pick recorded (a training step picks per layer)
         return None
     times = ok.pivot_table(index="problem", columns="backend", values="median_s")
     times = times[backends.ours(times.columns)]

@@ -282,6 +282,7 @@ def read_benchmark_json(path: Path) -> pd.DataFrame:
     if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list):
         raise InputError(f"{path} is not a pytest-benchmark JSON file (no 'benchmarks' list)")
     machine, commit = (d if isinstance(d, dict) else {} for d in (data.get("machine_info"), data.get("commit_info")))
+    ours = machine.get("convbench") if isinstance(machine.get("convbench"), dict) else {}
     rows = []
     for number, bench in enumerate(data["benchmarks"]):
         bad = _bad_benchmark(bench)
@@ -299,7 +300,11 @@ def read_benchmark_json(path: Path) -> pd.DataFrame:
                "noisy": stats.is_noisy(samples) if samples else not bstats["iqr"] <= stats.NOISY_SPREAD * bstats["median"],
                "benchmark": bench["fullname"],
                "cpu": machine.get("cpu", {}).get("brand_raw"), "cores": machine.get("cpu", {}).get("count"),
+               "os": " ".join(str(machine[k]) for k in ("system", "release") if machine.get(k)) or None,
                "python_version": machine.get("python_version"), "git_commit": commit.get("id"),
+               # convbench's own metadata, where tests/benchmarks/conftest.py put it
+               **{k: v for k, v in ours.items() if k in ("machine", "blas", "numpy_version", "scipy_version",
+                                                          "numba_version", "git_commit") and v is not None},
                "started": data.get("datetime"), "peak_gflops": float("nan"), "bandwidth_gbs": float("nan")}
         if info.get("flops"):
             row["gflops"] = info["flops"] / bstats["median"] / 1e9

@@ -158,6 +158,13 @@ def windows(groups: dict[tuple, dict[str, list[str]]], budget: float, seconds: f
     return result
 
 
+def window_label(window: list[tuple]) -> str:
+    """"resnet18/layer1_conv..layer2_conv, float32, 2 threads": what a window measures."""
+    (suite, first, dtype, threads), _ = window[0]
+    last = window[-1][0][1]
+    return f"{suite}/{first}{'..' + last if last != first else ''}, {dtype}, {threads} thread{'s' * (threads > 1)}"
+
+
 def row_key(row: dict) -> tuple:
     return (row["suite"], row["problem"], row["backend"], row["dtype"], row["threads"], row["direction"])
 
@@ -209,8 +216,10 @@ class Runner:
     appended when it ends.
     """
 
-    def __init__(self, plan: Plan, run: RunDirectory, on_row: Callable[[dict], None] | None = None):
+    def __init__(self, plan: Plan, run: RunDirectory, on_row: Callable[[dict], None] | None = None,
+                 on_window: Callable[[str], None] | None = None):
         self.plan, self.run, self.on_row = plan, run, on_row or (lambda row: None)
+        self.on_window = on_window or (lambda label: None)  # what is measured now, for a progress bar
         self._reference: tuple = (None, None)
 
     def pending(self) -> list[tuple]:
@@ -262,6 +271,7 @@ class Runner:
         here = machine_name()
         for window in windows(groups, self.plan.budget, self.plan.window):
             threads = window[0][0][3]
+            self.on_window(window_label(window))
             calibration = self._calibrate(threads)
             with timing.threads(threads):
                 contenders = []
