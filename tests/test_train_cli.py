@@ -27,6 +27,9 @@ def test_train_writes_json_csv_and_png(tmp_path, capsys):
     history = pd.read_csv(out / "history.csv")
     assert list(history.columns) == ["epoch", "step", "train_loss", "train_accuracy", "val_loss", "val_accuracy"]
     assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    steps = pd.read_csv(out / "steps.csv")  # a curve of every step, even from a single epoch
+    assert list(steps.columns) == ["step", "train_loss", "train_accuracy"] and list(steps.step) == list(range(1, 41))
+    assert "curve" not in result
     assert "test accuracy" in capsys.readouterr().out
 
 
@@ -225,6 +228,7 @@ def test_a_resumed_training_ends_as_the_uninterrupted_one(tmp_path):
         train(quick_config(), stop_in_epoch_two, checkpoint=halted)
     resumed = train(quick_config(), checkpoint=halted, resume=True)
     assert resumed["history"] == whole["history"] and len(whole["history"]) == 3
+    assert resumed["curve"] == whole["curve"] and len(whole["curve"]) == whole["iterations"]
     assert resumed["test_loss"] == whole["test_loss"]
 
 

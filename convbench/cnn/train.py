@@ -174,7 +174,7 @@ def train(config: TrainConfig, progress: Callable[[dict], None] | None = None, r
     rng = np.random.default_rng(config.seed + 1)
     per_epoch = -(-len(labels) // config.batch_size)
     total = config.iterations or config.epochs * per_epoch
-    history, steps, train_s, epoch = [], 0, 0.0, 0
+    history, curve, steps, train_s, epoch = [], [], 0, 0.0, 0
     if resume:
         state, arrays = load_checkpoint(checkpoint)
         for i, layer in enumerate(model.layers):
@@ -184,9 +184,10 @@ def train(config: TrainConfig, progress: Callable[[dict], None] | None = None, r
                                          if k.startswith("velocity:")}, state["sgd_t"])
         rng.bit_generator.state = state["rng"]
         history, steps, train_s, epoch = state["history"], state["steps"], state["train_s"], state["epoch"]
+        curve = state.get("curve", [])
     result = {} if result is None else result
     result.update({"model": config.model, "backend": config.backend, "config": asdict(config), "data": source,
-                   "classes": list(data.classes), "iterations": total, "history": history})
+                   "classes": list(data.classes), "iterations": total, "history": history, "curve": curve})
     with timing.one_pool(config.backend):  # numba: BLAS on one thread while it trains
         while steps < total:
             epoch += 1
@@ -203,6 +204,7 @@ def train(config: TrainConfig, progress: Callable[[dict], None] | None = None, r
                 sums["loss"] += loss
                 sums["accuracy"] += accuracy
                 sums["steps"] += 1
+                curve.append([steps, float(loss), float(accuracy)])
                 progress({"event": "step", "step": steps, "total": total, "loss": loss, "accuracy": accuracy})
             val_loss, val_accuracy = evaluate(model, data.x_val, data.y_val)
             history.append({"epoch": epoch, "step": steps, "train_loss": sums["loss"] / sums["steps"],
@@ -211,7 +213,8 @@ def train(config: TrainConfig, progress: Callable[[dict], None] | None = None, r
             progress({"event": "epoch", **history[-1]})
             if checkpoint is not None:
                 save_checkpoint(checkpoint, config, model, optimizer, rng,
-                                {"epoch": epoch, "steps": steps, "train_s": train_s, "history": history})
+                                {"epoch": epoch, "steps": steps, "train_s": train_s, "history": history,
+                                 "curve": curve})
     result["test_loss"], result["test_accuracy"] = evaluate(model, x_test, y_test)
     result["test_images"] = int(len(y_test))
     result["train_s"] = train_s
@@ -241,28 +244,39 @@ def check_out(out: Path, resume: bool = False) -> None:
 
 
 def write_outputs(result: dict, out: Path) -> list[Path]:
-    """OUT/train.json (everything), OUT/history.csv (per epoch) and OUT/curves.png."""
+    """OUT/train.json (everything but the per-step curve), OUT/history.csv (per epoch),
+    OUT/steps.csv (every step's training loss and accuracy) and OUT/curves.png."""
     import pandas as pd
 
     out.mkdir(parents=True, exist_ok=True)
-    paths = [out / "train.json", out / "history.csv", out / "curves.png"]
-    paths[0].write_text(json.dumps(result, indent=2, default=str) + "\n")
+    paths = [out / "train.json", out / "history.csv", out / "steps.csv", out / "curves.png"]
+    summary = {k: v for k, v in result.items() if k != "curve"}
+    paths[0].write_text(json.dumps(summary, indent=2, default=str) + "\n")
     history = pd.DataFrame(result["history"])
     history.to_csv(paths[1], index=False)
-    _plot_curves(history, f"{result['model']} on {result['backend']}", paths[2])
+    steps = pd.DataFrame(result.get("curve") or [], columns=["step", "train_loss", "train_accuracy"])
+    steps.to_csv(paths[2], index=False)
+    _plot_curves(history, steps, f"{result['model']} on {result['backend']}", paths[3])
     return paths
 
 
-def _plot_curves(history, title: str, path: Path) -> None:
+def _plot_curves(history, steps, title: str, path: Path) -> None:
+    """Training loss and accuracy step by step (faint) and as a running mean over about 2 % of the
+    steps, with the validation figures at each epoch's end: a curve even after a single epoch."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, (loss, accuracy) = plt.subplots(1, 2, figsize=(10, 4))
-    for split in ("train", "val"):
-        loss.plot(history.step, history[f"{split}_loss"], "o-", label=split)
-        accuracy.plot(history.step, history[f"{split}_accuracy"], "o-", label=split)
+    window = max(1, len(steps) // 50)
+    for ax, column in ((loss, "train_loss"), (accuracy, "train_accuracy")):
+        if len(steps):
+            ax.plot(steps.step, steps[column], color="C0", alpha=0.25, linewidth=0.8)
+            ax.plot(steps.step, steps[column].rolling(window, min_periods=1).mean(), color="C0",
+                    label=f"train (mean of {window} step{'s' * (window > 1)})")
+    loss.plot(history.step, history.val_loss, "o-", color="C1", label="validation (each epoch)")
+    accuracy.plot(history.step, history.val_accuracy, "o-", color="C1", label="validation (each epoch)")
     loss.set(xlabel="step", ylabel="loss", title=f"{title}: loss")
     accuracy.set(xlabel="step", ylabel="accuracy", title=f"{title}: accuracy")
     for ax in (loss, accuracy):
