@@ -176,7 +176,9 @@ def _measured_something(rows: list[dict], path) -> int:
 def cmd_report(args) -> int:
     from convbench.bench.report import write_report
 
-    written = write_report(args.run, plots=not args.no_plots, out=args.out)
+    written = write_report(args.run, plots=not args.no_plots, out=args.out,
+                           columns=_csv(args.columns) if args.columns else None,
+                           sort=_csv(args.sort) if args.sort else None)
     print("\n".join(str(p) for p in written))
     return 0
 
@@ -480,6 +482,13 @@ def parser() -> argparse.ArgumentParser:
                              "(runs from several machines: a table across machines, then each machine's)")
     report.add_argument("--out", metavar="DIR", help="where report.md and plots/ go; default RUN itself "
                                                       "(required with several RUNs)")
+    report.add_argument("--columns", metavar="NAMES",
+                        help="comma-separated columns of the all-measurements table: machine, suite, problem, batch, "
+                             "backend, direction, dtype, threads, status, min, median, iqr, rounds, gflops, peak%%, "
+                             "memory; default suite,problem,backend,direction,dtype,threads,min,median,iqr,rounds,gflops")
+    report.add_argument("--sort", metavar="NAMES",
+                        help="sort that table by these columns, '-' before a name for descending (--sort=-gflops); "
+                             "default the order measured")
     report.add_argument("--no-plots", action="store_true", help="tables only")
     report.set_defaults(fn=cmd_report)
 

@@ -219,3 +219,23 @@ def test_report_of_runs_from_two_machines_puts_them_side_by_side(small_run, tmp_
     winner_rows = [line for line in across.splitlines() if "winner" in line]
     assert winner_rows and all(line.count("|") == 5 for line in winner_rows)  # problem, backend, alpha, beta
     assert "# alpha" in text and "# beta" in text
+
+
+def test_report_lists_every_measurement_with_chosen_columns_and_order(small_run, tmp_path, capsys):
+    out = tmp_path / "sorted"
+    assert main(["report", str(small_run), "--out", str(out), "--no-plots",
+                 "--columns", "problem,backend,direction,median,iqr,rounds", "--sort=-median"]) == 0
+    section = (out / "report.md").read_text().split("## All measurements")[1]
+    lines = [line for line in section.splitlines() if line.startswith("|")]
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    assert header[:3] == ["problem", "backend", "direction"] and header[3].startswith("median (")
+    assert len(lines) == 2 + 48  # header, rule, one line per measurement
+    medians = [float(line.strip("|").split("|")[3]) for line in lines[2:]]
+    assert medians == sorted(medians, reverse=True)
+
+
+@pytest.mark.parametrize("option", ["--columns", "--sort"])
+def test_report_names_a_bad_column(small_run, tmp_path, capsys, option):
+    assert main(["report", str(small_run), "--out", str(tmp_path / "r"), "--no-plots", option, "speed"]) == 2
+    err = capsys.readouterr().err
+    assert f"{option} takes column names among" in err and "speed" in err and err.count("\n") == 1

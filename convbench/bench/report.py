@@ -219,7 +219,62 @@ def _sections(frame: pd.DataFrame, prefix: str = "") -> list[str]:
     return parts
 
 
-def write_report(paths: str | Path | list, plots: bool = True, out: str | Path | None = None) -> list[Path]:
+# convbench report --columns / --sort: the names a reader uses -> how a row gives them
+MEASUREMENT_COLUMNS = {
+    "machine": "machine", "suite": "suite", "problem": "problem", "batch": "N", "backend": "backend",
+    "direction": "direction", "dtype": "dtype", "threads": "threads", "status": "status",
+    "min": "min_s", "median": "median_s", "iqr": "iqr_s", "rounds": "rounds", "gflops": "gflops",
+    "peak%": "pct_of_peak", "memory": "peak_mem_bytes",
+}
+DEFAULT_COLUMNS = ("suite", "problem", "backend", "direction", "dtype", "threads", "min", "median", "iqr",
+                   "rounds", "gflops")
+TIMES = ("min", "median", "iqr")
+
+
+def _names(option: str, given: list[str] | None, default: tuple[str, ...]) -> list[str]:
+    names = list(default) if not given else [n.strip().lstrip("-") for n in given]
+    bad = [n for n in names if n not in MEASUREMENT_COLUMNS]
+    if bad:
+        raise InputError(f"{option} takes column names among {', '.join(MEASUREMENT_COLUMNS)}; got {', '.join(bad)}")
+    return names
+
+
+def measurements_table(frame: pd.DataFrame, columns: list[str] | None = None,
+                       sort: list[str] | None = None) -> tuple[pd.DataFrame, str]:
+    """Every measurement as a row (pytest-benchmark's and asv's long table): ``columns`` to show,
+    ``sort`` keys ("-median" for descending), times in one unit; returns (table, unit)."""
+    from convbench.bench.compare import time_unit
+
+    shown = _names("--columns", columns, DEFAULT_COLUMNS)
+    keys = _names("--sort", sort, ())
+    descending = [k.strip().startswith("-") for k in (sort or [])]
+    rows = frame.copy()
+    for name in set(shown) | set(keys):
+        if MEASUREMENT_COLUMNS[name] not in rows:
+            rows[MEASUREMENT_COLUMNS[name]] = np.nan
+    if keys:
+        rows = rows.sort_values([MEASUREMENT_COLUMNS[k] for k in keys], ascending=[not d for d in descending],
+                                kind="stable", na_position="last")
+    unit, scale = time_unit(rows.loc[rows.status == "ok", "median_s"])
+    table = pd.DataFrame(index=range(len(rows)))
+    for name in shown:
+        values = rows[MEASUREMENT_COLUMNS[name]].to_numpy()
+        if name in TIMES:
+            table[f"{name} ({unit})"] = [f"{v / scale:.4g}" if isinstance(v, (int, float)) and v == v else "-"
+                                         for v in values]
+        elif name in ("gflops", "peak%"):
+            table[name] = [f"{v:.3g}" if isinstance(v, (int, float)) and v == v else "-" for v in values]
+        elif name == "memory":
+            table["memory"] = [_mebibytes(v) if isinstance(v, (int, float)) and v == v else "-" for v in values]
+        else:
+            table[name] = ["-" if v is None or (isinstance(v, float) and v != v) else v for v in values]
+    if not columns:  # by default, a column with nothing in it (GFLOP/s of training steps) is left out
+        table = table.loc[:, [c for c in table.columns if not (table[c].astype(str) == "-").all()]]
+    return table, unit
+
+
+def write_report(paths: str | Path | list, plots: bool = True, out: str | Path | None = None,
+                 columns: list[str] | None = None, sort: list[str] | None = None) -> list[Path]:
     """Write OUT/report.md (and OUT/plots/*.png); return the files written.
 
     ``paths``: a run directory, a pytest-benchmark JSON file (whose report goes to a folder
@@ -253,6 +308,7 @@ def write_report(paths: str | Path | list, plots: bool = True, out: str | Path |
         marked = int((frame[flag] == True).sum()) if flag in frame else 0  # noqa: E712
         if marked:
             parts += [f"{marked} of {len(frame)} measurement(s) were {flag}.", ""]
+    table, unit = measurements_table(frame, columns, sort)  # bad --columns/--sort fail before any file is written
     written = []
     if len(names) <= 1:
         parts += _sections(frame)
@@ -265,6 +321,9 @@ def write_report(paths: str | Path | list, plots: bool = True, out: str | Path |
         for name in names:
             parts += [f"# {name}", "", _machine(frame[frame.machine == name]), ""]
             parts += _sections(frame[frame.machine == name], prefix=f"{name}: ")
+    parts += ["## All measurements", "",
+              f"One row per measurement, times in {unit} (`convbench report --columns ... --sort ...`; "
+              f"columns: {', '.join(MEASUREMENT_COLUMNS)}).", "", table.to_markdown(index=False), ""]
     if plots:
         from convbench.bench.plots import write_plots
 
