@@ -71,6 +71,12 @@ def cmd_run(args) -> int:
     from convbench.bench.results import RunDirectory
     from convbench.bench.runner import Plan
 
+    if args.out is None:
+        if args.resume:
+            raise UsageError("--resume needs --out DIR: the run directory to finish")
+        from datetime import datetime
+
+        args.out = f"runs/run-{datetime.now():%Y%m%d-%H%M%S}"
     run = RunDirectory(args.out)
     given = [f"--{o.replace('_', '-')}" for o in PLAN_OPTIONS if getattr(args, o) is not None]
     if args.resume and given:
@@ -351,6 +357,12 @@ def cmd_step(args) -> int:
     from convbench.bench.results import RunDirectory
     from convbench.cnn.step import StepPlan
 
+    if args.out is None:
+        if args.resume:
+            raise UsageError("--resume needs --out DIR: the step run to finish")
+        from datetime import datetime
+
+        args.out = f"runs/step-{datetime.now():%Y%m%d-%H%M%S}"
     run = RunDirectory(args.out)
     try:
         plan = None if args.resume else StepPlan(  # --resume finishes the saved plan, whatever the options say
@@ -465,7 +477,8 @@ def parser() -> argparse.ArgumentParser:
         formatter_class=Defaults,
     )
     _plan_arguments(run)
-    run.add_argument("--out", required=True, metavar="DIR", help="run directory (created; must not hold a run unless --resume)")
+    run.add_argument("--out", metavar="DIR", help="run directory (created; must not hold a run unless --resume); "
+                                                   "default runs/run-DATE-TIME")
     run.add_argument("--resume", action="store_true", help="finish the interrupted run in --out with its saved plan")
     run.add_argument("--scheduler", metavar="ADDRESS",
                      help="measure on the workers of the Dask cluster whose scheduler is at ADDRESS "
@@ -539,7 +552,7 @@ def parser() -> argparse.ArgumentParser:
     st.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     st.add_argument("--budget", type=float, default=2.0, help="seconds of steps per backend (default 2), in 10 interleaved turns")
     st.add_argument("--rounds", type=int, help="exactly N turns of one plain and one instrumented step each instead")
-    st.add_argument("--out", required=True, metavar="DIR", help="run directory")
+    st.add_argument("--out", metavar="DIR", help="run directory; default runs/step-DATE-TIME")
     st.add_argument("--resume", action="store_true", help="finish an interrupted step run in --out")
     st.add_argument("--quiet", action="store_true", help="no progress bar")
     st.set_defaults(fn=cmd_step)

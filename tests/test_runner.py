@@ -306,3 +306,22 @@ def test_the_progress_callback_names_each_window_before_it_is_measured(tmp_path)
     windows = [label for kind, label in seen if kind == "window"]
     assert windows == [f"lenet5/{p}, float32, 1 thread" for p in ("conv1", "pool1", "conv2", "pool2")]
     assert seen.index(("window", windows[1])) > seen.index(("row", "conv1"))  # named before, rows after
+
+
+def test_run_needs_no_out_but_resume_does(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "--match", "seed000_conv$", "--backends", "im2col", "--directions", "forward",
+                 "--rounds", "1", "--quiet"]) == 0
+    made = list((tmp_path / "runs").iterdir())
+    assert len(made) == 1 and made[0].name.startswith("run-") and (made[0] / "measurements.jsonl").exists()
+    assert main(["run", "--resume"]) == 2
+    assert "--resume needs --out DIR" in capsys.readouterr().err
+
+
+def test_step_needs_no_out_but_resume_does(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["step", "--model", "seed002", "--backends", "im2col", "--threads", "1", "--rounds", "1", "--quiet"]) == 0
+    made = list((tmp_path / "runs").iterdir())
+    assert len(made) == 1 and made[0].name.startswith("step-") and (made[0] / "measurements.jsonl").exists()
+    assert main(["step", "--resume"]) == 2
+    assert "--resume needs --out DIR" in capsys.readouterr().err
