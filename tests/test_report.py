@@ -219,6 +219,8 @@ def test_report_of_runs_from_two_machines_puts_them_side_by_side(small_run, tmp_
     winner_rows = [line for line in across.splitlines() if "winner" in line]
     assert winner_rows and all(line.count("|") == 5 for line in winner_rows)  # problem, backend, alpha, beta
     assert "# alpha" in text and "# beta" in text
+    every = text.split("## All measurements")[1]  # every row of both machines, not the last table across them
+    assert sum(line.startswith("| lenet5 ") for line in every.splitlines()) == 2 * 48
 
 
 def test_report_lists_every_measurement_with_chosen_columns_and_order(small_run, tmp_path, capsys):

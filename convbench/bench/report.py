@@ -9,6 +9,7 @@ of median times weighted by how often each layer repeats) where every layer was 
 
 from __future__ import annotations
 
+import numbers
 from pathlib import Path
 
 import numpy as np
@@ -110,7 +111,17 @@ def summary_table(rows: pd.DataFrame) -> pd.DataFrame:
     if (rows.op == "train_step").all():  # whole training steps of different models do not add up
         table = table.drop(columns="model time (sum x repeat)")
     # a column with nothing in it (no baseline, no FLOPs, no memory: training steps) is left out
+    return _without_empty_columns(table)
+
+
+def _without_empty_columns(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` without the columns that hold only "-"."""
     return table.loc[:, [c for c in table.columns if not (table[c].astype(str) == "-").all()]]
+
+
+def _number(value) -> bool:
+    """A measured number (numpy's included), not NaN, None or a string."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and value == value
 
 
 def picks_table(rows: pd.DataFrame, picker: str) -> pd.DataFrame | None:
@@ -260,16 +271,15 @@ def measurements_table(frame: pd.DataFrame, columns: list[str] | None = None,
     for name in shown:
         values = rows[MEASUREMENT_COLUMNS[name]].to_numpy()
         if name in TIMES:
-            table[f"{name} ({unit})"] = [f"{v / scale:.4g}" if isinstance(v, (int, float)) and v == v else "-"
-                                         for v in values]
+            table[f"{name} ({unit})"] = [f"{v / scale:.4g}" if _number(v) else "-" for v in values]
         elif name in ("gflops", "peak%"):
-            table[name] = [f"{v:.3g}" if isinstance(v, (int, float)) and v == v else "-" for v in values]
+            table[name] = [f"{v:.3g}" if _number(v) else "-" for v in values]
         elif name == "memory":
-            table["memory"] = [_mebibytes(v) if isinstance(v, (int, float)) and v == v else "-" for v in values]
+            table["memory"] = [_mebibytes(v) if _number(v) else "-" for v in values]
         else:
             table[name] = ["-" if v is None or (isinstance(v, float) and v != v) else v for v in values]
     if not columns:  # by default, a column with nothing in it (GFLOP/s of training steps) is left out
-        table = table.loc[:, [c for c in table.columns if not (table[c].astype(str) == "-").all()]]
+        table = _without_empty_columns(table)
     return table, unit
 
 
@@ -308,7 +318,7 @@ def write_report(paths: str | Path | list, plots: bool = True, out: str | Path |
         marked = int((frame[flag] == True).sum()) if flag in frame else 0  # noqa: E712
         if marked:
             parts += [f"{marked} of {len(frame)} measurement(s) were {flag}.", ""]
-    table, unit = measurements_table(frame, columns, sort)  # bad --columns/--sort fail before any file is written
+    every, every_unit = measurements_table(frame, columns, sort)  # bad --columns/--sort fail before any file is written
     written = []
     if len(names) <= 1:
         parts += _sections(frame)
@@ -322,8 +332,8 @@ def write_report(paths: str | Path | list, plots: bool = True, out: str | Path |
             parts += [f"# {name}", "", _machine(frame[frame.machine == name]), ""]
             parts += _sections(frame[frame.machine == name], prefix=f"{name}: ")
     parts += ["## All measurements", "",
-              f"One row per measurement, times in {unit} (`convbench report --columns ... --sort ...`; "
-              f"columns: {', '.join(MEASUREMENT_COLUMNS)}).", "", table.to_markdown(index=False), ""]
+              f"One row per measurement, times in {every_unit} (`convbench report --columns ... --sort ...`; "
+              f"columns: {', '.join(MEASUREMENT_COLUMNS)}).", "", every.to_markdown(index=False), ""]
     if plots:
         from convbench.bench.plots import write_plots
 
