@@ -71,13 +71,7 @@ def cmd_run(args) -> int:
     from convbench.bench.results import RunDirectory
     from convbench.bench.runner import Plan
 
-    if args.out is None:
-        if args.resume:
-            raise UsageError("--resume needs --out DIR: the run directory to finish")
-        from datetime import datetime
-
-        args.out = f"runs/run-{datetime.now():%Y%m%d-%H%M%S}"
-    run = RunDirectory(args.out)
+    run = RunDirectory(_out_or_default(args, "run"))
     given = [f"--{o.replace('_', '-')}" for o in PLAN_OPTIONS if getattr(args, o) is not None]
     if args.resume and given:
         raise UsageError(f"--resume finishes the plan saved in {run.path}/plan.json; drop {', '.join(given)}")
@@ -106,6 +100,17 @@ def cmd_run(args) -> int:
             client.close()
 
 
+def _out_or_default(args, command: str) -> str:
+    """--out, else a fresh runs/COMMAND-DATE-TIME; --resume needs the run it finishes named."""
+    if args.out is not None:
+        return args.out
+    if args.resume:
+        raise UsageError(f"--resume needs --out DIR: the {'' if command == 'run' else command + ' '}run directory to finish")
+    from datetime import datetime
+
+    return f"runs/{command}-{datetime.now():%Y%m%d-%H%M%S}"
+
+
 def _saved_plan(kind, saved: dict, run):
     """``kind(**saved)``, or a usage error naming plan.json when the file was damaged."""
     from convbench.bench.errors import clip
@@ -122,7 +127,7 @@ def _carry_out(args, run, plan, client=None) -> int:
     from tqdm import tqdm
 
     from convbench.bench.machine import busy_warning
-    from convbench.bench.runner import Runner
+    from convbench.bench.runner import Runner, row_key
 
     def on_row(row: dict) -> None:
         bar.update(1)
@@ -163,7 +168,8 @@ def _carry_out(args, run, plan, client=None) -> int:
     summary = ", ".join(f"{n} {s}" for s, n in sorted(statuses.items()))
     marks = [f"{sum(bool(r.get(flag)) for r in rows)} {flag}" for flag in ("noisy", "contended")
              if any(r.get(flag) for r in rows)]
-    print(f"{len(pending) - len(runner.pending())} measured now; {run.path} holds {summary}"
+    kept = {row_key(r) for r in rows}
+    print(f"{sum(key in kept for key in pending)} measured now; {run.path} holds {summary}"
           + (f" ({', '.join(marks)}: marked in the report)" if marks else "")
           + f". Next: convbench report {run.path}")
     return 1 if failures else _measured_something(rows, run.path)
@@ -276,10 +282,12 @@ def _classes(text: str | None) -> tuple[int, ...] | None:
 def _default_train_out(args) -> Path:
     """``runs/train-MODEL-BACKEND``: with --resume, the one that holds a checkpoint; else the first
     of it, -2, -3 ... that holds no finished training (train.json) and no unfinished one."""
+    from convbench.cnn.train import CHECKPOINT
+
     base = Path("runs") / f"train-{args.model}-{_backend_name(args)}"
     for n in range(1, 1000):
         out = base if n == 1 else base.with_name(f"{base.name}-{n}")
-        done, unfinished = (out / "train.json").exists(), (out / "checkpoint.npz").exists()
+        done, unfinished = (out / "train.json").exists(), (out / CHECKPOINT).exists()
         if (args.resume and unfinished) or (not args.resume and not done and not unfinished):
             return out
         if args.resume and not out.exists():
@@ -357,13 +365,7 @@ def cmd_step(args) -> int:
     from convbench.bench.results import RunDirectory
     from convbench.cnn.step import StepPlan
 
-    if args.out is None:
-        if args.resume:
-            raise UsageError("--resume needs --out DIR: the step run to finish")
-        from datetime import datetime
-
-        args.out = f"runs/step-{datetime.now():%Y%m%d-%H%M%S}"
-    run = RunDirectory(args.out)
+    run = RunDirectory(_out_or_default(args, "step"))
     try:
         plan = None if args.resume else StepPlan(  # --resume finishes the saved plan, whatever the options say
             models=_csv(args.model), batches=_ints("--batch-size", args.batch_size) if args.batch_size else None,

@@ -44,14 +44,11 @@ class ClusterError(InputError):
 class Collector:
     """A run directory's writing methods, kept in memory: what a worker hands back to the client."""
 
-    sessions: list[dict] = field(default_factory=list)
     calibrations: list[dict] = field(default_factory=list)
     measurements: list[dict] = field(default_factory=list)
 
     def start_session(self, metadata: dict) -> str:
-        session = RunDirectory.new_session_id()
-        self.sessions.append({"session": session, **metadata})
-        return session
+        return RunDirectory.new_session_id()  # the record goes back from Runner.open_session
 
     def add_calibration(self, session: str, record: dict) -> dict:
         self.calibrations.append({"session": session, **record})

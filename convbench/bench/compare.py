@@ -92,23 +92,22 @@ def machines(frame: pd.DataFrame) -> list[str]:
     return sorted(frame["machine"].dropna().unique()) if "machine" in frame else []
 
 
-def _match_machines(a: pd.DataFrame, b: pd.DataFrame, old, new, across_machines: bool) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
-    """The frames to match and the key columns, machines included: rows measured on different
-    machines are compared only when asked (``across_machines``), and then only one machine
-    against one."""
+def _match_key(a: pd.DataFrame, b: pd.DataFrame, old, new, across_machines: bool) -> list[str]:
+    """The columns rows are matched on, machines included: rows measured on different machines
+    are compared only when asked (``across_machines``), and then only one machine against one."""
     on_a, on_b = machines(a), machines(b)
     if not on_a or not on_b:  # a side that does not name machines: matched as before
-        return a, b, KEY
+        return KEY
     if across_machines:
         if len(on_a) > 1 or len(on_b) > 1:
             raise ValueError(f"--across-machines compares one machine with one; {old} holds {', '.join(on_a)} "
                              f"and {new} holds {', '.join(on_b)}")
-        return a, b, KEY
+        return KEY
     if not set(on_a) & set(on_b):
         raise ValueError(f"{old} was measured on {', '.join(on_a)} and {new} on {', '.join(on_b)}: the "
                          "difference would be the machines' as much as the code's; give --across-machines "
                          "to compare them all the same")
-    return a, b, ["machine", *KEY]
+    return ["machine", *KEY]
 
 
 def _samples(row, side: str, name: str = "sample_min_s") -> list[float]:
@@ -132,7 +131,7 @@ def compare(old: str | Path, new: str | Path, threshold: float = 0.10,
     if not threshold >= 0:
         raise ValueError(f"--threshold must be a number >= 0; got {threshold}")
     raw_a, raw_b = load_results(old), load_results(new)
-    raw_a, raw_b, key = _match_machines(raw_a, raw_b, old, new, across_machines)
+    key = _match_key(raw_a, raw_b, old, new, across_machines)
     columns = key + ["status", "median_s", "min_s", "samples_s", "sample_min_s", "contended"]
     a, b = (frame.reindex(columns=columns) for frame in (raw_a, raw_b))
     merged = a.merge(b, on=key, suffixes=("_old", "_new"))
@@ -147,6 +146,7 @@ def compare(old: str | Path, new: str | Path, threshold: float = 0.10,
     by_machine = "machine" in key
     # a run of several machines (a cluster run) has its calibrations told apart by session
     split_a, split_b = (by_machine and len(machines(raw)) > 1 for raw in (raw_a, raw_b))
+    machine_column = by_machine and len(machines(merged)) > 1
     drifts = {(m, t): allowance(_calibration(old, raw_a, int(t), m if split_a else None),
                                 _calibration(new, raw_b, int(t), m if split_b else None))
               for m, t in merged[["machine", "threads"]].drop_duplicates().itertuples(index=False)}
@@ -171,7 +171,7 @@ def compare(old: str | Path, new: str | Path, threshold: float = 0.10,
             regression = r.status_old == "ok" and r.status_new in ("wrong", "error")
             cells, note = ("-", "-", "-", "-", "-"), ""
         regressions += regression
-        rows.append({**({"machine": r.machine} if by_machine and len(machines(merged)) > 1 else {}), "suite": r.suite, "problem": r.problem, "backend": r.backend, "direction": r.direction,
+        rows.append({**({"machine": r.machine} if machine_column else {}), "suite": r.suite, "problem": r.problem, "backend": r.backend, "direction": r.direction,
                      "dtype": r.dtype, "threads": r.threads, f"old fastest ({unit})": cells[0],
                      f"new fastest ({unit})": cells[1], "new/old": cells[2], "95% interval": cells[3],
                      "medians new/old": cells[4],

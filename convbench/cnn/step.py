@@ -228,17 +228,17 @@ def run_steps(run: RunDirectory, models: list[tuple[str, int]], backends: list[s
             kernels.get(backend)
         except kernels.BackendUnavailable:
             pass
+    metadata = {**machine_metadata(), "allocator": steady_allocator()}  # once: the same for every count
     for count in [threads] if isinstance(threads, int) else threads:
-        _run_steps_on(run, models, backends, count, dtype, budget, rounds, on_row)
+        _run_steps_on(run, metadata, models, backends, count, dtype, budget, rounds, on_row)
 
 
-def _run_steps_on(run: RunDirectory, models: list[tuple[str, int]], backends: list[str], threads: int,
-                  dtype: str, budget: float, rounds: int | None, on_row: Callable[[dict], None]) -> None:
+def _run_steps_on(run: RunDirectory, metadata: dict, models: list[tuple[str, int]], backends: list[str],
+                  threads: int, dtype: str, budget: float, rounds: int | None, on_row: Callable[[dict], None]) -> None:
     done = {(r["problem"], r["backend"], r["direction"]) for r in run.rows() if r.get("threads", threads) == threads}
     if all((f"{model}-b{batch}", b, part) in done for model, batch in models for b in backends for part in PARTS):
         return
     with timing.threads(threads):
-        metadata = {**machine_metadata(), "allocator": steady_allocator()}
         peak, bandwidth = timing.sgemm_peak(), timing.copy_bandwidth()
         session = run.start_session({**metadata, "peaks": {threads: {"sgemm_gflops": peak, "copy_gbs": bandwidth}}})
         for model, batch in models:
