@@ -122,6 +122,13 @@ def _saved_plan(kind, saved: dict, run):
                          "start a new run in another folder") from None
 
 
+def _machine_now() -> str:
+    """The first line of every measuring command: where the figures come from."""
+    from convbench.bench.results import describe_machine, machine_metadata
+
+    return f"Machine: {describe_machine(machine_metadata())}"
+
+
 def _carry_out(args, run, plan, client=None) -> int:
     """``convbench run``'s measuring, with a progress bar, once its plan is settled and held."""
     from tqdm import tqdm
@@ -135,6 +142,7 @@ def _carry_out(args, run, plan, client=None) -> int:
             bar.write(f"{row['suite']}/{row['problem']} {row['backend']} {row['direction']}: "
                       f"{row['status']}: {row['reason']}")
 
+    print(_machine_now())
     busy = busy_warning()
     if busy:
         print(f"convbench run: warning: {busy}", file=sys.stderr)
@@ -188,11 +196,20 @@ def _measured_something(rows: list[dict], path) -> int:
 def cmd_report(args) -> int:
     from convbench.bench.report import write_report
 
-    written = write_report(args.run, plots=not args.no_plots, out=args.out,
+    written = write_report(args.run or [_latest_run()], plots=not args.no_plots, out=args.out,
                            columns=_csv(args.columns) if args.columns else None,
                            sort=_csv(args.sort) if args.sort else None)
     print("\n".join(str(p) for p in written))
     return 0
+
+
+def _latest_run() -> str:
+    """The newest run directory under ./runs (what `convbench run` and `step` make by default)."""
+    runs = [p.parent for p in Path("runs").glob("*/measurements.jsonl")]
+    if not runs:
+        raise UsageError("report: no RUN given and no run under ./runs; name a run directory or "
+                         "pytest-benchmark JSON file")
+    return str(max(runs, key=lambda p: p.stat().st_mtime))
 
 
 def cmd_targets(args) -> int:
@@ -339,6 +356,7 @@ def cmd_train(args) -> int:
                       f"acc {event['train_accuracy']:.4f} | validation loss {event['val_loss']:.4f} "
                       f"acc {event['val_accuracy']:.4f}")
 
+    print(_machine_now())
     partial: dict = {}
     try:
         result = train(config, progress, partial, checkpoint=out / CHECKPOINT, resume=args.resume)
@@ -387,6 +405,7 @@ def _carry_out_steps(args, run, plan) -> int:
 
     from convbench.cnn.step import PARTS, run_steps
 
+    print(_machine_now())
     bar = tqdm(total=len(plan.pairs()) * len(plan.backends) * len(PARTS) * len(plan.threads), unit="measurement",
                desc="convbench step",
                disable=args.quiet)
@@ -492,9 +511,10 @@ def parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="Markdown tables and PNG plots of a run",
                             description="Write RUN/report.md (per-problem tables, ratios to the best, "
                                         "geometric-mean speedups, winners) and RUN/plots/*.png.")
-    report.add_argument("run", metavar="RUN", nargs="+",
+    report.add_argument("run", metavar="RUN", nargs="*",
                         help="a run directory or pytest-benchmark JSON file; several are reported together "
-                             "(runs from several machines: a table across machines, then each machine's)")
+                             "(runs from several machines: a table across machines, then each machine's); "
+                             "default the newest run under ./runs")
     report.add_argument("--out", metavar="DIR", help="where report.md and plots/ go; default RUN itself "
                                                       "(required with several RUNs)")
     report.add_argument("--columns", metavar="NAMES",

@@ -1,17 +1,28 @@
 #!/usr/bin/env bash
 # The measuring code verified like a kernel: A/A three times on a quiet machine, A/A with a busy
 # neighbour, a 1.25x slowdown of one backend caught by two runs (twice) and by `convbench ab`.
-# Usage: bash scripts/verify_verdicts.sh OUT [SCRATCH_REVISION]
+# Usage: bash scripts/verify_verdicts.sh OUT [--slowed | SCRATCH_REVISION]
 #   OUT (must not exist) receives the run directories and compare-*.md;
-#   SCRATCH_REVISION: a commit whose im2col is 1.25x slower (see the README's methodology),
-#   measured against HEAD by `convbench ab`; left out, that step is skipped.
-# About 45 minutes on 2 cores. Run it on an otherwise idle machine.
+#   --slowed: make a commit whose im2col is 1.25x slower (HEAD plus tests/slowed.py's wrapper,
+#   written with git plumbing: no branch, the working tree untouched) and measure it against
+#   HEAD with `convbench ab`; SCRATCH_REVISION: such a commit made by hand; left out, no ab step.
+# About 35 minutes on 2 cores. Run it on an otherwise idle machine.
 set -uo pipefail
 OUT=${1:?usage: verify_verdicts.sh OUT [SCRATCH_REVISION]}
 SCRATCH=${2:-}
 command -v convbench > /dev/null || { echo "convbench is not on PATH: activate the environment it is installed in" >&2; exit 2; }
 if [ -e "$OUT" ]; then echo "$OUT exists; choose another" >&2; exit 2; fi
 mkdir -p "$OUT"
+if [ "$SCRATCH" = "--slowed" ]; then  # HEAD with im2col 1.25x slower, as a dangling commit
+  index=$(mktemp); file=$(mktemp --suffix=.py)
+  git show HEAD:kernels/im2col.py > "$file"
+  python "$(dirname "$0")/../tests/slowed.py" --write "$file" 0.25
+  GIT_INDEX_FILE=$index git read-tree HEAD
+  GIT_INDEX_FILE=$index git update-index --cacheinfo "100644,$(git hash-object -w "$file"),kernels/im2col.py"
+  SCRATCH=$(git commit-tree "$(GIT_INDEX_FILE=$index git write-tree)" -p HEAD -m "scratch: im2col 1.25x slower")
+  rm -f "$index" "$file"
+  echo "slowed commit: $SCRATCH"
+fi
 ARGS="--suite seeds,lenet5 --backends im2col,numba,stride_tricks --threads 2 --quiet"
 for n in R1 R2 R3 R4; do convbench run $ARGS --out "$OUT/$n"; done
 python -c "while True: pass" & SPIN=$!  # a busy neighbour on one core

@@ -162,7 +162,7 @@ def test_a_cluster_run_whose_client_died_is_finished_without_the_cluster(cluster
 def test_an_unreachable_scheduler_is_one_clear_line(tmp_path, capsys, monkeypatch):
     from convbench.bench import cluster
 
-    monkeypatch.setattr(cluster, "CONNECT_TIMEOUT", "1s")
+    monkeypatch.setattr(cluster, "CONNECT_TIMEOUT", 1)
     address = f"tcp://127.0.0.1:{_free_port()}"
     assert main([*PLAN, "--scheduler", address, "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
@@ -170,7 +170,10 @@ def test_an_unreachable_scheduler_is_one_clear_line(tmp_path, capsys, monkeypatc
     assert not RunDirectory(tmp_path / "run").rows()
 
 
-def test_workers_without_the_machine_resource_are_refused_with_the_command_to_start_them(tmp_path, capsys):
+def test_workers_without_the_machine_resource_are_refused_with_the_command_to_start_them(tmp_path, capsys, monkeypatch):
+    from convbench.bench import cluster
+
+    monkeypatch.setattr(cluster, "CONNECT_TIMEOUT", 1)  # how long it waits for such a worker to join
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as lc:
         assert main([*PLAN, "--scheduler", lc.scheduler_address, "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -32,7 +33,7 @@ from convbench.bench.results import RunDirectory, git_commit
 from convbench.bench.runner import Plan, Runner, row_key, window_label, windows
 
 RESOURCE = "machine"  # each cell takes one; each machine's worker offers one
-CONNECT_TIMEOUT = "10s"
+CONNECT_TIMEOUT = 10  # seconds to reach the scheduler, then to see a worker offering the resource
 WORKER_COMMAND = "dask worker {address} --nthreads 1 --resources machine=1"
 
 
@@ -103,12 +104,18 @@ def connect(address: str):
         raise ClusterError("--scheduler needs Dask's distributed package: pip install -e \".[cluster]\"") from None
 
     try:
-        client = Client(address, timeout=CONNECT_TIMEOUT, set_as_default=False)
+        client = Client(address, timeout=f"{CONNECT_TIMEOUT}s", set_as_default=False)
     except (OSError, TimeoutError, ValueError) as exc:
         raise ClusterError(f"--scheduler {address}: cannot reach a Dask scheduler there ({exc}); "
                            f"start one with `dask scheduler` and give its tcp:// address") from None
-    workers = client.scheduler_info()["workers"]
-    if not any(w.get("resources", {}).get(RESOURCE, 0) >= 1 for w in workers.values()):
+    deadline = time.monotonic() + CONNECT_TIMEOUT  # workers started with the scheduler may still be joining
+    while True:
+        workers = client.scheduler_info()["workers"]
+        offering = any(w.get("resources", {}).get(RESOURCE, 0) >= 1 for w in workers.values())
+        if offering or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    if not offering:
         client.close()
         raise ClusterError(f"--scheduler {address}: no worker offers the resource {RESOURCE}=1 "
                            f"({len(workers)} worker(s) connected); start one per machine with: "

@@ -29,6 +29,7 @@ from convbench.bench.results import (
     is_benchmark_json,
     load_calibration,
     load_results,
+    machine_line,
 )
 
 KEY = ["suite", "problem", "N", "backend", "direction", "dtype", "threads"]
@@ -179,7 +180,9 @@ def compare(old: str | Path, new: str | Path, threshold: float = 0.10,
     table = pd.DataFrame(rows)
     counts = table.verdict.str.replace(" (REGRESSION)", "", regex=False).value_counts()
     contended = int(table.why.str.startswith("contended").sum())
-    head = (f"{len(table)} measurements compared: " + ", ".join(f"{n} {v}" for v, n in counts.items())
+    sides = [machine_line(raw_a), machine_line(raw_b)]
+    head = ((sides[0] if sides[0] == sides[1] else f"OLD: {sides[0]}\n\nNEW: {sides[1]}") + "\n\n"
+            + f"{len(table)} measurements compared: " + ", ".join(f"{n} {v}" for v, n in counts.items())
             + f"; {regressions} regression(s) beyond {threshold:.0%}."
             + (f" {contended} measured while other processes held the cores (contended)." if contended else "")
             + "".join(f"\n\n{'' if len(drifts) == 1 else _where(m, t)}{sentence}."

@@ -22,6 +22,7 @@ reading.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -87,12 +88,18 @@ def machine_name() -> str:
     return os.environ.get(MACHINE_ENV, "").strip() or platform.node() or "unnamed"
 
 
+@functools.cache
+def _cpu_info() -> dict:
+    import cpuinfo  # about a second: it probes the CPU in a subprocess
+
+    return cpuinfo.get_cpu_info()
+
+
 def machine_metadata() -> dict:
     """What the figures depend on: machine name, host, CPU, cores, OS, versions, BLAS, commit, time."""
-    import cpuinfo
     from threadpoolctl import threadpool_info
 
-    cpu = cpuinfo.get_cpu_info()
+    cpu = _cpu_info()
     return {
         "machine": machine_name(),
         "host": platform.node(),
@@ -107,6 +114,22 @@ def machine_metadata() -> dict:
         "git_commit": git_commit(),
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def describe_machine(m) -> str:
+    """``CPU (N cores), BLAS ..., numpy ..., numba ..., commit ...`` of a session's metadata."""
+    blas = ", ".join(sorted(str(m.get("blas")).split(", ")))
+    return (f"{m.get('cpu')} ({m.get('cores')} cores), BLAS {blas}, numpy {m.get('numpy_version')}, "
+            f"numba {m.get('numba_version')}, commit {m.get('git_commit')}")
+
+
+def machine_line(frame: pd.DataFrame) -> str:
+    """One line naming the machine(s) and software of a frame's rows, for the top of an output."""
+    if frame.empty:
+        return "Machine: unknown (no rows)"
+    firsts = frame.drop_duplicates(subset=[c for c in ("machine", "cpu") if c in frame])
+    parts = list(dict.fromkeys(describe_machine(first) for _, first in firsts.iterrows()))
+    return ("Machine: " if len(parts) == 1 else "Machines: ") + "; ".join(parts)
 
 
 def _append_line(path: Path, record: dict) -> None:

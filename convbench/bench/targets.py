@@ -11,6 +11,7 @@ nothing is re-measured here.
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ import pandas as pd
 
 from convbench.bench import backends
 from convbench.bench.errors import InputError
-from convbench.bench.results import load_results
+from convbench.bench.results import load_results, machine_line
 
 
 @dataclass(frozen=True)
@@ -136,6 +137,11 @@ def _row(t: Target, problem, threads, backend, ours_s, torch_s, value) -> dict:
             "met": t.met(value)}
 
 
+def _relative(run: str | Path, out: Path) -> str:
+    """A run's path as seen from OUT (where targets.md lies), so that the names hold after a move."""
+    return Path(os.path.relpath(Path(run).resolve(), out.resolve())).as_posix()
+
+
 def write_targets(runs: list[str | Path], out: str | Path) -> tuple[str, list[Path]]:
     """Write OUT/targets.md, OUT/targets.csv and OUT/targets.png from the given runs; return the
     one-line summary ("3 of 5 met. ...") and the files."""
@@ -154,8 +160,8 @@ def write_targets(runs: list[str | Path], out: str | Path) -> tuple[str, list[Pa
         met=table.met.map({True: "yes", False: "**no**"}),
     )[["target", "bound", "problem", "threads", "fastest", "ours", "torch", "value", "met"]]
     summary = (f"{int(table.met.sum())} of {len(table)} met. Ratios are medians measured side by side in one "
-               "run (float32); the runs: " + ", ".join(f"`{r}`" for r in runs) + ".")
-    lines = ["# Performance targets", "", summary, "", shown.to_markdown(index=False), "", "![targets](targets.png)", ""]
+               "run (float32); the runs: " + ", ".join(f"`{_relative(r, out)}`" for r in runs) + ".")
+    lines = ["# Performance targets", "", machine_line(pd.concat([load_results(r) for r in runs])), "", summary, "", shown.to_markdown(index=False), "", "![targets](targets.png)", ""]
     (out / "targets.md").write_text("\n".join(lines))
     image = targets_plot(table, out / "targets.png")
     return summary, [out / "targets.md", out / "targets.csv", image]

@@ -1,0 +1,256 @@
+"""The figures of README.md and docs/*.md, written from results/ so that they cannot drift from it.
+
+Each generated part of a page sits between ``<!-- figures:NAME -->`` and ``<!-- /figures -->``;
+this script rewrites every such part from the measurements under RESULTS (default results/),
+and with ``--check`` only says which parts differ (exit 1), as the docs' test does.
+
+    python scripts/docs_figures.py            # after scripts/reproduce.sh (which runs it)
+    python scripts/docs_figures.py --check    # exit 1 if a page's figures differ from results/
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from convbench.bench.report import duration, summary_table
+from convbench.bench.results import RunDirectory, describe_machine, load_results
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+PART = re.compile(r"(<!-- figures:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /figures -->)", re.S)
+
+
+def _origin(run: Path) -> str:
+    """Where a run's rows come from: machine, software, commit and day."""
+    session = RunDirectory(run).sessions()[0]
+    return f"{describe_machine(session)}; {session['started'][:10]}"
+
+
+def summary(results: Path) -> str:
+    """README: each backend's forward+backward time over the fastest's, per suite, and the targets."""
+    rows = load_results(results / "suites")
+    rows = rows[rows.direction == "forward+backward"]
+    columns = {}
+    for suite, mine in rows.groupby("suite", sort=False):
+        table = summary_table(mine)
+        columns[suite] = [f"{x} ({w} win{'' if w == 1 else 's'})" for x, w in zip(table["x fastest (geomean)"], table["wins"])]
+        index = table.index
+    table = pd.DataFrame(columns, index=index)
+    targets = pd.read_csv(results / "targets" / "targets.csv")
+    threads = sorted(set(rows.threads))
+    return (f"Forward+backward of every conv and pooling layer of each suite, float32, "
+            f"{', '.join(map(str, threads))} thread(s): each backend's time over the fastest's on each layer "
+            f"(geometric mean over the suite's layers) and the layers it wins "
+            f"([docs/results.md](docs/results.md)). {_origin(results / 'suites')}.\n\n"
+            + table.to_markdown() + "\n\n"
+            f"Against PyTorch and the machine's peak, {int(targets.met.sum())} of {len(targets)} performance "
+            "targets are met ([docs/performance.md](docs/performance.md)).\n")
+
+
+def suites(results: Path) -> str:
+    """results.md: the summary table of every suite, forward+backward."""
+    rows = load_results(results / "suites")
+    parts = [f"{_origin(results / 'suites')}; medians from one run, the backends of each layer measured in turns.", ""]
+    for suite, mine in rows[rows.direction == "forward+backward"].groupby("suite", sort=False):
+        parts += [f"**{suite}**", "", summary_table(mine).to_markdown(), ""]
+    return "\n".join(parts)
+
+
+def targets(results: Path) -> str:
+    """performance.md: per target and thread count, how many problems meet it, and the misses."""
+    table = pd.read_csv(results / "targets" / "targets.csv")
+    unit = lambda bound: " %" if "peak" in bound else (" s" if bound.endswith(" s") else "x")  # noqa: E731
+    out, missed = [], []
+    for (target, bound), mine in table.groupby(["target", "bound"], sort=False):
+        row = {"target": target, "bound": bound}
+        for threads, those in mine.groupby("threads"):
+            u = unit(bound)
+            span = (f"{those.value.min():.3g}{u}" if len(those) == 1
+                    else f"{those.value.min():.3g}-{those.value.max():.3g}{u}")
+            row[f"{threads} thread{'s' if threads > 1 else ''}"] = f"{int(those.met.sum())}/{len(those)} ({span})"
+        out.append(row)
+        misses = mine[~mine.met].sort_values(["threads", "problem"])
+        if len(misses):
+            missed.append(f"- {target} ({bound}): " + ", ".join(
+                f"{r.problem} {r.value:.3g}{unit(bound)} ({r.threads}t)" for r in misses.itertuples()))
+    shown = pd.DataFrame(out).fillna("")
+    return (f"**{int(table.met.sum())} of {len(table)} met** (float32; {_origin(results / 'targets' / 'seeds')}). "
+            "Per target and thread count, the problems that meet it (and the range of the measured values):\n\n"
+            + shown.to_markdown(index=False) + "\n\nMissed:\n\n" + ("\n".join(missed) or "- none") + "\n")
+
+
+def mnist(results: Path) -> str:
+    """training.md: seed 002 on real MNIST per backend."""
+    out = []
+    for path in sorted((results / "seed002-mnist-t10k").glob("*/train.json")):
+        r = json.loads(path.read_text())
+        out.append({"backend": r["backend"], "test accuracy": f"{100 * r['test_accuracy']:.2f} %",
+                    f"{r['iterations']:,} steps": f"{r['train_s']:.1f} s", "per step": f"{r['step_ms_mean']:.2f} ms",
+                    "whole command": f"{r['wall_s']:.1f} s"})
+    order = ["naive", "scipy", "im2col", "stride_tricks", "numba"]
+    table = pd.DataFrame(out).set_index("backend").reindex([b for b in order if b in {o["backend"] for o in out}])
+    return table.to_markdown() + "\n"
+
+
+def steps(results: Path) -> str:
+    """training.md: one whole training step per backend and model."""
+    rows = load_results(results / "steps")
+    rows = rows[(rows.direction == "step") & (rows.status == "ok")]
+    times = rows.pivot_table(index="backend", columns="problem", values="median_s", sort=False)
+    cells = {model: [f"**{duration(t)}**" if t == column.min() else f"{duration(t)} ({t / column.min():.3g}x)"
+                     for t in column] for model, column in times.items()}
+    table = pd.DataFrame(cells, index=times.index)
+    return (f"Median time of one training step (and its ratio to the fastest), {rows.dtype.iloc[0]}, "
+            f"{', '.join(map(str, sorted(set(rows.threads))))} thread(s); {_origin(results / 'steps')}:\n\n"
+            + table.to_markdown() + "\n")
+
+
+CHECKS = [  # (compare file under verdicts/, what it checks, runs)
+    ("compare-R1-R2.md", "A/A, quiet", "R1 vs R2"),
+    ("compare-R3-R4.md", "A/A, quiet", "R3 vs R4"),
+    ("compare-R7-R8.md", "A/A, quiet", "R7 vs R8"),
+    ("compare-R4-R5.md", "A/A, one core kept busy during the second run", "R4 vs R5"),
+    ("compare-R4-R6.md", "power: im2col 1.25x slower, two runs", "R4 vs R6"),
+    ("compare-R9-R10.md", "power: the same again", "R9 vs R10"),
+    ("compare-ab.md", "power: `convbench ab HEAD SLOWED`", "ab/a vs ab/b"),
+    ("benchmark-files/compare-bench-1.md", "pytest-benchmark A/A, `-k seed002`", "bench-1a vs bench-1b"),
+]
+
+
+def _verdicts(path: Path) -> tuple[str, str]:
+    """(counts of im2col's rows, counts of the others') from a compare report."""
+    text = path.read_text()
+    table = text[text.index("| suite"):] if "| suite" in text else text[text.index("|"):]
+    lines = [line for line in table.splitlines() if line.startswith("|")][2:]
+    header = [c.strip() for c in table.splitlines()[0].strip("|").split("|")]
+    cells = [dict(zip(header, (c.strip() for c in line.strip("|").split("|")))) for line in lines]
+
+    def count(these) -> str:
+        words = pd.Series([c["verdict"].replace(" (REGRESSION)", "") for c in these]).value_counts()
+        return ", ".join(f"{n} {w}" for w, n in words.items()) + f" (of {len(these)})"
+    im2col = [c for c in cells if c.get("backend") == "im2col"]
+    others = [c for c in cells if c.get("backend") != "im2col"]
+    return count(im2col) if im2col else "-", count(others)
+
+
+def verdicts(results: Path) -> str:
+    """methodology.md: the verdicts of every check of scripts/verify_verdicts.sh."""
+    base = results / "verdicts"
+    out = []
+    for name, check, runs in CHECKS:
+        path = base / name
+        if not path.exists():
+            continue
+        regressions = int(re.search(r"(\d+) regression", path.read_text()).group(1))
+        im2col, others = _verdicts(path)
+        out.append({"check": check, "runs": runs, "im2col": im2col, "other backends": others,
+                    "exit": 1 if regressions else 0})
+    return (f"{_origin(base / 'R1')}; seeds and lenet5 on im2col, numba and stride_tricks, float32, 2 threads, "
+            "`--threshold 0.10`:\n\n" + pd.DataFrame(out).to_markdown(index=False) + "\n")
+
+
+def fastest(results: Path) -> str:
+    """methodology.md: in an A/A pair, how far apart the medians and the fastest calls put identical code."""
+    key = ["suite", "problem", "backend", "direction", "dtype", "threads"]
+    a, b = (load_results(results / "verdicts" / run) for run in ("R1", "R2"))
+    both = a.merge(b, on=key, suffixes=("_a", "_b"))
+    both = both[(both.status_a == "ok") & (both.status_b == "ok")]
+
+    def spread(name: str) -> tuple[float, float]:
+        logs = np.log(both[f"{name}_b"] / both[f"{name}_a"])
+        return float(logs.quantile(0.75) - logs.quantile(0.25)), float((logs.abs() > np.log(1.1)).mean())
+    (iqr_median, apart_median), (iqr_min, apart_min) = spread("median_s"), spread("min_s")
+    return (f"Over the {len(both)} measurements of the pair, the ratio R2/R1 of the medians has an "
+            f"interquartile range of {iqr_median:.3f} in log terms and puts {100 * apart_median:.0f} % of the rows "
+            f"more than 10 % apart; the ratio of the fastest calls has an interquartile range of {iqr_min:.3f} and "
+            f"puts {100 * apart_min:.0f} % more than 10 % apart.\n")
+
+
+def cluster(results: Path) -> str:
+    """cluster.md: the cluster path's overhead per cell."""
+    r = json.loads((results / "cluster-overhead" / "overhead.json").read_text())
+    local, remote = r["seconds"]["local"], r["seconds"]["cluster"]
+    spread = max(max(local) - min(local), max(remote) - min(remote)) / r["cells"]
+    trips = r["empty_task_round_trips_s"]
+    return (f"{r['cpu']} ({r['cores']} cores), commit {r['git_commit']}, {r['started'][:10]}: {r['cells']} cells "
+            f"measured here and through the cluster in alternation, {len(local)} times each: "
+            f"{duration(r['local_median_s'] / r['cells'])} vs {duration(r['cluster_median_s'] / r['cells'])} per cell "
+            f"(medians), an overhead of {duration(r['overhead_per_cell_s'])} per cell, against a spread of "
+            f"{duration(spread)} per cell between repetitions of one side. An empty task's round trip through the "
+            f"scheduler: {duration(statistics.median(trips))} median ({len(trips)} in a row, slowest "
+            f"{duration(max(trips))}).\n")
+
+
+SWEEP_ROWS = 7992  # the full sweep of docs/cluster.md: Plan(...).keys() of its six suites, batches and threads
+WORST_ROW_S = 70  # a row whose calls outlast the budget: its first call and MIN_SAMPLES more, under --max-time
+
+
+def _hours(seconds: float) -> str:
+    return (f"{seconds / 86400:.1f} days" if seconds >= 2 * 86400 else f"{seconds / 3600:.1f} h" if seconds >= 3600
+            else f"{seconds / 60:.0f} min")
+
+
+def sweep(results: Path) -> str:
+    """cluster.md: what a row cost in the targets runs, and what a full sweep would take."""
+    rates = {}
+    for name in ("seeds", "lenet5-b64", "resnet18-b8"):
+        run = RunDirectory(results / "targets" / name)
+        rows = run.rows()
+        seconds = (pd.Timestamp(rows[-1]["time"]) - pd.Timestamp(run.sessions()[0]["started"])).total_seconds()
+        rates[name] = seconds / len(rows)
+    rate = max(rates.values())
+    lines = ["The runs in `results/targets` took " + ", ".join(f"{r:.1f} s a row ({n})" for n, r in rates.items())
+             + " at the default budget of 1 s, everything included (verification, probes, compilation, "
+             "calibration).", "",
+             "| | one machine | 8 workers | 64 workers |", "|---|---|---|---|"]
+    for label, per_row in ((f"at {rate:.1f} s a row (the slowest rate above)", rate),
+                           (f"every row at its worst ({WORST_ROW_S} s)", WORST_ROW_S)):
+        total = SWEEP_ROWS * per_row
+        lines.append(f"| {label} | {_hours(total)} | {_hours(total / 8)} | {_hours(total / 64)} |")
+    return "\n".join(lines) + "\n"
+
+
+FIGURES = {"summary": summary, "suites": suites, "targets": targets, "mnist": mnist, "steps": steps,
+           "verdicts": verdicts, "fastest": fastest, "cluster": cluster,
+           "sweep": sweep}
+
+
+def render(page: str, results: Path) -> str:
+    """``page`` with every figures part written from ``results``."""
+    def part(m: re.Match) -> str:
+        if m["name"] not in FIGURES:
+            raise SystemExit(f"docs_figures: unknown figures part {m['name']!r} (known: {', '.join(FIGURES)})")
+        return m.group(1) + FIGURES[m["name"]](results) + m.group(4)
+    return PART.sub(part, page)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", default=str(ROOT / "results"), metavar="DIR", help="default results/")
+    parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if a page differs")
+    args = parser.parse_args(argv)
+    stale = []
+    for page in PAGES:
+        text = page.read_text()
+        new = render(text, Path(args.results))
+        if new != text:
+            stale.append(page.relative_to(ROOT))
+            if not args.check:
+                page.write_text(new)
+    if args.check and stale:
+        print("figures differ from results/ in: " + ", ".join(map(str, stale))
+              + "; run python scripts/docs_figures.py", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

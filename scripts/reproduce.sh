@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Regenerate every measurement under results/ at one commit, from scratch: the parts go to a
+# fresh OUT.new-XXXXXX, which replaces OUT (default results) once every part is complete, so OUT
+# always holds one whole, consistent set; then the figures in README.md and docs/ are rewritten
+# from it (scripts/docs_figures.py). About 80 minutes on 2 cores; run it on an idle machine.
+#
+#   bash scripts/reproduce.sh [OUT]                          measure everything into a fresh OUT
+#   bash scripts/reproduce.sh OUT --resume OUT.new-XXXXXX    finish an interrupted reproduction
+#
+# Needs: a clean git checkout (the commit is the results' version), torch beside convbench
+# (pip install torch==2.13.0), and the real MNIST test set in $CONVBENCH_MNIST (default
+# ../shared/data/mnist-t10k). The parts, each a command the docs name:
+#   targets/          bash scripts/measure_targets.sh             docs/performance.md
+#   suites/           convbench run (seeds, lenet5, resnet18; every backend, 2 threads)   docs/results.md
+#   steps/            convbench step (seed002, lenet5; every backend)                     docs/training.md
+#   seed002-mnist-t10k/  convbench train, seed 002's net on real MNIST per backend       docs/training.md
+#   cluster-overhead/ python scripts/cluster_overhead.py                                  docs/cluster.md
+#   verdicts/         bash scripts/verify_verdicts.sh --slowed                            docs/methodology.md
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=${1:-results}
+out=${out%/}
+mnist=${CONVBENCH_MNIST:-../shared/data/mnist-t10k}
+fail() { echo "reproduce.sh: $*" >&2; exit 2; }
+command -v convbench > /dev/null || fail "convbench is not on PATH: activate the environment it is installed in"
+python -c "import torch" 2>/dev/null || fail "needs torch (pip install torch==2.13.0)"
+[ -d "$mnist" ] || fail "no MNIST folder at $mnist (set CONVBENCH_MNIST to the folder of the t10k IDX files)"
+[ -z "$(git status --porcelain --untracked-files=no)" ] || fail "the checkout has uncommitted changes: results must belong to one commit"
+if [ "${2:-}" = "--resume" ]; then
+    work=${3:?"--resume needs the interrupted directory (OUT.new-XXXXXX)"}
+else
+    mkdir -p "$(dirname "$out")"
+    work=$(mktemp -d "$out.new-XXXXXX")
+fi
+commit=$(git rev-parse --short HEAD)
+echo "reproducing results at $commit into $work"
+
+part() {  # part NAME COMMAND...: run COMMAND once for NAME (skipped when a resumed reproduction did it)
+    local name=$1; shift
+    if [ -f "$work/.done-$name" ]; then echo "== $name: done before"; return; fi
+    echo "== $name: $(date -u +%H:%M:%S)"
+    rm -rf "${work:?}/$name"
+    "$@"
+    touch "$work/.done-$name"
+}
+suites() {
+    convbench run --suite seeds,lenet5,resnet18 --backends all --threads 2 --out "$work/suites" --quiet
+    convbench report "$work/suites" > /dev/null
+}
+steps() {
+    convbench step --model seed002,lenet5 --backends all --out "$work/steps" --quiet
+    convbench report "$work/steps" > /dev/null
+}
+mnist() {
+    for b in numba im2col stride_tricks scipy naive; do
+        convbench train --model seed002 --backend "$b" --iterations 2000 --data-dir "$mnist" --holdout 2000 \
+            --quiet --out "$work/seed002-mnist-t10k/$b"
+    done
+}
+part targets bash scripts/measure_targets.sh "$work/targets"
+part suites suites
+part steps steps
+part seed002-mnist-t10k mnist
+part cluster-overhead python scripts/cluster_overhead.py "$work/cluster-overhead"
+part verdicts bash scripts/verify_verdicts.sh "$work/verdicts" --slowed
+
+rm -f "$work"/.done-*
+cat > "$work/README.md" <<EOF
+# results
+
+Every file here was produced by \`bash scripts/reproduce.sh\` at commit $commit
+($(date -u +%Y-%m-%d), $(python -c 'import cpuinfo; print(cpuinfo.get_cpu_info()["brand_raw"])'),
+$(nproc) cores). The script names the command behind each folder; the docs/ pages read them.
+EOF
+rm -rf "$out"
+mv "$work" "$out"
+if [ "$out" = results ]; then python scripts/docs_figures.py; fi  # the pages' figures, from the new results
+echo "results at $commit in $out; commit them with the pages' figures (git add results README.md docs)"
