@@ -1,0 +1,143 @@
+"""Every command in README.md and docs/*.md runs, so that a recipe cannot rot.
+
+Each ```sh block is one test: bash runs it as written, with ``set -e`` (a failing line fails the
+test), in a fresh clone of this repository, with small budgets. The budgets are options that the
+shell functions in SMALL append to each convbench and asv command, and pytest options in
+PYTEST_ADDOPTS (argparse keeps the last of a repeated option); nothing else in a line changes,
+and no option is appended to a command resuming a saved plan. Each ```python block runs too.
+A comment just above a block tells what it needs, directives joined by "; ":
+
+    <!-- test: needs=torch -->            run only where PyTorch is installed (mnist: where the
+                                          real MNIST folder, ../shared/data/mnist-t10k, is)
+    <!-- test: setup=COMMANDS -->         hidden preparation, such as the two runs a compare reads
+    <!-- test: background=PREFIX|... -->  lines starting so are servers: started in the background
+                                          and stopped when the block ends
+    <!-- test: sub=FROM>TO,... -->        placeholders replaced (HOST>127.0.0.1)
+    <!-- test: skip=WHY -->               not run here; only for the set-up block, which .ci/run
+                                          runs, as written, on a clean clone
+
+pip commands get ``--dry-run`` (they resolve, and install nothing over the package under test).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+MNIST = ROOT.parent / "shared" / "data" / "mnist-t10k"
+
+SMALL = r"""
+small() {  # the options that shrink a command's budget
+  case "$1" in
+    run|ab) echo --rounds 2 --max-time 0.05 --window 0.2 ;;
+    step) echo --rounds 1 ;;
+    train) echo --iterations 3 ;;
+  esac
+}
+convbench() {
+  case " $* " in *" --resume "*) command convbench "$@" ;; *) command convbench "$@" $(small "${1:-}") ;; esac
+}
+asv() {
+  case "${1:-}" in run|continuous) command asv "$@" --quick ;; *) command asv "$@" ;; esac
+}
+pip() {
+  case "${1:-}" in install) command pip "$@" --dry-run --quiet ;; *) command pip "$@" ;; esac
+}
+export -f small convbench asv pip
+trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
+"""
+PYTEST_ADDOPTS = "-k 'seed002 and (im2col or numba)' --benchmark-max-time=0.01 --benchmark-min-rounds=1 -p no:cacheprovider"
+
+
+def blocks():
+    """(page, line, language, directives, code) for every ```sh and ```python block."""
+    found = []
+    for page in PAGES:
+        text = page.read_text()
+        pattern = r"(?:<!-- test: (?P<directives>.*?) -->\n)?```(?P<lang>sh|python)\n(?P<code>.*?)```"
+        for m in re.finditer(pattern, text, re.S):
+            directives = dict(d.split("=", 1) for d in (m["directives"] or "").split("; ") if d)
+            line = text.count("\n", 0, m.start("code"))
+            found.append(pytest.param(m["lang"], directives, m["code"], id=f"{page.name}:{line}"))
+    return found
+
+
+def _script(code: str, directives: dict) -> str:
+    for pair in filter(None, directives.get("sub", "").split(",")):
+        before, after = pair.split(">")
+        code = code.replace(before, after)
+    servers = tuple(filter(None, directives.get("background", "").split("|")))
+    lines = []
+    for line in code.splitlines():
+        if servers and line.startswith(servers):
+            command = re.split(r"\s+#", line, maxsplit=1)[0]
+            line = f"{command} > /dev/null 2>&1 &"
+        lines.append(line)
+    setup = directives.get("setup", "")
+    return "\n".join([SMALL, "set -euo pipefail", setup, *lines, ""])
+
+
+@pytest.fixture(scope="module")
+def clone(tmp_path_factory):
+    """A clone of this repository at HEAD, as a reader of the docs would have it."""
+    if not (ROOT / ".git").exists() or shutil.which("git") is None:
+        pytest.skip("the docs' commands run in a clone of this repository: it needs git and the checkout's .git")
+    base = tmp_path_factory.mktemp("docs")
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(base / "repo")], check=True)
+    subprocess.run(["git", "-C", str(base / "repo"), "branch", "-q", "-f", "main", "HEAD"], check=False)
+    if MNIST.is_dir():
+        (base / "shared").symlink_to(ROOT.parent / "shared")
+    return base / "repo"
+
+
+def _environment(home: Path) -> dict:
+    return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+            "HOME": str(home), "MPLBACKEND": "Agg", "CONVBENCH_TUNING_CACHE": str(home / "tuning.json"),
+            "PYTEST_ADDOPTS": PYTEST_ADDOPTS}
+
+
+@pytest.mark.parametrize(("lang", "directives", "code"), blocks())
+def test_the_block_runs_as_written(lang, directives, code, clone, tmp_path):
+    if "skip" in directives:
+        pytest.skip(directives["skip"])
+    needs = directives.get("needs", "")
+    if "torch" in needs:
+        pytest.importorskip("torch", reason="needs PyTorch: pip install torch==2.13.0")
+    if "mnist" in needs and not MNIST.is_dir():
+        pytest.skip(f"needs the real MNIST folder at {MNIST}")
+    work = tmp_path / "repo"  # each block in its own copy of the clone: nothing one leaves behind feeds another
+    shutil.copytree(clone, work, symlinks=True)
+    if (clone.parent / "shared").exists():
+        (tmp_path / "shared").symlink_to(ROOT.parent / "shared")
+    home = tmp_path / "home"
+    home.mkdir()
+    if lang == "python":
+        command = [sys.executable, "-c", code]
+    else:
+        command = ["bash", "-c", _script(code, directives)]
+    process = subprocess.Popen(command, cwd=work, env=_environment(home), stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        output, _ = process.communicate(timeout=900)
+    finally:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)  # servers a block started, and anything they left
+        except ProcessLookupError:
+            pass
+    assert process.returncode == 0, f"exit {process.returncode}:\n{output[-6000:]}"
+
+
+def test_every_block_is_found_and_the_set_up_block_is_the_only_one_skipped():
+    found = blocks()
+    assert len(found) >= 10
+    skipped = [p.id for p in found if "skip" in p.values[1]]
+    assert skipped == ["README.md:13"], skipped
