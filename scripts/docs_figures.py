@@ -157,6 +157,32 @@ def verdicts(results: Path) -> str:
             "`--threshold 0.10`:\n\n" + pd.DataFrame(out).to_markdown(index=False) + "\n")
 
 
+def false_verdicts(results: Path) -> str:
+    """methodology.md: the verdicts on unchanged code (a quiet A/A pair's, a power check's on the
+    backends it did not slow) that say slower or faster, and each run's turns on those rows."""
+    key = ["suite", "problem", "backend", "direction", "dtype", "threads"]
+    lines = []
+    for name, check, runs in CHECKS:
+        quiet, power = check.startswith("A/A, quiet"), check.startswith("power")
+        if not (quiet or power) or not (results / "verdicts" / name).exists():
+            continue
+        first, second = runs.split(" vs ")
+        a, b = (load_results(results / "verdicts" / run).set_index(key) for run in (first, second))
+        text = (results / "verdicts" / name).read_text()
+        for line in text.splitlines():
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            if not line.startswith("|") or len(cells) < 12 or not cells[11].startswith(("slower", "faster")):
+                continue
+            row = (cells[0], cells[1], cells[2], cells[3], cells[4], int(cells[5]))
+            if power and row[2] == "im2col":  # the slowed backend: a true verdict
+                continue
+            turns = [f"{run}'s {len(side.loc[row].sample_min_s)} turns {duration(min(side.loc[row].sample_min_s))}"
+                     f"-{duration(max(side.loc[row].sample_min_s))}" for run, side in ((first, a), (second, b))]
+            lines.append(f"- {runs}: {' '.join(row[:4])} ({row[5]} threads) called {cells[11].split()[0]}, "
+                         f"{cells[8]}x; fastest call per turn: {', '.join(turns)}")
+    return ("\n".join(lines) or "- none: unchanged code got only `same` and `inconclusive`") + "\n"
+
+
 def fastest(results: Path) -> str:
     """methodology.md: in an A/A pair, how far apart the medians and the fastest calls put identical code."""
     key = ["suite", "problem", "backend", "direction", "dtype", "threads"]
@@ -171,7 +197,8 @@ def fastest(results: Path) -> str:
     return (f"Over the {len(both)} measurements of the pair, the ratio R2/R1 of the medians has an "
             f"interquartile range of {iqr_median:.3f} in log terms and puts {100 * apart_median:.0f} % of the rows "
             f"more than 10 % apart; the ratio of the fastest calls has an interquartile range of {iqr_min:.3f} and "
-            f"puts {100 * apart_min:.0f} % more than 10 % apart.\n")
+            f"puts {100 * apart_min:.0f} % more than 10 % apart: on this machine the fastest calls spread "
+            f"{'less' if iqr_min < iqr_median else 'more'} than the medians.\n")
 
 
 def cluster(results: Path) -> str:
@@ -187,6 +214,38 @@ def cluster(results: Path) -> str:
             f"{duration(spread)} per cell between repetitions of one side. An empty task's round trip through the "
             f"scheduler: {duration(statistics.median(trips))} median ({len(trips)} in a row, slowest "
             f"{duration(max(trips))}).\n")
+
+
+MISSES = [  # (run under targets/, problem, direction, threads): numba against torch, for performance.md's analysis
+    ("resnet18-b8", "layer2_conv_s2", "forward", 2),
+    ("resnet18-b8", "layer2_conv_s2", "forward+backward", 2),
+    ("resnet18-b8", "conv1", "forward+backward", 2),
+    ("lenet5-b64", "conv2", "forward", 2),
+    ("lenet5-b64", "conv2", "forward+backward", 2),
+]
+
+
+def misses(results: Path) -> str:
+    """performance.md: the measurements its analysis of the misses talks about, from results/targets."""
+    base = results / "targets"
+    lines = ["| run | layer | direction | threads | numba | im2col | torch | numba / torch |", "|---|---|---|---|---|---|---|---|"]
+    for run, problem, direction, threads in MISSES:
+        rows = load_results(base / run)
+        mine = rows[(rows.problem == problem) & (rows.direction == direction) & (rows.threads == threads)
+                    & (rows.status == "ok")].set_index("backend").median_s
+        lines.append(f"| {run} | {problem} | {direction} | {threads} | {duration(mine.numba)} | {duration(mine.im2col)} "
+                     f"| {duration(mine.torch)} | {mine.numba / mine.torch:.2f}x |")
+    rows = load_results(base / "resnet18-b8")
+    peak = rows[(rows.problem == "layer2_conv_s2") & (rows.direction == "forward") & (rows.status == "ok")]
+    shares = ", ".join(f"{r.backend} {r.pct_of_peak:.1f} % ({r.threads}t)" for r in
+                       peak[peak.backend.isin(["im2col", "numba"])].sort_values(["threads", "backend"]).itertuples())
+    steps = load_results(base / "step-2t")
+    steps = steps[(steps.problem == "lenet5-b64") & (steps.direction == "step") & (steps.status == "ok")].set_index("backend")
+    numba = steps.loc["numba"]
+    split = ", ".join(f"{kind} {duration(numba[f'{kind}_s'])}" for kind in ("conv", "pool", "dense", "other"))
+    return ("\n".join(lines) + f"\n\nResNet-18 layer2_conv_s2's forward as a share of the measured SGEMM peak: {shares}. "
+            f"The lenet5 step at 2 threads: numba {duration(numba.median_s)}, torch {duration(steps.loc['torch'].median_s)}; "
+            f"numba's instrumented steps split into {split}.\n")
 
 
 SWEEP_ROWS = 7992  # the full sweep of docs/cluster.md: Plan(...).keys() of its six suites, batches and threads
@@ -220,7 +279,7 @@ def sweep(results: Path) -> str:
 
 FIGURES = {"summary": summary, "suites": suites, "targets": targets, "mnist": mnist, "steps": steps,
            "verdicts": verdicts, "fastest": fastest, "cluster": cluster,
-           "sweep": sweep}
+           "sweep": sweep, "misses": misses, "false-verdicts": false_verdicts}
 
 
 def render(page: str, results: Path) -> str:

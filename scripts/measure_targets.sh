@@ -2,7 +2,7 @@
 # Measure every performance target against PyTorch and write results/targets/ (or OUT) from
 # scratch: the runs go to a fresh OUT.new-XXXXXX, which replaces OUT once every run is complete,
 # so OUT always holds one whole measurement. Needs torch beside convbench
-# (pip install torch==2.13.0). About 35 minutes on 2 cores.
+# (pip install torch==2.13.0). About 20 to 35 minutes on 2 cores, depending on the CPU.
 #
 #   scripts/measure_targets.sh [OUT]                         measure into a fresh directory
 #   scripts/measure_targets.sh OUT --resume OUT.new-XXXXXX   finish an interrupted measurement
