@@ -125,13 +125,21 @@ CHECKS = [  # (compare file under verdicts/, what it checks, runs)
 ]
 
 
+KEY = ["suite", "problem", "backend", "direction", "dtype", "threads"]  # a row of the verdicts' runs and reports
+
+
+def _compare_rows(path: Path) -> list[dict]:
+    """The rows of a compare report's table, each a dict of column name -> cell text."""
+    lines = path.read_text().splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith("| suite")), 0)  # the verdicts' table
+    table = [line for line in lines[start:] if line.startswith("|")]
+    header = [c.strip() for c in table[0].strip("|").split("|")]
+    return [dict(zip(header, (c.strip() for c in line.strip("|").split("|")))) for line in table[2:]]
+
+
 def _verdicts(path: Path) -> tuple[str, str]:
     """(counts of im2col's rows, counts of the others') from a compare report."""
-    text = path.read_text()
-    table = text[text.index("| suite"):] if "| suite" in text else text[text.index("|"):]
-    lines = [line for line in table.splitlines() if line.startswith("|")][2:]
-    header = [c.strip() for c in table.splitlines()[0].strip("|").split("|")]
-    cells = [dict(zip(header, (c.strip() for c in line.strip("|").split("|")))) for line in lines]
+    cells = _compare_rows(path)
 
     def count(these) -> str:
         words = pd.Series([c["verdict"].replace(" (REGRESSION)", "") for c in these]).value_counts()
@@ -160,34 +168,29 @@ def verdicts(results: Path) -> str:
 def false_verdicts(results: Path) -> str:
     """methodology.md: the verdicts on unchanged code (a quiet A/A pair's, a power check's on the
     backends it did not slow) that say slower or faster, and each run's turns on those rows."""
-    key = ["suite", "problem", "backend", "direction", "dtype", "threads"]
     lines = []
     for name, check, runs in CHECKS:
         quiet, power = check.startswith("A/A, quiet"), check.startswith("power")
         if not (quiet or power) or not (results / "verdicts" / name).exists():
             continue
         first, second = runs.split(" vs ")
-        a, b = (load_results(results / "verdicts" / run).set_index(key) for run in (first, second))
-        text = (results / "verdicts" / name).read_text()
-        for line in text.splitlines():
-            cells = [c.strip() for c in line.strip("|").split("|")]
-            if not line.startswith("|") or len(cells) < 12 or not cells[11].startswith(("slower", "faster")):
-                continue
-            row = (cells[0], cells[1], cells[2], cells[3], cells[4], int(cells[5]))
-            if power and row[2] == "im2col":  # the slowed backend: a true verdict
-                continue
+        a, b = (load_results(results / "verdicts" / run).set_index(KEY) for run in (first, second))
+        for cells in _compare_rows(results / "verdicts" / name):
+            verdict = cells["verdict"].split()[0]
+            if verdict not in ("slower", "faster") or (power and cells["backend"] == "im2col"):
+                continue  # in a power check, im2col's verdicts are true: it was slowed
+            row = tuple(int(cells[k]) if k == "threads" else cells[k] for k in KEY)
             turns = [f"{run}'s {len(side.loc[row].sample_min_s)} turns {duration(min(side.loc[row].sample_min_s))}"
                      f"-{duration(max(side.loc[row].sample_min_s))}" for run, side in ((first, a), (second, b))]
-            lines.append(f"- {runs}: {' '.join(row[:4])} ({row[5]} threads) called {cells[11].split()[0]}, "
-                         f"{cells[8]}x; fastest call per turn: {', '.join(turns)}")
+            lines.append(f"- {runs}: {' '.join(row[:4])} ({row[5]} threads) called {verdict}, "
+                         f"{cells['new/old']}x; fastest call per turn: {', '.join(turns)}")
     return ("\n".join(lines) or "- none: unchanged code got only `same` and `inconclusive`") + "\n"
 
 
 def fastest(results: Path) -> str:
     """methodology.md: in an A/A pair, how far apart the medians and the fastest calls put identical code."""
-    key = ["suite", "problem", "backend", "direction", "dtype", "threads"]
     a, b = (load_results(results / "verdicts" / run) for run in ("R1", "R2"))
-    both = a.merge(b, on=key, suffixes=("_a", "_b"))
+    both = a.merge(b, on=KEY, suffixes=("_a", "_b"))
     both = both[(both.status_a == "ok") & (both.status_b == "ok")]
 
     def spread(name: str) -> tuple[float, float]:

@@ -72,17 +72,17 @@ def _first_step_rows(run: Path, frame: pd.DataFrame) -> pd.DataFrame:
     return frame.iloc[:0]
 
 
-def evaluate(runs: list[str | Path]) -> pd.DataFrame:
-    """One row per target x problem x threads: ours, torch's, the value and whether it is met."""
+def evaluate(loaded: dict[Path, pd.DataFrame]) -> pd.DataFrame:
+    """One row per target x problem x threads from each run's rows (run directory -> its rows):
+    ours, torch's, the value and whether it is met."""
     frames, first_steps = [], []
-    for run in map(Path, runs):
-        frame = load_results(run)
+    for run, frame in loaded.items():
         if frame.empty:
             continue
         frames.append(frame)
         first_steps.append(_first_step_rows(run, frame))
     if not frames:
-        raise InputError("no measurements in " + ", ".join(map(str, runs)))
+        raise InputError("no measurements in " + ", ".join(map(str, loaded)))
     rows = pd.concat(frames, ignore_index=True)
     rows = rows[(rows.status == "ok") & (rows.dtype == "float32")]
     out = []
@@ -148,7 +148,8 @@ def write_targets(runs: list[str | Path], out: str | Path) -> tuple[str, list[Pa
     from convbench.bench.plots import targets_plot
     from convbench.bench.report import duration
 
-    table = evaluate(runs)
+    loaded = {Path(run): load_results(run) for run in runs}  # each run read once
+    table = evaluate(loaded)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "targets.csv", index=False)
@@ -161,7 +162,7 @@ def write_targets(runs: list[str | Path], out: str | Path) -> tuple[str, list[Pa
     )[["target", "bound", "problem", "threads", "fastest", "ours", "torch", "value", "met"]]
     summary = (f"{int(table.met.sum())} of {len(table)} met. Ratios are medians measured side by side in one "
                "run (float32); the runs: " + ", ".join(f"`{_relative(r, out)}`" for r in runs) + ".")
-    lines = ["# Performance targets", "", machine_line(pd.concat([load_results(r) for r in runs])), "", summary, "", shown.to_markdown(index=False), "", "![targets](targets.png)", ""]
+    lines = ["# Performance targets", "", machine_line(pd.concat(loaded.values())), "", summary, "", shown.to_markdown(index=False), "", "![targets](targets.png)", ""]
     (out / "targets.md").write_text("\n".join(lines))
     image = targets_plot(table, out / "targets.png")
     return summary, [out / "targets.md", out / "targets.csv", image]
