@@ -7,6 +7,8 @@ import shutil
 from dataclasses import asdict
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from convbench.bench.machine import CALIBRATION_VERSION
 from convbench.bench.results import MEASUREMENTS, RunDirectory
@@ -241,3 +243,39 @@ def test_report_names_a_bad_column(small_run, tmp_path, capsys, option):
     assert main(["report", str(small_run), "--out", str(tmp_path / "r"), "--no-plots", option, "speed"]) == 2
     err = capsys.readouterr().err
     assert f"{option} takes column names among" in err and "speed" in err and err.count("\n") == 1
+
+
+# the fields a row has only when it was timed (a skipped, wrong or failed measurement has none)
+TIMED = ("compile_s", "contended", "cpu_per_wall", "first_call_s", "gflops", "iqr_s", "load1", "max_rel_err",
+         "median_s", "min_s", "noisy", "others_cores", "pct_of_peak", "peak_mem_bytes", "phases", "pick", "rounds",
+         "sample_calls", "sample_min_s", "samples_s", "turns")
+
+
+def _with_statuses(src, dst, statuses):
+    """A copy of run ``src`` whose rows have the given statuses (rows not "ok" lose their times)."""
+    shutil.copytree(src, dst)
+    rows = RunDirectory(dst).rows()
+    rows = [r if status == "ok" else {**{k: v for k, v in r.items() if k not in TIMED}, "status": status,
+                                      "reason": f"made {status} by the test"}
+            for r, status in zip(rows, statuses)]
+    (dst / MEASUREMENTS).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return dst
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.sampled_from(["ok", "ok", "skipped", "error", "wrong", "unavailable"]), min_size=48, max_size=48))
+def test_report_and_compare_take_any_mix_of_statuses(small_run, tmp_path_factory, statuses):
+    """Whatever was measured and whatever was not (a layer's only time being auto's, say), report
+    writes its tables and compare its verdicts: nothing raises."""
+    run = _with_statuses(small_run, tmp_path_factory.mktemp("mixed") / "run", statuses)
+    assert main(["report", str(run), "--no-plots"]) == 0
+    assert main(["compare", str(small_run), str(run)]) in (0, 1)
+    assert main(["compare", str(run), str(run)]) == 0
+
+
+@pytest.mark.parametrize("kept", ["auto", "nothing"])
+def test_report_draws_a_run_where_only_some_or_no_backends_were_timed(small_run, tmp_path, kept):
+    statuses = [("ok" if r["backend"] == kept else "skipped") for r in RunDirectory(small_run).rows()]
+    run = _with_statuses(small_run, tmp_path / "run", statuses)
+    assert main(["report", str(run)]) == 0
+    assert "skipped" in (run / "report.md").read_text()

@@ -45,9 +45,10 @@ def _geomean(values) -> float:
 
 
 def _contenders(ok: pd.DataFrame) -> pd.DataFrame:
-    """The rows that compete for "best" (a backend that picks others only repeats its pick)."""
-    real = ok[ok.backend.isin(backends.contenders(ok.backend))]
-    return real if len(real) else ok
+    """The rows that compete for "best" (a backend that picks others only repeats its pick), per
+    problem: where no contender has a time (all skipped, say), the other rows stand in."""
+    real = ok.backend.isin(backends.contenders(ok.backend))
+    return ok[real | ~real.groupby(ok.problem).transform("any")]
 
 
 NOISY_MARK, CONTENDED_MARK = "~", "!"
@@ -85,7 +86,9 @@ def summary_table(rows: pd.DataFrame) -> pd.DataFrame:
     """One suite x direction: per backend, geometric means over problems and whole-model time."""
     ok = rows[rows.status == "ok"].pivot_table(index="problem", columns="backend", values="median_s")
     repeat = rows.drop_duplicates("problem").set_index("problem")["repeat"]
-    contenders = ok[backends.contenders(ok.columns)] if backends.contenders(ok.columns) else ok
+    others = [b for b in ok.columns if b not in backends.contenders(ok.columns)]
+    contenders = ok.copy()  # as _contenders: per problem, the others stand in where no contender has a time
+    contenders.loc[ok.drop(columns=others).notna().any(axis=1), others] = np.nan
     baseline = backends.baseline(ok.columns)
     best = contenders.min(axis=1)
     out = []
@@ -102,7 +105,7 @@ def summary_table(rows: pd.DataFrame) -> pd.DataFrame:
             f"speedup over {baseline or 'the baseline'} (geomean)": (
                 _ratio(_geomean(ok[baseline] / times)) if baseline and backend != baseline else "-"),
             "x fastest (geomean)": _ratio(_geomean(times / best)),
-            "wins": int((contenders.idxmin(axis=1) == backend).sum()) if len(ok) else 0,
+            "wins": int((contenders.dropna(how="all").idxmin(axis=1) == backend).sum()),
             "model time (sum x repeat)": duration(float((times * repeat.reindex(times.index)).sum())) if complete else "-",
             "% of SGEMM peak (median)": f"{pct.median():.2g}" if len(pct) else "-",
             "largest extra memory": _mebibytes(memory.max()) if len(memory) else "-",
@@ -142,7 +145,8 @@ def picks_table(rows: pd.DataFrame, picker: str) -> pd.DataFrame | None:
             "problem": r.problem, "pick": pick if isinstance(pick, str) else "-",
             picker: duration(r.median_s), "pick alone": duration(alone) if alone == alone else "-",
             f"{picker} / pick": _ratio(r.median_s / alone) if alone == alone else "-",
-            "fastest": others.idxmin(), f"{picker} / fastest": _ratio(r.median_s / others.min()),
+            "fastest": others.idxmin() if len(others) else "-",
+            f"{picker} / fastest": _ratio(r.median_s / others.min()) if len(others) else "-",
         })
     return pd.DataFrame(out).set_index("problem")
 

@@ -367,6 +367,9 @@ def load_calibration(path: str | Path, threads: int | None = None, machine: str 
             and (machine is None or sessions.get(c.get("session")) == machine)]
 
 
+TIMED_COLUMNS = ("median_s", "iqr_s", "min_s", "rounds", "gflops", "pct_of_peak")
+
+
 def load_results(path: str | Path) -> pd.DataFrame:
     """Every measurement of a run directory as a DataFrame, with its session's metadata as columns.
 
@@ -387,4 +390,6 @@ def load_results(path: str | Path) -> pd.DataFrame:
     if frame.empty or sessions.empty:
         return frame
     sessions = sessions[[c for c in sessions.columns if c == "session" or c not in frame.columns]]
-    return frame.merge(sessions, on="session", how="left")
+    frame = frame.merge(sessions, on="session", how="left")
+    # a run none of whose measurements was timed (all skipped, say) still has the timed columns
+    return frame.reindex(columns=[*frame.columns, *(c for c in TIMED_COLUMNS if c not in frame.columns)])
