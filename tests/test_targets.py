@@ -79,3 +79,26 @@ def test_targets_give_each_ratio_and_verdict(runs, tmp_path, capsys):
 def test_targets_of_an_empty_directory_is_one_clear_line(tmp_path, capsys):
     assert main(["targets", str(tmp_path), "--out", str(tmp_path / "t")]) == 2
     assert "holds no measurements.jsonl" in capsys.readouterr().err
+
+
+def test_a_target_tried_but_not_timed_is_listed_as_not_measured(runs, tmp_path, capsys):
+    """A target whose measurements were skipped (too slow for --max-time), wrong or failed is a row
+    that says so and why, and the summary counts it apart: it does not silently drop out."""
+    untimed = make_run(tmp_path / "untimed", {"command": "run"}, [
+        kernel("seeds", "seed003_conv1", "im2col", None, status="skipped"),
+        kernel("seeds", "seed003_conv1", "torch", 1e-3),
+        kernel("seeds", "seed003_conv2", "numba", 1e-3),
+        kernel("seeds", "seed003_conv2", "torch", None, status="error"),
+        kernel("resnet18", "layer2_conv", "scipy", None, N=1, repeat=2, status="wrong"),  # the model lacks a layer
+    ])
+    out = tmp_path / "targets"
+    assert main(["targets", *map(str, runs), str(untimed), "--out", str(out)]) == 0
+    table = pd.read_csv(out / "targets.csv")
+    missing = table[table.met.isna()]
+    assert sorted(missing.problem) == ["all 3 conv layers", "seed003_conv1", "seed003_conv2"]
+    assert missing.value.isna().all()
+    report = (out / "targets.md").read_text()
+    # the model lost its time: one of its 3 layers was not timed, so 2 of the 3 met before are left
+    assert "2 of 7 met, 3 not measured" in report and "2 of 7 met, 3 not measured" in capsys.readouterr().out
+    assert "not measured (im2col skipped)" in report and "not measured (torch error)" in report
+    assert "not measured (scipy wrong)" in report

@@ -84,7 +84,7 @@ def evaluate(loaded: dict[Path, pd.DataFrame]) -> pd.DataFrame:
     if not frames:
         raise InputError("no measurements in " + ", ".join(map(str, loaded)))
     rows = pd.concat(frames, ignore_index=True)
-    rows = rows[(rows.status == "ok") & (rows.dtype == "float32")]
+    rows = rows[rows.dtype == "float32"]  # every status: a target tried but not timed is "not measured"
     out = []
     for t in TARGETS:
         if t.kind == "seconds":
@@ -104,15 +104,17 @@ def evaluate(loaded: dict[Path, pd.DataFrame]) -> pd.DataFrame:
             continue
         # a problem at two batch sizes (runs of one suite at --batch 1 and 8) is two problems
         for (problem, _, threads), group in mine.groupby(["problem", "N", "threads"], sort=False, dropna=False):
-            ours = group[group.backend.isin([t.backend] if t.backend else backends.ours(group.backend))]
-            if ours.empty:
+            tried = group[group.backend.isin([t.backend] if t.backend else backends.ours(group.backend))]
+            needs_torch = t.kind == "vs torch"
+            if tried.empty or (needs_torch and not (group.backend == "torch").any()):
+                continue  # the runs did not measure this target here
+            ours, torch = tried[tried.status == "ok"], group[(group.backend == "torch") & (group.status == "ok")]
+            if ours.empty or (needs_torch and torch.empty):
+                out.append(_not_measured(t, problem, threads, group[group.index.isin(tried.index) | (group.backend == "torch")]))
                 continue
             best = ours.loc[ours.median_s.idxmin()]
             if t.kind == "% of peak":
                 out.append(_row(t, problem, threads, best.backend, best.median_s, np.nan, best.pct_of_peak))
-                continue
-            torch = group[group.backend == "torch"]
-            if torch.empty:
                 continue
             torch_s = float(torch.median_s.median())
             out.append(_row(t, problem, threads, best.backend, best.median_s, torch_s, best.median_s / torch_s))
@@ -120,21 +122,36 @@ def evaluate(loaded: dict[Path, pd.DataFrame]) -> pd.DataFrame:
 
 
 def _model_rows(t: Target, rows: pd.DataFrame) -> list[dict]:
-    """One row per thread count where ``t.backend`` has every layer of the suite measured."""
+    """One row per thread count where the runs tried ``t.backend``: the model's time if every layer
+    of the suite was timed, else "not measured"."""
     out = []
     for threads, group in rows.groupby("threads", sort=False):
+        if not (group.backend == t.backend).any():
+            continue
         layers = group.drop_duplicates("problem").set_index("problem")["repeat"]
-        times = group[group.backend == t.backend].groupby("problem").median_s.median()
+        timed = group[(group.backend == t.backend) & (group.status == "ok")]
+        times = timed.groupby("problem").median_s.median()
+        problem = f"all {len(layers)} conv layers"
         if len(times) == len(layers):
             seconds = float((times * layers.reindex(times.index)).sum())
-            out.append(_row(t, f"all {len(layers)} conv layers", threads, t.backend, seconds, np.nan, seconds))
+            out.append(_row(t, problem, threads, t.backend, seconds, np.nan, seconds))
+        else:
+            out.append(_not_measured(t, problem, threads, group[(group.backend == t.backend) & ~group.problem.isin(times.index)]))
     return out
+
+
+def _not_measured(t: Target, problem, threads, rows: pd.DataFrame) -> dict:
+    """A target the runs tried but did not time (skipped as too slow, failed, wrong, or left out),
+    with why: each backend's status."""
+    untimed = rows[rows.status != "ok"].drop_duplicates("backend")
+    why = ", ".join(f"{r.backend} {r.status}" for r in untimed.itertuples()) or "no rows"
+    return {**_row(t, problem, threads, "-", np.nan, np.nan, np.nan), "met": None, "why": why}
 
 
 def _row(t: Target, problem, threads, backend, ours_s, torch_s, value) -> dict:
     return {"target": t.label, "bound": t.bound, "problem": problem, "threads": int(threads),
             "fastest": backend, "ours_s": ours_s, "torch_s": torch_s, "value": value,
-            "met": t.met(value)}
+            "met": t.met(value), "why": ""}
 
 
 def _relative(run: str | Path, out: Path) -> str:
@@ -152,15 +169,18 @@ def write_targets(runs: list[str | Path], out: str | Path) -> tuple[str, list[Pa
     table = evaluate(loaded)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out / "targets.csv", index=False)
+    table.drop(columns="why").to_csv(out / "targets.csv", index=False)  # met left empty: not measured
     shown = table.assign(
-        ours=table.ours_s.map(duration),
+        ours=table.ours_s.map(lambda s: duration(s) if s == s else "-"),
         torch=table.torch_s.map(lambda s: duration(s) if s == s else "-"),
-        value=[f"{v:.3g} %" if "peak" in b else (f"{v:.3g} s" if b.endswith(" s") else f"{v:.3g}x")
+        value=["-" if v != v else f"{v:.3g} %" if "peak" in b else (f"{v:.3g} s" if b.endswith(" s") else f"{v:.3g}x")
                for v, b in zip(table.value, table.bound)],
-        met=table.met.map({True: "yes", False: "**no**"}),
+        met=[{True: "yes", False: "**no**"}.get(m, f"not measured ({why})") for m, why in zip(table.met, table.why)],
     )[["target", "bound", "problem", "threads", "fastest", "ours", "torch", "value", "met"]]
-    summary = (f"{int(table.met.sum())} of {len(table)} met. Ratios are medians measured side by side in one "
+    measured = table.met.notna()
+    summary = (f"{int(table.met.eq(True).sum())} of {int(measured.sum())} met"
+               + (f", {int((~measured).sum())} not measured" if not measured.all() else "")
+               + ". Ratios are medians measured side by side in one "
                "run (float32); the runs: " + ", ".join(f"`{_relative(r, out)}`" for r in runs) + ".")
     lines = ["# Performance targets", "", machine_line(pd.concat(loaded.values())), "", summary, "", shown.to_markdown(index=False), "", "![targets](targets.png)", ""]
     (out / "targets.md").write_text("\n".join(lines))
