@@ -6,8 +6,13 @@
 #
 #   scripts/measure_targets.sh [OUT]                         measure into a fresh directory
 #   scripts/measure_targets.sh OUT --resume OUT.new-XXXXXX   finish an interrupted measurement
+#   scripts/measure_targets.sh --quick [OUT]                 every run at tiny budgets, into
+#                                                            runs/targets-quick (scripts/quick.sh)
 set -euo pipefail
-out=${1:-results/targets}
+source "$(dirname "$0")/quick.sh"
+quick_options "$@"; set -- "${args[@]}"
+default=results/targets; [ "$quick" = 1 ] && default=runs/targets-quick
+out=${1:-$default}
 out=${out%/}
 if [ "${2:-}" = "--resume" ]; then
     work=${3:?"--resume needs the interrupted directory (OUT.new-XXXXXX)"}
@@ -20,11 +25,11 @@ echo "measuring into $work"
 ours=scipy,im2col,stride_tricks,numba,auto,torch
 run() {  # run NAME ARGS...: start the run, or finish it if an interrupted measurement began it
     local dir=$work/$1; shift
-    if [ -f "$dir/plan.json" ]; then convbench run --out "$dir" --resume --quiet; else convbench run --out "$dir" --quiet "$@"; fi
+    if [ -f "$dir/plan.json" ]; then convbench run --out "$dir" --resume --quiet; else convbench run --out "$dir" --quiet "$@" "${run_budget[@]}" "${run_scope[@]}"; fi
 }
 step() {
     local dir=$work/$1; shift
-    if [ -f "$dir/plan.json" ]; then convbench step --out "$dir" --resume --quiet; else convbench step --out "$dir" --quiet "$@"; fi
+    if [ -f "$dir/plan.json" ]; then convbench step --out "$dir" --resume --quiet; else convbench step --out "$dir" --quiet "$@" "${step_budget[@]}"; fi
 }
 dirs="--ops conv2d --directions forward,forward+backward --threads 1,2"
 run seeds --suite seeds $dirs --backends $ours

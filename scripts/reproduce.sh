@@ -6,6 +6,8 @@
 #
 #   bash scripts/reproduce.sh [OUT]                          measure everything into a fresh OUT
 #   bash scripts/reproduce.sh OUT --resume OUT.new-XXXXXX    finish an interrupted reproduction
+#   bash scripts/reproduce.sh --quick [OUT]                  every part at tiny budgets, on a few
+#       problems (scripts/quick.sh), into runs/reproduce-quick: checks the script in minutes
 #
 # Needs: a clean git checkout (the commit is the results' version), torch beside convbench
 # (pip install torch==2.13.0), and the real MNIST test set in $CONVBENCH_MNIST (default
@@ -18,14 +20,17 @@
 #   verdicts/         bash scripts/verify_verdicts.sh --slowed                            docs/methodology.md
 set -euo pipefail
 cd "$(dirname "$0")/.."
-out=${1:-results}
+source scripts/quick.sh
+quick_options "$@"; set -- "${args[@]}"
+default=results; [ "$quick" = 1 ] && default=runs/reproduce-quick
+out=${1:-$default}
 out=${out%/}
 mnist=${CONVBENCH_MNIST:-../shared/data/mnist-t10k}
 fail() { echo "reproduce.sh: $*" >&2; exit 2; }
 command -v convbench > /dev/null || fail "convbench is not on PATH: activate the environment it is installed in"
 python -c "import torch" 2>/dev/null || fail "needs torch (pip install torch==2.13.0)"
 [ -d "$mnist" ] || fail "no MNIST folder at $mnist (set CONVBENCH_MNIST to the folder of the t10k IDX files)"
-[ -z "$(git status --porcelain --untracked-files=no)" ] || fail "the checkout has uncommitted changes: results must belong to one commit"
+[ "$quick" = 1 ] || [ -z "$(git status --porcelain --untracked-files=no)" ] || fail "the checkout has uncommitted changes: results must belong to one commit"
 if [ "${2:-}" = "--resume" ]; then
     work=${3:?"--resume needs the interrupted directory (OUT.new-XXXXXX)"}
 else
@@ -44,35 +49,39 @@ part() {  # part NAME COMMAND...: run COMMAND once for NAME (skipped when a resu
     touch "$work/.done-$name"
 }
 suites() {
-    convbench run --suite seeds,lenet5,resnet18 --backends all --threads 2 --out "$work/suites" --quiet
+    convbench run --suite seeds,lenet5,resnet18 --backends all --threads 2 --out "$work/suites" --quiet "${run_budget[@]}" "${run_scope[@]}"
     convbench report "$work/suites" > /dev/null
 }
 steps() {
-    convbench step --model seed002,lenet5 --backends all --out "$work/steps" --quiet
+    convbench step --model seed002,lenet5 --backends all --out "$work/steps" --quiet "${step_budget[@]}"
     convbench report "$work/steps" > /dev/null
 }
 mnist() {
     for b in numba im2col stride_tricks scipy naive; do
         convbench train --model seed002 --backend "$b" --iterations 2000 --data-dir "$mnist" --holdout 2000 \
-            --quiet --out "$work/seed002-mnist-t10k/$b"
+            --quiet --out "$work/seed002-mnist-t10k/$b" "${train_budget[@]}"
     done
 }
-part targets bash scripts/measure_targets.sh "$work/targets"
+part targets bash scripts/measure_targets.sh "$work/targets" "${quick_flag[@]}"
 part suites suites
 part steps steps
 part seed002-mnist-t10k mnist
-part cluster-overhead python scripts/cluster_overhead.py "$work/cluster-overhead"
-part verdicts bash scripts/verify_verdicts.sh "$work/verdicts" --slowed
+part cluster-overhead python scripts/cluster_overhead.py "$work/cluster-overhead" "${overhead_budget[@]}"
+part verdicts bash scripts/verify_verdicts.sh "$work/verdicts" --slowed "${quick_flag[@]}"
 
 rm -f "$work"/.done-*
 cat > "$work/README.md" <<EOF
 # results
 
-Every file here was produced by \`bash scripts/reproduce.sh\` at commit $commit
+Every file here was produced by \`bash scripts/reproduce.sh${quick_flag[*]:+ --quick}\` at commit $commit
 ($(date -u +%Y-%m-%d), $(python -c 'import cpuinfo; print(cpuinfo.get_cpu_info()["brand_raw"])'),
 $(nproc) cores). The script names the command behind each folder; the docs/ pages read them.
 EOF
 rm -rf "$out"
 mv "$work" "$out"
 if [ "$out" = results ]; then python scripts/docs_figures.py; fi  # the pages' figures, from the new results
-echo "results at $commit in $out; commit them with the pages' figures (git add results README.md docs)"
+if [ "$quick" = 1 ]; then
+    echo "quick check at $commit done, into $out: every part ran (at tiny budgets: its figures mean nothing)"
+else
+    echo "results at $commit in $out; commit them with the pages' figures (git add results README.md docs)"
+fi

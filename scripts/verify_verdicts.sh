@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # The measuring code verified like a kernel: A/A three times on a quiet machine, A/A with a busy
 # neighbour, a 1.25x slowdown of one backend caught by two runs (twice) and by `convbench ab`.
-# Usage: bash scripts/verify_verdicts.sh OUT [--slowed | SCRATCH_REVISION]
+# Usage: bash scripts/verify_verdicts.sh OUT [--slowed | SCRATCH_REVISION] [--quick]
 #   OUT (must not exist) receives the run directories and compare-*.md;
 #   --slowed: make a commit whose im2col is 1.25x slower (HEAD plus tests/slowed.py's wrapper,
 #   written with git plumbing: no branch, the working tree untouched) and measure it against
-#   HEAD with `convbench ab`; SCRATCH_REVISION: such a commit made by hand; left out, no ab step.
+#   HEAD with `convbench ab`; SCRATCH_REVISION: such a commit made by hand; left out, no ab step;
+#   --quick: every run at tiny budgets (scripts/quick.sh), to check the script; verdicts meaningless.
 # About 35 minutes on 2 cores. Run it on an otherwise idle machine.
-set -uo pipefail
-OUT=${1:?usage: verify_verdicts.sh OUT [SCRATCH_REVISION]}
+set -euo pipefail  # a run that fails stops the script; compare's verdicts (exit 0 or 1) are recorded
+source "$(dirname "$0")/quick.sh"
+quick_options "$@"; set -- "${args[@]}"
+OUT=${1:?usage: verify_verdicts.sh OUT [--slowed | SCRATCH_REVISION] [--quick]}
 SCRATCH=${2:-}
 command -v convbench > /dev/null || { echo "convbench is not on PATH: activate the environment it is installed in" >&2; exit 2; }
 if [ -e "$OUT" ]; then echo "$OUT exists; choose another" >&2; exit 2; fi
@@ -19,27 +22,35 @@ if [ "$SCRATCH" = "--slowed" ]; then  # HEAD with im2col 1.25x slower, as a dang
   python "$(dirname "$0")/../tests/slowed.py" --write "$file" 0.25
   GIT_INDEX_FILE=$index git read-tree HEAD
   GIT_INDEX_FILE=$index git update-index --cacheinfo "100644,$(git hash-object -w "$file"),kernels/im2col.py"
-  SCRATCH=$(git commit-tree "$(GIT_INDEX_FILE=$index git write-tree)" -p HEAD -m "scratch: im2col 1.25x slower")
+  SCRATCH=$(git -c user.name=convbench -c user.email=scratch@convbench.invalid \
+    commit-tree "$(GIT_INDEX_FILE=$index git write-tree)" -p HEAD -m "scratch: im2col 1.25x slower")
   rm -f "$index" "$file"
   echo "slowed commit: $SCRATCH"
 fi
-ARGS="--suite seeds,lenet5 --backends im2col,numba,stride_tricks --threads 2 --quiet"
-for n in R1 R2 R3 R4; do convbench run $ARGS --out "$OUT/$n"; done
+ARGS=(--suite seeds,lenet5 --backends im2col,numba,stride_tricks --threads 2 --quiet "${run_budget[@]}" "${run_scope[@]}")
+for n in R1 R2 R3 R4; do convbench run "${ARGS[@]}" --out "$OUT/$n"; done
 python -c "while True: pass" & SPIN=$!  # a busy neighbour on one core
-convbench run $ARGS --out "$OUT/R5"
+trap 'kill $SPIN 2>/dev/null || true' EXIT
+convbench run "${ARGS[@]}" --out "$OUT/R5"
 kill $SPIN
-python "$(dirname "$0")/../tests/slowed.py" im2col 0.25 run $ARGS --out "$OUT/R6"
-compare() { convbench compare "$OUT/$1" "$OUT/$2" --threshold 0.10 > "$OUT/compare-$1-$2.md"; echo "compare $1 $2: exit $?"; }
+python "$(dirname "$0")/../tests/slowed.py" im2col 0.25 run "${ARGS[@]}" --out "$OUT/R6"
+verdict() {  # verdict NAME COMMAND...: COMMAND's report to OUT/NAME.md; its exit shown, and fatal above 1
+  local status=0
+  "${@:2}" > "$OUT/$1.md" || status=$?
+  echo "$1: exit $status"
+  [ "$status" -le 1 ] || { echo "verify_verdicts.sh: ${*:2} failed" >&2; exit "$status"; }
+}
+compare() { verdict "compare-$1-$2" convbench compare "$OUT/$1" "$OUT/$2" --threshold 0.10; }
 compare R1 R2   # A/A, quiet
 compare R3 R4   # A/A, quiet
 compare R4 R5   # A/A, the second run with one core kept busy
 compare R4 R6   # power: im2col 1.25x slower
 if [ -n "$SCRATCH" ]; then
-  convbench ab HEAD "$SCRATCH" $ARGS --out "$OUT/ab" > "$OUT/compare-ab.md"; echo "ab HEAD $SCRATCH: exit $?"
+  verdict compare-ab convbench ab HEAD "$SCRATCH" "${ARGS[@]}" --out "$OUT/ab"
 fi
-for n in R7 R8 R9; do convbench run $ARGS --out "$OUT/$n"; done
-python "$(dirname "$0")/../tests/slowed.py" im2col 0.25 run $ARGS --out "$OUT/R10"
+for n in R7 R8 R9; do convbench run "${ARGS[@]}" --out "$OUT/$n"; done
+python "$(dirname "$0")/../tests/slowed.py" im2col 0.25 run "${ARGS[@]}" --out "$OUT/R10"
 compare R7 R8   # A/A, quiet
 compare R9 R10  # power again: im2col 1.25x slower
 # the pytest-benchmark path: the same code benchmarked twice, compared
-bash "$(dirname "$0")/verify_benchmark_files.sh" "$OUT/benchmark-files" 1
+bash "$(dirname "$0")/verify_benchmark_files.sh" "$OUT/benchmark-files" 1 "${quick_flag[@]}"

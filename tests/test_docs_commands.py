@@ -2,21 +2,21 @@
 
 Each ```sh block is one test: bash runs it as written, with ``set -e`` (a failing line fails the
 test), in a fresh clone of this repository, with small budgets. The budgets are options that the
-shell functions in SMALL append to each convbench and asv command, and pytest options in
-PYTEST_ADDOPTS (argparse keeps the last of a repeated option); nothing else in a line changes,
-and no option is appended to a command resuming a saved plan. Each ```python block runs too.
+shell functions in SMALL append to each convbench and asv command (for convbench, those of the
+measuring scripts' ``--quick``, scripts/quick.sh: tiny budgets on a few layers of each suite, the
+layers only where a command names none with ``--match``), and pytest options in PYTEST_ADDOPTS
+(argparse keeps the last of a repeated option); nothing else in a line changes, and no option is
+appended to a command resuming a saved plan. Each ```python block runs too.
 A comment just above a block tells what it needs, directives joined by "; ":
 
     <!-- test: needs=torch -->            run only where PyTorch is installed (mnist: where the
-                                          real MNIST folder, ../shared/data/mnist-t10k, is;
-                                          long: where CONVBENCH_DOCS_LONG=1 asks for the blocks
-                                          that take an idle machine for 20 minutes or more even
-                                          at small budgets: reproduce.sh, whose full run makes
-                                          results/, and the suites and targets it runs)
+                                          real MNIST folder, ../shared/data/mnist-t10k, is)
     <!-- test: setup=COMMANDS -->         hidden preparation, such as the two runs a compare reads
     <!-- test: background=PREFIX|... -->  lines starting so are servers: started in the background
                                           and stopped when the block ends
-    <!-- test: sub=FROM>TO,... -->        placeholders replaced (HOST>127.0.0.1)
+    <!-- test: sub=FROM>TO,... -->        placeholders replaced (HOST>127.0.0.1), and the measuring
+                                          scripts given --quick (scripts/quick.sh): the small
+                                          budgets of every run they start
     <!-- test: skip=WHY -->               not run here; only for the set-up block, which .ci/run
                                           runs, as written, on a clean clone
 
@@ -40,15 +40,21 @@ PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 MNIST = ROOT.parent / "shared" / "data" / "mnist-t10k"
 
 SMALL = r"""
-small() {  # the options that shrink a command's budget
-  case "$1" in
-    run|ab) echo --rounds 2 --max-time 0.05 --window 0.2 ;;
-    step) echo --rounds 1 ;;
-    train) echo --iterations 3 ;;
+export QUICK_SH="$PWD/scripts/quick.sh"
+convbench() {  # every convbench command at the budgets of the measuring scripts' --quick
+  local quick args quick_flag run_budget run_scope step_budget train_budget pytest_budget overhead_budget
+  source "$QUICK_SH"; quick_options --quick
+  local extra=()
+  case " $* " in
+    *" --resume "*) ;;  # a saved plan keeps its own budgets
+    *) case "${1:-}" in
+         run|ab) extra=("${run_budget[@]}")
+                 case " $* " in *" --match "*) ;; *) extra+=("${run_scope[@]}") ;; esac ;;
+         step) extra=("${step_budget[@]}") ;;
+         train) extra=("${train_budget[@]}") ;;
+       esac ;;
   esac
-}
-convbench() {
-  case " $* " in *" --resume "*) command convbench "$@" ;; *) command convbench "$@" $(small "${1:-}") ;; esac
+  command convbench "$@" "${extra[@]}"
 }
 asv() {
   case "${1:-}" in run|continuous) command asv "$@" --quick ;; *) command asv "$@" ;; esac
@@ -56,7 +62,7 @@ asv() {
 pip() {
   case "${1:-}" in install) command pip "$@" --dry-run --quiet ;; *) command pip "$@" ;; esac
 }
-export -f small convbench asv pip
+export -f convbench asv pip
 trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
 """
 PYTEST_ADDOPTS = "-k 'seed002 and im2col' --benchmark-max-time=0.01 --benchmark-min-rounds=1 -p no:cacheprovider"
@@ -118,8 +124,6 @@ def test_the_block_runs_as_written(lang, directives, code, clone, tmp_path):
         pytest.importorskip("torch", reason="needs PyTorch: pip install torch==2.13.0")
     if "mnist" in needs and not MNIST.is_dir():
         pytest.skip(f"needs the real MNIST folder at {MNIST}")
-    if "long" in needs and os.environ.get("CONVBENCH_DOCS_LONG") != "1":
-        pytest.skip("takes an idle machine for 20 minutes or more: CONVBENCH_DOCS_LONG=1 runs it")
     work = tmp_path / "repo"  # each block in its own copy of the clone: nothing one leaves behind feeds another
     shutil.copytree(clone, work, symlinks=True)
     if (clone.parent / "shared").exists():

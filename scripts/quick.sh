@@ -1,0 +1,24 @@
+# Sourced by the measuring scripts for their --quick option: every part at tiny budgets, on a
+# few problems of each suite, so that a script is checked end to end in minutes before its long
+# run (the docs' tests run them so). Its figures mean nothing: keep them out of results/.
+#
+#   quick_options "$@"; set -- "${args[@]}"    # sets quick=1 when --quick is among the arguments,
+#                                              # and the budgets below (empty without --quick)
+QUICK_MATCH='^(seed002_.*|conv2|pool2|layer4_.*)$'  # two layers of seeds and of lenet5, four of resnet18
+
+quick_options() {
+    quick=0; args=(); quick_flag=(); run_budget=(); run_scope=(); step_budget=(); train_budget=(); pytest_budget=(); overhead_budget=()
+    local a
+    for a in "$@"; do
+        if [ "$a" = --quick ]; then quick=1; else args+=("$a"); fi
+    done
+    if [ "$quick" = 1 ]; then
+        quick_flag=(--quick)  # for the scripts it runs
+        run_budget=(--rounds 2 --max-time 0.05 --window 0.2)  # convbench run and ab
+        run_scope=(--match "$QUICK_MATCH")
+        step_budget=(--rounds 1)
+        train_budget=(--iterations 20)
+        pytest_budget=(--benchmark-max-time=0.01 --benchmark-min-rounds=1)
+        overhead_budget=(--repeats 1)  # scripts/cluster_overhead.py
+    fi
+}
