@@ -51,7 +51,7 @@ def summary(results: Path) -> str:
             f"(geometric mean over the suite's layers) and the layers it wins "
             f"([docs/results.md](docs/results.md)). {_origin(results / 'suites')}.\n\n"
             + table.to_markdown() + "\n\n"
-            f"Against PyTorch and the machine's peak, {int(targets.met.sum())} of {len(targets)} performance "
+            f"Against PyTorch and the machine's peak, {_met(targets)} performance "
             "targets are met ([docs/performance.md](docs/performance.md)).\n")
 
 
@@ -62,6 +62,13 @@ def suites(results: Path) -> str:
     for suite, mine in rows[rows.direction == "forward+backward"].groupby("suite", sort=False):
         parts += [f"**{suite}**", "", summary_table(mine).to_markdown(), ""]
     return "\n".join(parts)
+
+
+def _met(table: pd.DataFrame) -> str:
+    """ "34 of 86" (met of measured), and how many targets were not measured (``met`` left empty)."""
+    missing = int(table.met.isna().sum())
+    return (f"{int(table.met.eq(True).sum())} of {int(table.met.notna().sum())}"
+            + (f" ({missing} not measured)" if missing else ""))
 
 
 def targets(results: Path) -> str:
@@ -75,14 +82,15 @@ def targets(results: Path) -> str:
             u = unit(bound)
             span = (f"{those.value.min():.3g}{u}" if len(those) == 1
                     else f"{those.value.min():.3g}-{those.value.max():.3g}{u}")
-            row[f"{threads} thread{'s' if threads > 1 else ''}"] = f"{int(those.met.sum())}/{len(those)} ({span})"
+            row[f"{threads} thread{'s' if threads > 1 else ''}"] = (
+                f"{int(those.met.eq(True).sum())}/{int(those.met.notna().sum())} ({span})")
         out.append(row)
-        misses = mine[~mine.met].sort_values(["threads", "problem"])
+        misses = mine[mine.met.eq(False)].sort_values(["threads", "problem"])
         if len(misses):
             missed.append(f"- {target} ({bound}): " + ", ".join(
                 f"{r.problem} {r.value:.3g}{unit(bound)} ({r.threads}t)" for r in misses.itertuples()))
     shown = pd.DataFrame(out).fillna("")
-    return (f"**{int(table.met.sum())} of {len(table)} met** (float32; {_origin(results / 'targets' / 'seeds')}). "
+    return (f"**{_met(table)} met** (float32; {_origin(results / 'targets' / 'seeds')}). "
             "Per target and thread count, the problems that meet it (and the range of the measured values):\n\n"
             + shown.to_markdown(index=False) + "\n\nMissed:\n\n" + ("\n".join(missed) or "- none") + "\n")
 
@@ -165,6 +173,14 @@ def verdicts(results: Path) -> str:
             "`--threshold 0.10`:\n\n" + pd.DataFrame(out).to_markdown(index=False) + "\n")
 
 
+def _turns(run: str, rows: pd.DataFrame, key: tuple) -> str:
+    """A row's fastest call per turn in one run, as "R1's 20 turns 615 µs-720 µs"."""
+    samples = rows.loc[key].sample_min_s if key in rows.index else None
+    if not isinstance(samples, list) or not samples:
+        return f"{run}: not timed"
+    return f"{run}'s {len(samples)} turns {duration(min(samples))}-{duration(max(samples))}"
+
+
 def false_verdicts(results: Path) -> str:
     """methodology.md: the verdicts on unchanged code (a quiet A/A pair's, a power check's on the
     backends it did not slow) that say slower or faster, and each run's turns on those rows."""
@@ -180,8 +196,7 @@ def false_verdicts(results: Path) -> str:
             if verdict not in ("slower", "faster") or (power and cells["backend"] == "im2col"):
                 continue  # in a power check, im2col's verdicts are true: it was slowed
             row = tuple(int(cells[k]) if k == "threads" else cells[k] for k in KEY)
-            turns = [f"{run}'s {len(side.loc[row].sample_min_s)} turns {duration(min(side.loc[row].sample_min_s))}"
-                     f"-{duration(max(side.loc[row].sample_min_s))}" for run, side in ((first, a), (second, b))]
+            turns = [_turns(run, side, row) for run, side in ((first, a), (second, b))]
             lines.append(f"- {runs}: {' '.join(row[:4])} ({row[5]} threads) called {verdict}, "
                          f"{cells['new/old']}x; fastest call per turn: {', '.join(turns)}")
     return ("\n".join(lines) or "- none: unchanged code got only `same` and `inconclusive`") + "\n"
@@ -228,27 +243,34 @@ MISSES = [  # (run under targets/, problem, direction, threads): numba against t
 ]
 
 
+def _shown(seconds: float) -> str:
+    return duration(seconds) if seconds == seconds else "-"  # NaN: not measured
+
+
 def misses(results: Path) -> str:
-    """performance.md: the measurements its analysis of the misses talks about, from results/targets."""
+    """performance.md: the measurements its analysis of the misses talks about, from results/targets
+    ("-" where one was not measured)."""
     base = results / "targets"
     lines = ["| run | layer | direction | threads | numba | im2col | torch | numba / torch |", "|---|---|---|---|---|---|---|---|"]
     for run, problem, direction, threads in MISSES:
         rows = load_results(base / run)
         mine = rows[(rows.problem == problem) & (rows.direction == direction) & (rows.threads == threads)
                     & (rows.status == "ok")].set_index("backend").median_s
-        lines.append(f"| {run} | {problem} | {direction} | {threads} | {duration(mine.numba)} | {duration(mine.im2col)} "
-                     f"| {duration(mine.torch)} | {mine.numba / mine.torch:.2f}x |")
+        numba, im2col, torch = (mine.get(b, np.nan) for b in ("numba", "im2col", "torch"))
+        ratio = f"{numba / torch:.2f}x" if numba / torch == numba / torch else "-"
+        lines.append(f"| {run} | {problem} | {direction} | {threads} | {_shown(numba)} | {_shown(im2col)} "
+                     f"| {_shown(torch)} | {ratio} |")
     rows = load_results(base / "resnet18-b8")
     peak = rows[(rows.problem == "layer2_conv_s2") & (rows.direction == "forward") & (rows.status == "ok")]
     shares = ", ".join(f"{r.backend} {r.pct_of_peak:.1f} % ({r.threads}t)" for r in
                        peak[peak.backend.isin(["im2col", "numba"])].sort_values(["threads", "backend"]).itertuples())
     steps = load_results(base / "step-2t")
     steps = steps[(steps.problem == "lenet5-b64") & (steps.direction == "step") & (steps.status == "ok")].set_index("backend")
-    numba = steps.loc["numba"]
-    split = ", ".join(f"{kind} {duration(numba[f'{kind}_s'])}" for kind in ("conv", "pool", "dense", "other"))
-    return ("\n".join(lines) + f"\n\nResNet-18 layer2_conv_s2's forward as a share of the measured SGEMM peak: {shares}. "
-            f"The lenet5 step at 2 threads: numba {duration(numba.median_s)}, torch {duration(steps.loc['torch'].median_s)}; "
-            f"numba's instrumented steps split into {split}.\n")
+    step = {b: steps.loc[b] if b in steps.index else pd.Series(dtype=float) for b in ("numba", "torch")}
+    split = ", ".join(f"{kind} {_shown(step['numba'].get(f'{kind}_s', np.nan))}" for kind in ("conv", "pool", "dense", "other"))
+    return ("\n".join(lines) + f"\n\nResNet-18 layer2_conv_s2's forward as a share of the measured SGEMM peak: "
+            f"{shares or '-'}. The lenet5 step at 2 threads: numba {_shown(step['numba'].get('median_s', np.nan))}, "
+            f"torch {_shown(step['torch'].get('median_s', np.nan))}; numba's instrumented steps split into {split}.\n")
 
 
 SWEEP_ROWS = 7992  # the full sweep of docs/cluster.md: Plan(...).keys() of its six suites, batches and threads

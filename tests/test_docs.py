@@ -3,7 +3,9 @@ show figures other than those of results/ (scripts/docs_figures.py writes them).
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -32,13 +34,46 @@ def test_the_figures_of_the_pages_are_those_of_results():
     assert done.returncode == 0, done.stderr[-3000:]
 
 
-def test_a_figure_edited_by_hand_is_caught():
+def _docs_figures():
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("docs_figures", ROOT / "scripts" / "docs_figures.py")
     figures = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(figures)
+    return figures
+
+
+def test_a_figure_edited_by_hand_is_caught():
+    figures = _docs_figures()
     page = "intro\n<!-- figures:mnist -->\n| naive | 99.99 % |\n<!-- /figures -->\nend\n"
     written = figures.render(page, ROOT / "results")
     assert written != page and written.startswith("intro\n<!-- figures:mnist -->\n| backend")
     assert written.endswith("<!-- /figures -->\nend\n") and figures.render(written, ROOT / "results") == written
+
+
+QUICK_LAYERS = re.search(r"QUICK_MATCH='([^']+)'", (ROOT / "scripts" / "quick.sh").read_text()).group(1)
+TIMED = ("median_s", "min_s", "iqr_s", "samples_s", "sample_min_s", "gflops", "pct_of_peak", "rounds")
+
+
+def _not_timed(row: dict) -> dict:
+    return {**{k: v for k, v in row.items() if k not in TIMED}, "status": "skipped", "reason": "made so by the test"}
+
+
+@pytest.mark.parametrize("change", [
+    pytest.param(lambda i, r: r if r["direction"] == "step" or re.search(QUICK_LAYERS, r["problem"]) else None,
+                 id="only-the-layers-of-quick"),
+    pytest.param(lambda i, r: r if r["backend"] != "numba" else None, id="no-numba"),
+    pytest.param(lambda i, r: r if r["backend"] != "torch" else None, id="no-torch"),
+    pytest.param(lambda i, r: _not_timed(r) if i % 3 == 0 else r, id="every-third-row-not-timed"),
+])
+def test_the_figures_are_written_from_results_with_measurements_missing(tmp_path, change):
+    """A reproduction at tiny budgets (``reproduce.sh --quick``), or one where a backend failed, still
+    gets its pages written: a figure that was not measured shows as "-" instead of stopping the rest."""
+    results = tmp_path / "results"
+    shutil.copytree(ROOT / "results", results)
+    for path in results.rglob("measurements.jsonl"):
+        rows = [change(i, json.loads(line)) for i, line in enumerate(path.read_text().splitlines())]
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows if r is not None))
+    figures = _docs_figures()
+    for page in PAGES:
+        figures.render(page.read_text(), results)
