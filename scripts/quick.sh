@@ -4,7 +4,7 @@
 #
 #   quick_options "$@"; set -- "${args[@]}"    # sets quick=1 when --quick is among the arguments,
 #                                              # and the budgets below (empty without --quick)
-QUICK_MATCH='^(seed002_.*|conv2|pool2|layer4_.*)$'  # two layers of seeds and of lenet5, four of resnet18
+QUICK_MATCH='^(seed002_.*|conv2|pool2|layer4_conv_s2)$'  # two layers of seeds and of lenet5, one of resnet18
 
 quick_options() {
     quick=0; args=(); quick_flag=(); run_budget=(); run_scope=(); step_budget=(); train_budget=(); pytest_budget=(); overhead_budget=()
