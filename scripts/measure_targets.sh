@@ -14,13 +14,13 @@ quick_options "$@"; set -- "${args[@]}"
 default=results/targets; [ "$quick" = 1 ] && default=runs/targets-quick
 out=${1:-$default}
 out=${out%/}
+python -c "import torch" 2>/dev/null || { echo "measure_targets.sh: needs torch (pip install torch==2.13.0)" >&2; exit 2; }
 if [ "${2:-}" = "--resume" ]; then
     work=${3:?"--resume needs the interrupted directory (OUT.new-XXXXXX)"}
 else
     mkdir -p "$(dirname "$out")"
     work=$(mktemp -d "$out.new-XXXXXX")
 fi
-python -c "import torch" 2>/dev/null || { echo "measure_targets.sh: needs torch (pip install torch==2.13.0)" >&2; exit 2; }
 echo "measuring into $work"
 ours=scipy,im2col,stride_tricks,numba,auto,torch
 run() {  # run NAME ARGS...: start the run, or finish it if an interrupted measurement began it

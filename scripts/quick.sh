@@ -3,14 +3,22 @@
 # run (the docs' tests run them so). Its figures mean nothing: keep them out of results/.
 #
 #   quick_options "$@"; set -- "${args[@]}"    # sets quick=1 when --quick is among the arguments,
-#                                              # and the budgets below (empty without --quick)
+#                                              # and the budgets below (empty without --quick);
+#                                              # --help prints the script's header, an unknown
+#                                              # option stops it (exit 2)
 QUICK_MATCH='^(seed002_.*|conv2|pool2|layer4_conv_s2)$'  # two layers of seeds and of lenet5, one of resnet18
 
 quick_options() {
     quick=0; args=(); quick_flag=(); run_budget=(); run_scope=(); step_budget=(); train_budget=(); pytest_budget=(); overhead_budget=()
     local a
     for a in "$@"; do
-        if [ "$a" = --quick ]; then quick=1; else args+=("$a"); fi
+        case "$a" in
+            --quick) quick=1 ;;
+            -h|--help) sed -n '2,/^set /{/^#/s/^# \{0,1\}//p}' "$0"; exit 0 ;;  # the script's header
+            --resume|--slowed) args+=("$a") ;;
+            -*) echo "$(basename "$0"): unknown option $a (--help shows the usage)" >&2; exit 2 ;;
+            *) args+=("$a") ;;
+        esac
     done
     if [ "$quick" = 1 ]; then
         quick_flag=(--quick)  # for the scripts it runs
