@@ -243,34 +243,31 @@ MISSES = [  # (run under targets/, problem, direction, threads): numba against t
 ]
 
 
-def _shown(seconds: float) -> str:
-    return duration(seconds) if seconds == seconds else "-"  # NaN: not measured
-
-
 def misses(results: Path) -> str:
     """performance.md: the measurements its analysis of the misses talks about, from results/targets
     ("-" where one was not measured)."""
     base = results / "targets"
     lines = ["| run | layer | direction | threads | numba | im2col | torch | numba / torch |", "|---|---|---|---|---|---|---|---|"]
+    runs = {run: load_results(base / run) for run in dict.fromkeys(run for run, *_ in MISSES)}
     for run, problem, direction, threads in MISSES:
-        rows = load_results(base / run)
+        rows = runs[run]
         mine = rows[(rows.problem == problem) & (rows.direction == direction) & (rows.threads == threads)
                     & (rows.status == "ok")].set_index("backend").median_s
         numba, im2col, torch = (mine.get(b, np.nan) for b in ("numba", "im2col", "torch"))
         ratio = f"{numba / torch:.2f}x" if numba / torch == numba / torch else "-"
-        lines.append(f"| {run} | {problem} | {direction} | {threads} | {_shown(numba)} | {_shown(im2col)} "
-                     f"| {_shown(torch)} | {ratio} |")
-    rows = load_results(base / "resnet18-b8")
+        lines.append(f"| {run} | {problem} | {direction} | {threads} | {duration(numba)} | {duration(im2col)} "
+                     f"| {duration(torch)} | {ratio} |")
+    rows = runs["resnet18-b8"]
     peak = rows[(rows.problem == "layer2_conv_s2") & (rows.direction == "forward") & (rows.status == "ok")]
     shares = ", ".join(f"{r.backend} {r.pct_of_peak:.1f} % ({r.threads}t)" for r in
                        peak[peak.backend.isin(["im2col", "numba"])].sort_values(["threads", "backend"]).itertuples())
     steps = load_results(base / "step-2t")
     steps = steps[(steps.problem == "lenet5-b64") & (steps.direction == "step") & (steps.status == "ok")].set_index("backend")
     step = {b: steps.loc[b] if b in steps.index else pd.Series(dtype=float) for b in ("numba", "torch")}
-    split = ", ".join(f"{kind} {_shown(step['numba'].get(f'{kind}_s', np.nan))}" for kind in ("conv", "pool", "dense", "other"))
+    split = ", ".join(f"{kind} {duration(step['numba'].get(f'{kind}_s', np.nan))}" for kind in ("conv", "pool", "dense", "other"))
     return ("\n".join(lines) + f"\n\nResNet-18 layer2_conv_s2's forward as a share of the measured SGEMM peak: "
-            f"{shares or '-'}. The lenet5 step at 2 threads: numba {_shown(step['numba'].get('median_s', np.nan))}, "
-            f"torch {_shown(step['torch'].get('median_s', np.nan))}; numba's instrumented steps split into {split}.\n")
+            f"{shares or '-'}. The lenet5 step at 2 threads: numba {duration(step['numba'].get('median_s', np.nan))}, "
+            f"torch {duration(step['torch'].get('median_s', np.nan))}; numba's instrumented steps split into {split}.\n")
 
 
 SWEEP_ROWS = 7992  # the full sweep of docs/cluster.md: Plan(...).keys() of its six suites, batches and threads

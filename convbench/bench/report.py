@@ -23,7 +23,10 @@ SECTION_ORDER = ("step", "forward+backward", "forward", "backward", "update")  #
 
 
 def duration(seconds: float) -> str:
-    """Seconds as three significant digits in the unit that suits them ("4.21 ms")."""
+    """Seconds as three significant digits in the unit that suits them ("4.21 ms"); NaN (not
+    measured) as "-"."""
+    if seconds != seconds:
+        return "-"
     for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
         if seconds >= scale:
             return f"{seconds / scale:.3g} {unit}"
@@ -84,18 +87,17 @@ def compare_table(rows: pd.DataFrame) -> tuple[pd.DataFrame, str]:
 
 def summary_table(rows: pd.DataFrame) -> pd.DataFrame:
     """One suite x direction: per backend, geometric means over problems and whole-model time."""
-    ok = rows[rows.status == "ok"].pivot_table(index="problem", columns="backend", values="median_s")
+    timed = rows[rows.status == "ok"]
+    ok = timed.pivot_table(index="problem", columns="backend", values="median_s")
     repeat = rows.drop_duplicates("problem").set_index("problem")["repeat"]
-    others = [b for b in ok.columns if b not in backends.contenders(ok.columns)]
-    contenders = ok.copy()  # as _contenders: per problem, the others stand in where no contender has a time
-    contenders.loc[ok.drop(columns=others).notna().any(axis=1), others] = np.nan
+    contenders = _contenders(timed).pivot_table(index="problem", columns="backend", values="median_s")
     baseline = backends.baseline(ok.columns)
     best = contenders.min(axis=1)
     out = []
     for backend in backends.order(rows["backend"]):
         times = ok[backend] if backend in ok else pd.Series(dtype=float)
         complete = times.notna().all() and len(times) == len(repeat)
-        mine = rows[(rows.status == "ok") & (rows.backend == backend)]
+        mine = timed[timed.backend == backend]
         # training-step rows (convbench step) have no FLOP count and no memory measurement
         pct = mine["pct_of_peak"].dropna() if "pct_of_peak" in mine else pd.Series(dtype=float)
         memory = mine["peak_mem_bytes"].dropna() if "peak_mem_bytes" in mine else pd.Series(dtype=float)
@@ -105,7 +107,7 @@ def summary_table(rows: pd.DataFrame) -> pd.DataFrame:
             f"speedup over {baseline or 'the baseline'} (geomean)": (
                 _ratio(_geomean(ok[baseline] / times)) if baseline and backend != baseline else "-"),
             "x fastest (geomean)": _ratio(_geomean(times / best)),
-            "wins": int((contenders.dropna(how="all").idxmin(axis=1) == backend).sum()),
+            "wins": int((contenders.idxmin(axis=1) == backend).sum()),
             "model time (sum x repeat)": duration(float((times * repeat.reindex(times.index)).sum())) if complete else "-",
             "% of SGEMM peak (median)": f"{pct.median():.2g}" if len(pct) else "-",
             "largest extra memory": _mebibytes(memory.max()) if len(memory) else "-",
@@ -143,7 +145,7 @@ def picks_table(rows: pd.DataFrame, picker: str) -> pd.DataFrame | None:
         alone = others.get(pick, np.nan) if isinstance(pick, str) else np.nan
         out.append({
             "problem": r.problem, "pick": pick if isinstance(pick, str) else "-",
-            picker: duration(r.median_s), "pick alone": duration(alone) if alone == alone else "-",
+            picker: duration(r.median_s), "pick alone": duration(alone),
             f"{picker} / pick": _ratio(r.median_s / alone) if alone == alone else "-",
             "fastest": others.idxmin() if len(others) else "-",
             f"{picker} / fastest": _ratio(r.median_s / others.min()) if len(others) else "-",

@@ -171,8 +171,8 @@ def write_targets(runs: list[str | Path], out: str | Path) -> tuple[str, list[Pa
     out.mkdir(parents=True, exist_ok=True)
     table.drop(columns="why").to_csv(out / "targets.csv", index=False)  # met left empty: not measured
     shown = table.assign(
-        ours=table.ours_s.map(lambda s: duration(s) if s == s else "-"),
-        torch=table.torch_s.map(lambda s: duration(s) if s == s else "-"),
+        ours=table.ours_s.map(duration),
+        torch=table.torch_s.map(duration),
         value=["-" if v != v else f"{v:.3g} %" if "peak" in b else (f"{v:.3g} s" if b.endswith(" s") else f"{v:.3g}x")
                for v, b in zip(table.value, table.bound)],
         met=[{True: "yes", False: "**no**"}.get(m, f"not measured ({why})") for m, why in zip(table.met, table.why)],
