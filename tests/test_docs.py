@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from untimed import not_timed
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -52,19 +53,12 @@ def test_a_figure_edited_by_hand_is_caught():
 
 
 QUICK_LAYERS = re.search(r"QUICK_MATCH='([^']+)'", (ROOT / "scripts" / "quick.sh").read_text()).group(1)
-TIMED = ("median_s", "min_s", "iqr_s", "samples_s", "sample_min_s", "gflops", "pct_of_peak", "rounds")
-
-
-def _not_timed(row: dict) -> dict:
-    return {**{k: v for k, v in row.items() if k not in TIMED}, "status": "skipped", "reason": "made so by the test"}
-
-
 @pytest.mark.parametrize("change", [
     pytest.param(lambda i, r: r if r["direction"] == "step" or re.search(QUICK_LAYERS, r["problem"]) else None,
                  id="only-the-layers-of-quick"),
     pytest.param(lambda i, r: r if r["backend"] != "numba" else None, id="no-numba"),
     pytest.param(lambda i, r: r if r["backend"] != "torch" else None, id="no-torch"),
-    pytest.param(lambda i, r: _not_timed(r) if i % 3 == 0 else r, id="every-third-row-not-timed"),
+    pytest.param(lambda i, r: not_timed(r) if i % 3 == 0 else r, id="every-third-row-not-timed"),
 ])
 def test_the_figures_are_written_from_results_with_measurements_missing(tmp_path, change):
     """A reproduction at tiny budgets (``reproduce.sh --quick``), or one where a backend failed, still

@@ -9,6 +9,7 @@ from dataclasses import asdict
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from untimed import not_timed
 
 from convbench.bench.machine import CALIBRATION_VERSION
 from convbench.bench.results import MEASUREMENTS, RunDirectory
@@ -245,19 +246,11 @@ def test_report_names_a_bad_column(small_run, tmp_path, capsys, option):
     assert f"{option} takes column names among" in err and "speed" in err and err.count("\n") == 1
 
 
-# the fields a row has only when it was timed (a skipped, wrong or failed measurement has none)
-TIMED = ("compile_s", "contended", "cpu_per_wall", "first_call_s", "gflops", "iqr_s", "load1", "max_rel_err",
-         "median_s", "min_s", "noisy", "others_cores", "pct_of_peak", "peak_mem_bytes", "phases", "pick", "rounds",
-         "sample_calls", "sample_min_s", "samples_s", "turns")
-
-
 def _with_statuses(src, dst, statuses):
     """A copy of run ``src`` whose rows have the given statuses (rows not "ok" lose their times)."""
     shutil.copytree(src, dst)
     rows = RunDirectory(dst).rows()
-    rows = [r if status == "ok" else {**{k: v for k, v in r.items() if k not in TIMED}, "status": status,
-                                      "reason": f"made {status} by the test"}
-            for r, status in zip(rows, statuses)]
+    rows = [r if status == "ok" else not_timed(r, status) for r, status in zip(rows, statuses)]
     (dst / MEASUREMENTS).write_text("".join(json.dumps(r) + "\n" for r in rows))
     return dst
 
