@@ -42,6 +42,8 @@ _REGISTRY: dict[str, str] = {
 _YARDSTICKS: dict[str, str] = {
     "torch": "kernels.torch_yardstick",
 }
+# How to install them: the version is pinned once, in pyproject.toml's `yardstick` extra.
+YARDSTICK_INSTALL = 'pip install -e ".[yardstick]"'
 
 
 def __getattr__(name: str) -> ModuleType:

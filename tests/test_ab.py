@@ -14,7 +14,7 @@ import kernels
 from convbench.bench.machine import ALLOCATOR_ENV
 from convbench.cli import main
 
-pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="convbench ab needs git")
+pytestmark = [pytest.mark.skipif(shutil.which("git") is None, reason="convbench ab needs git"), pytest.mark.subprocess]
 
 WRONG_FORWARD = '''
 
@@ -88,8 +88,8 @@ def test_each_revision_runs_its_own_kernels(repo, tmp_path, capsys):
 
 @pytest.mark.parametrize("args, message", [
     (["nonsense", "HEAD"], "'nonsense' is not a commit"),
-    (["HEAD", "HEAD", "--threshold", "nan"], "--threshold must be a number >= 0"),
-    (["HEAD", "HEAD", "--backends", "nope"], "backends must be among"),
+    (["HEAD", "HEAD", "--threshold", "nan"], "argument --threshold: must be a finite number; got nan"),
+    (["HEAD", "HEAD", "--backends", "nope"], "argument --backends: must be among"),
 ])
 def test_bad_input_is_one_line_and_exit_2(repo, tmp_path, capsys, args, message):
     assert main(["ab", *args, "--repo", str(repo), "--out", str(tmp_path / "x")]) == 2

@@ -81,3 +81,13 @@ def test_no_private_name_crosses_a_package_boundary():
 ])
 def test_the_private_import_check_sees_them(source, bad):
     assert bool(private_imports(ROOT / "scripts" / "probe.py", source)) is bad
+
+
+def test_the_command_line_only_parses():
+    """cli/ declares arguments and calls the rooms: no function there is longer than 30 lines."""
+    long = []
+    for path in sorted((ROOT / "convbench" / "cli").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 30:
+                long.append(f"{path.name}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)")
+    assert long == []

@@ -139,8 +139,8 @@ def test_report_of_a_missing_directory_is_one_clear_line(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--threshold", "nan"], "--threshold must be a number >= 0; got nan"),
-    (["--threshold", "-0.1"], "--threshold must be a number >= 0; got -0.1"),
+    (["--threshold", "nan"], "argument --threshold: must be a finite number; got nan"),
+    (["--threshold", "-0.1"], "argument --threshold: must lie in [0, 10]; got -0.1"),
 ])
 def test_compare_usage_errors_exit_2(small_run, capsys, args, message):
     assert main(["compare", str(small_run), str(small_run), *args]) == 2

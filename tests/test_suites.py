@@ -125,7 +125,7 @@ def test_dir_and_dt_choose_what_is_measured(tmp_path):
     ("# header\nmb8ic64ih56oc64kh3 ph1\n", r"f.txt:2: one descriptor per line, after the options"),
     ("# header\nmb8ic64ih56oc64kh3kh3\n", r"f.txt:2: field 'kh' appears twice"),
     ("# header\nmb8ic64ih5oc64kh9\n", r"f.txt:2: mb8ic64ih5oc64kh9: the kernel is larger than the padded input"),
-    ("# header\nmb8ic64ih56oc64kh3sh0\n", r"f.txt:2: field 'sh' must be >= 1; got 0"),
+    ("# header\nmb8ic64ih56oc64kh3sh0\n", r"f.txt:2: field 'sh' must be between 1 and 2,147,483,647; got 0"),
     ("# header\nmb8ic64ih56oc64kh3g3\n", r"f.txt:2: .*groups=3 must divide C=64 and K=64"),
     ("# header\nic64ih56kh3dh1\n", r"f.txt:2: field 'dh' does not apply to pooling"),
 ])

@@ -48,7 +48,14 @@ def _git(repo: Path, *args: str) -> str:
 
 
 def resolve(repo: Path, revision: str) -> str:
-    """The full commit hash of ``revision`` in ``repo``, or AbError naming it."""
+    """The full commit hash of ``revision`` in ``repo``, or AbError naming what is wrong: no
+    git, a ``repo`` that is not a repository, or a revision that is not a commit of it."""
+    try:
+        _git(repo, "rev-parse", "--git-dir")
+    except FileNotFoundError:
+        raise AbError("convbench ab needs git, which is not on PATH") from None
+    except AbError:
+        raise AbError(f"--repo {repo} is not a git repository: run convbench ab inside one, or give --repo DIR") from None
     try:
         return _git(repo, "rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}")
     except AbError:

@@ -103,6 +103,17 @@ class Problem:
         backward = y + w + x + x + w  # read dy, w, x; write dx, dw
         return itemsize * {"forward": forward, "backward": backward, "forward+backward": forward + backward}[direction]
 
+    def working_bytes(self, itemsize: int) -> int:
+        """A lower bound on the memory one forward+backward call takes: the padded input, the
+        output and its gradient, the filters, and an im2col column matrix (C/g*R*S x N*Ho*Wo,
+        what the GEMM backends allocate). A problem over the machine's memory is refused before
+        anything is allocated (``convbench.bench.runner``)."""
+        padded = self.N * self.C * (self.H + 2 * self.padding[0]) * (self.W + 2 * self.padding[1])
+        y = self.N * self.K * self.out_h * self.out_w
+        w = self.K * (self.C // self.groups) * self.R * self.S if self.op == "conv2d" else 0
+        columns = (self.C // self.groups if self.op == "conv2d" else self.C) * self.R * self.S * self.N * self.out_h * self.out_w
+        return itemsize * (2 * padded + 2 * y + 2 * w + columns)
+
     def descriptor(self) -> str:
         """The problem in oneDNN benchdnn's notation (dilation there counts from 0)."""
         text = f"mb{self.N}ic{self.C}ih{self.H}iw{self.W}"

@@ -299,6 +299,7 @@ def write_report(paths: str | Path | list, plots: bool = True, out: str | Path |
     machines) get a table across machines first, then each machine's own tables.
     """
     from convbench.bench.compare import machines
+    from convbench.bench.runs import writable_folder
 
     paths = [Path(p) for p in (paths if isinstance(paths, (list, tuple)) else [paths])]
     if len(paths) > 1 and out is None:
@@ -307,6 +308,7 @@ def write_report(paths: str | Path | list, plots: bool = True, out: str | Path |
     path = Path(out) if out is not None else paths[0]
     if out is None and path.is_file():
         path = path.with_name(f"{path.stem}-report")
+    writable_folder(path, "--out" if out is not None else "the report's folder")
     path.mkdir(parents=True, exist_ok=True)
     if frame.empty:
         raise InputError(f"{', '.join(map(str, paths))} holds no measurements yet")

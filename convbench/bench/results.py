@@ -22,7 +22,6 @@ reading.
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import os
@@ -39,7 +38,7 @@ import numpy as np
 import pandas as pd
 from filelock import FileLock, Timeout
 
-from convbench.bench import stats
+from convbench.bench import probes, stats
 from convbench.bench.errors import InputError, clip
 from convbench.bench.machine import CALIBRATION_VERSION
 
@@ -88,11 +87,13 @@ def machine_name() -> str:
     return os.environ.get(MACHINE_ENV, "").strip() or platform.node() or "unnamed"
 
 
-@functools.cache
 def _cpu_info() -> dict:
-    import cpuinfo  # about a second: it probes the CPU in a subprocess
+    def probe() -> dict:
+        import cpuinfo  # about a second: it probes the CPU in a subprocess
 
-    return cpuinfo.get_cpu_info()
+        return cpuinfo.get_cpu_info()
+
+    return probes.remembered("cpu", probe)
 
 
 def machine_metadata() -> dict:
@@ -153,11 +154,14 @@ def _append_line(path: Path, record: dict) -> None:
         os.fsync(f.fileno())
 
 
-def _read_lines(path: Path) -> list[dict]:
-    records = []
+def _read_lines(path: Path, check=None) -> list[dict]:
+    """The JSON objects of a .jsonl file, each passed to ``check(record, "FILE:LINE", seen)``
+    when given (``seen``: a dict the checker may keep state in across lines)."""
+    records: list[dict] = []
     if not path.exists():
         return records
     lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    seen: dict = {}
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -170,8 +174,55 @@ def _read_lines(path: Path) -> list[dict]:
             raise RunError(f"{path}:{number}: not a JSON line: {clip(line, 80)}") from None
         if not isinstance(record, dict):
             raise RunError(f"{path}:{number}: not a JSON object: {clip(line, 80)}")
+        if check is not None:
+            check(record, f"{path}:{number}", seen)
         records.append(record)
     return records
+
+
+STATUSES = ("ok", "skipped", "error", "wrong", "unavailable")
+_TEXTS = ("suite", "problem", "backend", "direction", "dtype", "status")
+_NUMBERS = ("N", "C", "H", "W", "K", "R", "S", "groups", "repeat", "flops", "rounds", "turns", "gflops",
+            "pct_of_peak", "max_rel_err", "others_cores", "cpu_per_wall", "load1", "peak_mem_bytes", "intensity",
+            "peak_gflops", "bandwidth_gbs")
+_SAMPLES = ("samples_s", "sample_min_s", "sample_calls")
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_row(row: dict, where: str, seen: dict) -> None:
+    """The one validation of a measurement row as it is read: the schema, the fields that name
+    it, its status, the types of its figures, and no measurement twice. RunError naming the
+    file, line and field otherwise, so that no reader (report, compare, targets, resume) meets
+    a malformed row."""
+    schema = row.get("schema", 1)
+    if not (isinstance(schema, int) and not isinstance(schema, bool) and 1 <= schema <= SCHEMA):
+        raise RunError(f"{where}: schema {clip(repr(schema), 40)} is not one this convbench reads (1 to {SCHEMA})")
+    for name in _TEXTS:
+        if not isinstance(row.get(name), str):
+            raise RunError(f"{where}: field {name!r} " + (f"is {clip(repr(row[name]), 40)}, not text" if name in row
+                                                           else "is missing"))
+    if not (isinstance(row.get("threads"), int) and not isinstance(row["threads"], bool) and row["threads"] >= 1):
+        raise RunError(f"{where}: field 'threads' is {clip(repr(row.get('threads')), 40)}, not a whole number >= 1")
+    if row["status"] not in STATUSES:
+        raise RunError(f"{where}: field 'status' is {clip(repr(row['status']), 40)}, not one of {', '.join(STATUSES)}")
+    for name, value in row.items():
+        timed = name.endswith("_s") and name not in _SAMPLES
+        if (timed or name in _NUMBERS) and value is not None and not _is_number(value):
+            raise RunError(f"{where}: field {name!r} is {clip(repr(value), 40)}, not a number")
+    for name in _SAMPLES:
+        if name in row and not (isinstance(row[name], list) and all(map(_is_number, row[name]))):
+            raise RunError(f"{where}: field {name!r} is not a list of numbers")
+    if row["status"] == "ok" and not (_is_number(row.get("median_s")) and row["median_s"] > 0):
+        raise RunError(f"{where}: an ok row needs 'median_s', a time > 0; got {clip(repr(row.get('median_s')), 40)}")
+    key = (row.get("machine"), row["suite"], row["problem"], row.get("N"), row["backend"], row["dtype"],
+           row["threads"], row["direction"])
+    if key in seen:
+        raise RunError(f"{where}: repeats the measurement of line {seen[key]} ({row['problem']} {row['backend']} "
+                       f"{row['direction']} {row['dtype']} {row['threads']}t)")
+    seen[key] = where.rsplit(":", 1)[1]
 
 
 class RunError(InputError):
@@ -190,7 +241,7 @@ class RunDirectory:
 
     def create(self, plan: dict) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
-        (self.path / PLAN).write_text(json.dumps(plan, indent=2) + "\n")
+        (self.path / PLAN).write_text(json.dumps(plan, indent=2, allow_nan=False) + "\n")  # never Infinity: not JSON
 
     def plan(self) -> dict:
         """The saved plan (a JSON object); RunError naming the file when it is not one."""
@@ -204,7 +255,7 @@ class RunDirectory:
         return plan
 
     @contextmanager
-    def lock(self) -> Iterator[None]:
+    def lock(self, resuming: bool = True) -> Iterator[None]:
         """Hold this run directory for one writer: a second ``run``/``step`` (a ``--resume``
         started while the first still runs) is refused at once rather than doubling rows."""
         self.path.mkdir(parents=True, exist_ok=True)
@@ -212,8 +263,9 @@ class RunDirectory:
         try:
             lock.acquire()
         except Timeout:
+            then = "before resuming" if resuming else "or choose another --out"
             raise RunError(f"{self.path} is being written by another convbench process; "
-                           "wait for it to finish (or stop it) before resuming") from None
+                           f"wait for it to finish (or stop it) {then}") from None
         try:
             yield
         finally:
@@ -264,7 +316,8 @@ class RunDirectory:
         _append_line(self.path / MEASUREMENTS, row)
 
     def rows(self) -> list[dict]:
-        return _read_lines(self.path / MEASUREMENTS)
+        """The measurement rows, each validated (``check_row``)."""
+        return _read_lines(self.path / MEASUREMENTS, check_row)
 
     def sessions(self) -> list[dict]:
         return _read_lines(self.path / SESSIONS)
@@ -367,7 +420,8 @@ def load_calibration(path: str | Path, threads: int | None = None, machine: str 
             and (machine is None or sessions.get(c.get("session")) == machine)]
 
 
-TIMED_COLUMNS = ("median_s", "iqr_s", "min_s", "rounds", "gflops", "pct_of_peak")
+TIMED_COLUMNS = ("median_s", "iqr_s", "min_s", "rounds", "gflops", "pct_of_peak", "flops", "peak_gflops",
+                 "bandwidth_gbs")  # every frame has them, NaN where a row lacks them
 
 
 def load_results(path: str | Path) -> pd.DataFrame:

@@ -23,14 +23,16 @@ from __future__ import annotations
 
 import re
 import traceback
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 
 import numpy as np
+import psutil
 
 import kernels
-from convbench.bench import stats, timing
+from convbench.bench import limits, stats, timing
 from convbench.bench.abworker import max_relative_error
 from convbench.bench.interleave import TURNS, Entry, call_times, interleave
 from convbench.bench.machine import calibrate, quiesce, steady_allocator
@@ -42,6 +44,7 @@ from kernels import phases
 TOLERANCE = {"float32": 1e-4, "float64": 1e-10}  # relative to the largest reference value
 DTYPES = tuple(TOLERANCE)
 SLOW_EXTRAS = 1.0  # seconds: calls slower than this get no extra memory / phase call
+MEMORY_SHARE = 0.5  # of the machine's memory, at most, that one problem's estimated working set may take
 WINDOW = 60.0  # seconds of timing budget whose problems take turns together (see windows())
 
 
@@ -51,13 +54,15 @@ def all_backends() -> list[str]:
     return [*kernels.names(), *(y for y in kernels.yardsticks() if reasons[y] is None)]
 
 
-def check_backends(backends: list[str]) -> None:
-    """ValueError naming the unknown ones unless ``backends`` are registered backends or
-    yardsticks (at least one): the rule of every plan, ``run``'s and ``step``'s."""
-    known = kernels.names() + kernels.yardsticks()
-    unknown = [b for b in backends if b not in known]
-    if unknown or not backends:
-        raise ValueError(f"backends must be among {', '.join(known)}; got {', '.join(unknown) or 'nothing'}")
+def known_backends() -> list[str]:
+    """Every name a plan may ask for: the registered backends and the outside yardsticks."""
+    return kernels.names() + kernels.yardsticks()
+
+
+def check_backends(backends: list[str]) -> list[str]:
+    """``backends`` unless one is not a registered backend or yardstick, or one is named twice
+    (ValueError naming it): the rule of every plan, ``run``'s, ``step``'s and ``ab``'s."""
+    return limits.distinct("backends", backends, known_backends())
 
 
 @dataclass
@@ -83,29 +88,26 @@ class Plan:
     resolved: dict[str, str] | None = None
 
     def __post_init__(self):
-        for name, values, allowed in (("ops", self.ops, OPS), ("directions", self.directions, DIRECTIONS),
-                                      ("dtypes", self.dtypes, DTYPES)):
-            bad = [v for v in values if v not in allowed]
-            if bad or not values:
-                raise ValueError(f"{name} must be among {', '.join(allowed)}; got {', '.join(map(str, values)) or 'nothing'}")
+        self.ops = limits.distinct("ops", self.ops, OPS)
+        self.directions = limits.distinct("directions", self.directions, DIRECTIONS)
+        self.dtypes = limits.distinct("dtypes", self.dtypes, DTYPES)
+        self.suites = limits.distinct("suite", self.suites)
         check_backends(self.backends)
         if self.match is not None:
             try:
                 re.compile(self.match)
-            except re.error as exc:
+            except (re.error, TypeError) as exc:
                 raise ValueError(f"match is not a regular expression ({exc}): {self.match!r}") from None
         for name in ("budget", "max_time", "window"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0 seconds; got {getattr(self, name)}")
-        bad_threads = [t for t in self.threads if not 1 <= t <= timing.max_threads()]
-        if bad_threads or not self.threads:
-            raise ValueError(f"threads must be between 1 and {timing.max_threads()} on this machine; got {self.threads}")
-        if not isinstance(self.turns, int) or self.turns < 1:
-            raise ValueError(f"turns must be a whole number >= 1; got {self.turns!r}")
-        if self.rounds is not None and self.rounds < 1:
-            raise ValueError(f"rounds must be >= 1; got {self.rounds}")
-        if self.batch is not None and self.batch < 1:
-            raise ValueError(f"batch must be >= 1; got {self.batch}")
+            limits.seconds(name.replace("_", "-"), getattr(self, name))
+        limits.distinct("threads", self.threads)
+        for t in self.threads:
+            limits.whole("threads", t, 1, timing.max_threads())
+        limits.whole("turns", self.turns, 1, limits.MAX_TURNS)
+        if self.rounds is not None:
+            limits.whole("rounds", self.rounds, 1, limits.MAX_ROUNDS)
+        if self.batch is not None:
+            limits.whole("batch", self.batch)
 
     def problems(self) -> list[tuple[str, Problem]]:
         """(suite, problem) pairs selected by ops and match, in suite order."""
@@ -116,6 +118,7 @@ class Plan:
                     chosen.append((suite, problem))
         if not chosen:
             raise ValueError(f"no problem in {', '.join(self.suites)} matches ops {self.ops} and --match {self.match!r}")
+        chosen = self._wanted(chosen)
         if self.resolved is not None:
             now = {f"{suite}/{p.name}": p.identity() for suite, p in chosen}
             changed = sorted(set(now.items()) ^ set(self.resolved.items()))
@@ -125,6 +128,31 @@ class Plan:
                                  f"{self.resolved.get(key, 'absent')!r} and is now {now.get(key, 'absent')!r}; "
                                  "restore the suite file or start a new run")
         return chosen
+
+    def _wanted(self, chosen: list[tuple[str, Problem]]) -> list[tuple[str, Problem]]:
+        """``chosen`` less the problems that ask only for directions or dtypes outside the plan
+        (a benchdnn ``--dt=f64`` line in a float32 run), each left out with a warning, none in
+        silence; ValueError when none is left, or when a problem needs more memory than the
+        machine has (before anything is allocated)."""
+        total = psutil.virtual_memory().total
+        kept = []
+        for suite, problem in chosen:
+            need = problem.working_bytes(8)  # the float64 reference checks every backend first
+            if need > total * MEMORY_SHARE:
+                raise ValueError(f"{suite}/{problem.name} needs at least {need / 2**30:,.1f} GiB of memory per call "
+                                 f"(the float64 reference's), more than {MEMORY_SHARE:.0%} of this machine's "
+                                 f"{total / 2**30:,.1f} GiB: the backends' temporaries would not fit")
+            if any(problem.wants(d, t) for d in self.directions for t in self.dtypes):
+                kept.append((suite, problem))
+        left_out = [f"{s}/{p.name}" for s, p in chosen if (s, p) not in kept]
+        if not kept:
+            raise ValueError(f"every problem chosen ({', '.join(left_out[:3])}{' ...' if len(left_out) > 3 else ''}) "
+                             f"asks only for directions or dtypes outside --directions {','.join(self.directions)} "
+                             f"--dtype {','.join(self.dtypes)}")
+        if left_out:
+            warnings.warn(f"{len(left_out)} problem(s) ask only for directions or dtypes outside this run and are "
+                          f"left out: {', '.join(left_out[:5])}{' ...' if len(left_out) > 5 else ''}", stacklevel=3)
+        return kept
 
     def resolve(self) -> Plan:
         """This plan with its problems resolved now and remembered (see ``resolved``)."""
@@ -256,10 +284,7 @@ class Runner:
             except kernels.BackendUnavailable:
                 pass  # recorded as unavailable, cell by cell
         metadata = {**machine_metadata(), "allocator": steady_allocator(), **extra}
-        self.peaks = {}
-        for threads in self.plan.threads:
-            with timing.threads(threads):
-                self.peaks[threads] = (timing.sgemm_peak(), timing.copy_bandwidth())
+        self.peaks = {threads: timing.peaks(threads) for threads in self.plan.threads}
         metadata["peaks"] = {t: {"sgemm_gflops": g, "copy_gbs": b} for t, (g, b) in self.peaks.items()}
         self.session = self.run.start_session(metadata)
         return {"session": self.session, **metadata}

@@ -165,9 +165,11 @@ def write_targets(runs: list[str | Path], out: str | Path) -> tuple[str, list[Pa
     from convbench.bench.plots import targets_plot
     from convbench.bench.report import duration
 
+    from convbench.bench.runs import writable_folder
+
+    out = writable_folder(out)
     loaded = {Path(run): load_results(run) for run in runs}  # each run read once
     table = evaluate(loaded)
-    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     table.drop(columns="why").to_csv(out / "targets.csv", index=False)  # met left empty: not measured
     shown = table.assign(

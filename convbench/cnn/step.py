@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 import numpy as np
 
 import kernels
-from convbench.bench import timing
+from convbench.bench import limits, timing
 from convbench.bench.interleave import Entry, call_times, interleave, timing_fields
 from convbench.bench.machine import calibrate, quiesce, steady_allocator
 from convbench.bench.results import SCHEMA, RunDirectory, machine_metadata
@@ -48,23 +48,23 @@ class StepPlan:
     command: str = "step"
 
     def __post_init__(self):
-        if not self.models or any(m not in MODELS for m in self.models):
-            raise ValueError(f"model must be among {', '.join(MODELS)}; got {', '.join(self.models) or 'nothing'}")
+        limits.distinct("model", self.models, MODELS)
         if self.batches is None:
             self.batches = [MODELS[m].batch_size for m in self.models]
-        if len(self.batches) != len(self.models) or min(self.batches) < 1:
-            raise ValueError(f"batch-size needs one size >= 1 per model ({len(self.models)}); got {self.batches}")
+        if len(self.batches) != len(self.models):
+            raise ValueError(f"batch-size needs one size per model ({len(self.models)}); got {self.batches}")
+        for batch in self.batches:
+            limits.whole("batch-size", batch)
         check_backends(self.backends)
         if isinstance(self.threads, int):  # a plan saved before thread counts were a list
             self.threads = [self.threads]
-        if not self.threads or not all(1 <= t <= timing.max_threads() for t in self.threads):
-            raise ValueError(f"threads must be between 1 and {timing.max_threads()}; got {self.threads}")
+        for t in limits.distinct("threads", self.threads):
+            limits.whole("threads", t, 1, timing.max_threads())
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}; got {self.dtype!r}")
-        if not self.budget > 0:
-            raise ValueError(f"budget must be > 0 seconds; got {self.budget}")
-        if self.rounds is not None and self.rounds < 1:
-            raise ValueError(f"rounds must be >= 1; got {self.rounds}")
+        limits.seconds("budget", self.budget)
+        if self.rounds is not None:
+            limits.whole("rounds", self.rounds, 1, limits.MAX_ROUNDS)
 
     def pairs(self) -> list[tuple[str, int]]:
         """(model, batch size) in the plan's order."""
@@ -238,8 +238,8 @@ def _run_steps_on(run: RunDirectory, metadata: dict, models: list[tuple[str, int
     done = {(r["problem"], r["backend"], r["direction"]) for r in run.rows() if r.get("threads", threads) == threads}
     if all((f"{model}-b{batch}", b, part) in done for model, batch in models for b in backends for part in PARTS):
         return
+    peak, bandwidth = timing.peaks(threads)
     with timing.threads(threads):
-        peak, bandwidth = timing.sgemm_peak(), timing.copy_bandwidth()
         session = run.start_session({**metadata, "peaks": {threads: {"sgemm_gflops": peak, "copy_gbs": bandwidth}}})
         for model, batch in models:
             problem = f"{model}-b{batch}"

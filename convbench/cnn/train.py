@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 import kernels
-from convbench.bench import timing
+from convbench.bench import limits, timing
 from convbench.bench.errors import clip
 from convbench.cnn.data import (
     DataError,
@@ -60,17 +60,25 @@ class TrainConfig:
         for key, value in model_spec(self.model).training().items():
             if getattr(self, key) is None:
                 setattr(self, key, value)
-        for name in ("epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
-        if self.iterations is not None and self.iterations < 1:
-            raise ValueError(f"iterations must be >= 1; got {self.iterations}")
+        limits.whole("epochs", self.epochs, 1, limits.MAX_EPOCHS)
+        limits.whole("batch-size", self.batch_size)
+        if self.iterations is not None:
+            limits.whole("iterations", self.iterations)
+        if self.holdout is not None:
+            limits.whole("holdout", self.holdout)
+        limits.whole("seed", self.seed, 0)
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be float32 or float64; got {self.dtype!r}")
-        if self.lr <= 0 or not 0 <= self.momentum < 1 or self.decay < 0:
-            raise ValueError(f"need lr > 0, 0 <= momentum < 1, decay >= 0; got {self.lr}, {self.momentum}, {self.decay}")
+        limits.number("lr", self.lr, 0, limits.MAX_LR, low_open=True)
+        limits.number("momentum", self.momentum, 0, 1, high_open=True)
+        limits.number("decay", self.decay, 0, limits.MAX_LR)
+        limits.number("val-fraction", self.val_fraction, 0, 1, high_open=True)
         if (self.freeze_conv or self.freeze_dense) and self.model != "seed000":
             raise ValueError("freezing a layer is seed000's option only")
+
+
+class Diverged(Exception):
+    """A training whose loss stopped being a finite number: the result would mean nothing."""
 
 
 def load_data(config: TrainConfig):
@@ -147,17 +155,18 @@ def load_checkpoint(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
 
 
 def train(config: TrainConfig, progress: Callable[[dict], None] | None = None, result: dict | None = None,
-          checkpoint: Path | None = None, resume: bool = False) -> dict:
+          checkpoint: Path | None = None, resume: bool = False, data: tuple | None = None) -> dict:
     """Train and test; ``progress`` receives a dict after every step and every epoch.
 
     ``result`` (a dict, filled as training goes) keeps the history so far if training is interrupted.
     With ``checkpoint`` (a file), the state at the end of every epoch is saved there; with
     ``resume``, training goes on from that file's epoch (the config is the file's) and ends as
-    the uninterrupted training would have.
+    the uninterrupted training would have. ``data``: what ``load_data(config)`` returns, if the
+    caller read it already (to refuse a bad data file before anything else).
     """
     started = time.perf_counter()
     progress = progress or (lambda event: None)
-    data, x_test, y_test, source = load_data(config)
+    data, x_test, y_test, source = data or load_data(config)
     labels = data.y_train
     if config.model == "seed000" and len(data.classes) != 2:
         raise DataError(f"seed000 is a two-class model: give --classes A,B; got {len(data.classes)} classes")
@@ -198,8 +207,12 @@ def train(config: TrainConfig, progress: Callable[[dict], None] | None = None, r
                     break
                 index = order[start : start + config.batch_size]
                 t0 = time.perf_counter()
-                loss, accuracy = model.train_step(data.x_train[index], labels[index], optimizer)
+                with np.errstate(all="ignore"):  # an overflow is caught below, as a loss that is not finite
+                    loss, accuracy = model.train_step(data.x_train[index], labels[index], optimizer)
                 train_s += time.perf_counter() - t0
+                if not np.isfinite(loss):
+                    raise Diverged(f"training diverged at step {steps + 1}: the loss is {loss} (lr {config.lr:g}, "
+                                   f"momentum {config.momentum:g}); try a smaller --lr")
                 steps += 1
                 sums["loss"] += loss
                 sums["accuracy"] += accuracy
@@ -223,24 +236,38 @@ def train(config: TrainConfig, progress: Callable[[dict], None] | None = None, r
     return result
 
 
+def default_out(model: str, backend: str, resume: bool) -> Path:
+    """``runs/train-MODEL-BACKEND``: with ``resume``, the one that holds a checkpoint; else the
+    first of it, -2, -3 ... that holds no finished training (train.json) and no unfinished one."""
+    base = Path("runs") / f"train-{model}-{backend}"
+    for n in range(1, 1000):
+        out = base if n == 1 else base.with_name(f"{base.name}-{n}")
+        done, unfinished = (out / "train.json").exists(), (out / CHECKPOINT).exists()
+        if (resume and unfinished) or (not resume and not done and not unfinished):
+            return out
+        if resume and not out.exists():
+            break
+    raise DataError(f"--resume: no unfinished training under {base}*; give --out" if resume
+                    else f"{base}, -2 ... -999 all hold trainings; give --out")
+
+
 def check_out(out: Path, resume: bool = False) -> None:
-    """Refuse, before any training, an --out that the results could not be written to or that
-    already holds a training's results (``convbench run`` and ``step`` refuse likewise); with
-    ``resume``, one that holds no checkpoint to go on from."""
-    if out.exists() and not out.is_dir():
-        raise DataError(f"--out {out} is a file, not a folder")
+    """Refuse, before any training, an --out that the results could not be written to, that
+    holds a training's results or a ``convbench run``/``step`` run; with ``resume``, one that
+    holds no checkpoint to go on from. Then make it."""
+    from convbench.bench.results import MEASUREMENTS, PLAN
+    from convbench.bench.runs import writable_folder
+
+    writable_folder(out)
+    if (out / PLAN).exists() or (out / MEASUREMENTS).exists():
+        raise DataError(f"--out {out} holds a `convbench run` or `step` run; choose another folder")
     if resume and not (out / CHECKPOINT).exists():
         raise DataError(f"--resume: {out} holds no {CHECKPOINT} to go on from")
     if not resume and (out / CHECKPOINT).exists():
         raise DataError(f"--out {out} holds an unfinished training; go on with --resume or choose another folder")
     if not resume and (out / "train.json").exists():
         raise DataError(f"--out {out} already holds a train.json; choose another folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=out):
-            pass
-    except OSError as exc:
-        raise DataError(f"--out {out}: cannot write there ({exc.strerror or exc})") from None
+    out.mkdir(parents=True, exist_ok=True)
 
 
 def write_outputs(result: dict, out: Path) -> list[Path]:

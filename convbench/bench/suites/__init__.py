@@ -30,6 +30,7 @@ from importlib import resources
 from pathlib import Path
 
 from convbench.bench.errors import InputError, clip
+from convbench.bench.limits import MAX_SIZE
 from convbench.bench.problems import OPS, Problem
 
 COLUMNS = ("name", "op", "N", "C", "H", "W", "K", "R", "S", "stride", "padding", "dilation", "groups", "repeat")
@@ -50,8 +51,8 @@ def _int(text: str, where: str, field: str, minimum: int) -> int:
         value = int(text)
     except (TypeError, ValueError):
         raise SuiteError(f"{where}: field {field!r} must be an integer; got {clip(repr(text), 80)}") from None
-    if value < minimum:
-        raise SuiteError(f"{where}: field {field!r} must be >= {minimum}; got {value}")
+    if not minimum <= value <= MAX_SIZE:
+        raise SuiteError(f"{where}: field {field!r} must be between {minimum} and {MAX_SIZE:,}; got {clip(str(value), 40)}")
     return value
 
 
@@ -97,6 +98,9 @@ def _read_rows(path, reader: csv.DictReader) -> list[Problem]:
     problems, seen = [], set()
     for row in reader:
         where = f"{path}:{reader.line_num}"
+        if None in row or None in row.values():  # csv.DictReader's marks of extra and missing fields
+            count = f"{len(reader.fieldnames) + len(row[None])}" if None in row else "fewer"
+            raise SuiteError(f"{where}: {count} fields where the header has {len(reader.fieldnames)}")
         name = (row["name"] or "").strip()
         if not re.fullmatch(r"[A-Za-z0-9_.\-]+", name):
             raise SuiteError(f"{where}: field 'name' must be letters, digits, '_', '.' or '-'; got {clip(name, 80)!r}")
@@ -119,8 +123,10 @@ _FIELD = re.compile(r'([a-z]+)(\d+|"[^"]*")')
 _KNOWN = {"g", "mb", "ic", "ih", "iw", "oc", "oh", "ow", "kh", "kw", "sh", "sw", "ph", "pw", "dh", "dw", "n"}
 
 
-def parse_descriptor(text: str, where: str = "descriptor", alg: str = "max", mb: int | None = None) -> Problem:
-    """One benchdnn descriptor (``mb8ic64ih56oc64kh3ph1n"resnet_2a"``) as a Problem."""
+def parse_descriptor(text: str, where: str = "descriptor", alg: str = "max", mb: int | None = None,
+                     alg_given: bool = False) -> Problem:
+    """One benchdnn descriptor (``mb8ic64ih56oc64kh3ph1n"resnet_2a"``) as a Problem; ``alg_given``:
+    the file set ``--alg``, which a convolution descriptor may not follow."""
     fields: dict[str, str] = {}
     position = 0
     while position < len(text):
@@ -146,6 +152,9 @@ def parse_descriptor(text: str, where: str = "descriptor", alg: str = "max", mb:
     )
     name = fields.get("n", '""')[1:-1] or text
     if "oc" in fields:
+        if alg_given:
+            raise SuiteError(f"{where}: --alg={alg} is a pooling algorithm, but this descriptor has 'oc' (a "
+                             "convolution); put --reset before it")
         problem = _problem(where, name=name, op="conv2d", K=get("oc", None, 1), groups=get("g", 1, 1),
                            dilation=(dh + 1, get("dw", dh, 0) + 1), **shape)
     else:
@@ -173,11 +182,11 @@ def _option(option: str, where: str, state: dict) -> None:
     """Apply one benchdnn option to ``state``, or refuse it, naming the line."""
     key, _, value = option.partition("=")
     if key == "--reset":
-        state.update(alg="max", mb=None, directions=(), dtypes=())
+        state.update(alg="max", alg_given=False, mb=None, directions=(), dtypes=())
     elif key == "--mb":
         state["mb"] = _int(value, where, "--mb", 0) or None  # benchdnn: 0 keeps each line's own mb
     elif key == "--alg" and value in ALGORITHMS:
-        state["alg"] = value
+        state.update(alg=value, alg_given=True)
     elif key == "--dir" and all(v in DIRECTIONS for v in value.split(",")):
         state["directions"] = tuple(dict.fromkeys(DIRECTIONS[v] for v in value.split(",")))
     elif key in ("--dt", "--cfg") and all(v in DTYPES for v in value.split(",")):
@@ -195,7 +204,7 @@ def read_benchdnn(path: str | Path, text: str | None = None) -> list[Problem]:
     text = _read_text(path) if text is None else text
     problems: list[Problem] = []
     seen: dict[str, str] = {}
-    state = {"alg": "max", "mb": None, "directions": (), "dtypes": ()}
+    state = {"alg": "max", "alg_given": False, "mb": None, "directions": (), "dtypes": ()}
     for number, raw in enumerate(text.splitlines(), start=1):
         where = f"{path}:{number}"
         tokens = raw.split("#", 1)[0].split()
@@ -205,7 +214,7 @@ def read_benchdnn(path: str | Path, text: str | None = None) -> list[Problem]:
             raise SuiteError(f"{where}: one descriptor per line, after the options; got {clip(' '.join(tokens))!r}")
         if not tokens:
             continue
-        problem = parse_descriptor(tokens[0], where, state["alg"], state["mb"])
+        problem = parse_descriptor(tokens[0], where, state["alg"], state["mb"], state["alg_given"])
         if problem.name in seen:
             raise SuiteError(f"{where}: the name {clip(problem.name)!r} was already used at {seen[problem.name]}; "
                              "give each problem its own n\"...\"")
@@ -228,4 +237,6 @@ def load_suite(name_or_path: str, batch: int | None = None) -> list[Problem]:
         raise SuiteError(
             f"suite {clip(repr(name_or_path), 120)} is neither a shipped suite ({', '.join(suite_names())}) nor a file"
         )
+    if not problems:
+        raise SuiteError(f"suite {clip(repr(name_or_path), 120)} holds no problems")
     return [p.with_batch(batch) for p in problems] if batch else problems
