@@ -8,29 +8,46 @@ autograd for the gradients, as a PyTorch training step would. Arrays cross as ze
 
 from __future__ import annotations
 
+import functools
+import importlib.util
+from importlib import metadata
+from types import ModuleType
+
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from kernels._checks import Context, check_backward, check_conv2d, check_pool2d
 
+if importlib.util.find_spec("torch") is None:  # the registry reports the backend unavailable, with this
+    raise ImportError("No module named 'torch'")
+
 name = "torch"
-description = f"PyTorch {torch.__version__} CPU (torch.nn.functional + autograd); an outside yardstick"
+description = f"PyTorch {metadata.version('torch')} CPU (torch.nn.functional + autograd); an outside yardstick"
 
 
-def _tensor(a: np.ndarray, grad: bool = True) -> torch.Tensor:
+@functools.cache
+def torch() -> ModuleType:
+    """torch itself, imported at the first call rather than with this module: it takes seconds,
+    and a report or a listing that only names this backend never calls it. The harness's thread
+    limits import it before they apply (``convbench.bench.timing.threads``)."""
+    import torch
+    import torch.nn.functional  # noqa: F401 (makes torch.nn.functional an attribute)
+
+    return torch
+
+
+def _tensor(a: np.ndarray, grad: bool = True):
     a = a if a.flags.writeable and a.flags.c_contiguous else np.array(a)  # from_numpy wants a writable buffer
-    return torch.from_numpy(a).requires_grad_(grad)
+    return torch().from_numpy(a).requires_grad_(grad)
 
 
-def _numpy(t: torch.Tensor | None) -> np.ndarray | None:
+def _numpy(t) -> np.ndarray | None:
     return None if t is None else t.detach().numpy().copy()
 
 
 def conv2d_forward(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1):
     p = check_conv2d(x, w, b, stride, padding, dilation, groups)
     inputs = (_tensor(x), _tensor(w), None if b is None else _tensor(b))
-    y = F.conv2d(*inputs, stride=p.stride, padding=p.padding, dilation=p.dilation, groups=p.groups)
+    y = torch().nn.functional.conv2d(*inputs, stride=p.stride, padding=p.padding, dilation=p.dilation, groups=p.groups)
     return _numpy(y), Context(name, "conv2d", p, {"inputs": inputs, "y": y})
 
 
@@ -38,7 +55,7 @@ def conv2d_backward(dy, ctx, *, need_dx=True):
     p = check_backward(dy, ctx, name, "conv2d", need_dx)
     x, *rest = ctx.saved["inputs"]
     wanted = ([x] if need_dx else []) + [t for t in rest if t is not None]
-    grads = list(map(_numpy, torch.autograd.grad(ctx.saved["y"], wanted, _tensor(dy, grad=False), retain_graph=True)))
+    grads = list(map(_numpy, torch().autograd.grad(ctx.saved["y"], wanted, _tensor(dy, grad=False), retain_graph=True)))
     dx = grads.pop(0) if need_dx else None
     return dx, grads[0], grads[1] if p.has_bias else None
 
@@ -52,12 +69,12 @@ def _pool_forward(op: str, fn, x, kernel_size, stride, padding):
 
 def _pool_backward(op: str, dy, ctx):
     check_backward(dy, ctx, name, op)
-    (dx,) = torch.autograd.grad(ctx.saved["y"], [ctx.saved["x"]], _tensor(dy, grad=False), retain_graph=True)
+    (dx,) = torch().autograd.grad(ctx.saved["y"], [ctx.saved["x"]], _tensor(dy, grad=False), retain_graph=True)
     return _numpy(dx)
 
 
 def maxpool2d_forward(x, kernel_size, *, stride=None, padding=0):
-    return _pool_forward("maxpool2d", F.max_pool2d, x, kernel_size, stride, padding)
+    return _pool_forward("maxpool2d", torch().nn.functional.max_pool2d, x, kernel_size, stride, padding)
 
 
 def maxpool2d_backward(dy, ctx):
@@ -65,7 +82,7 @@ def maxpool2d_backward(dy, ctx):
 
 
 def avgpool2d_forward(x, kernel_size, *, stride=None, padding=0):
-    return _pool_forward("avgpool2d", F.avg_pool2d, x, kernel_size, stride, padding)
+    return _pool_forward("avgpool2d", torch().nn.functional.avg_pool2d, x, kernel_size, stride, padding)
 
 
 def avgpool2d_backward(dy, ctx):

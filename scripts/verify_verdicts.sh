@@ -6,7 +6,8 @@
 #   --slowed: make a commit whose im2col is 1.25x slower (HEAD plus tests/slowed.py's wrapper,
 #   written with git plumbing: no branch, the working tree untouched) and measure it against
 #   HEAD with `convbench ab`; SCRATCH_REVISION: such a commit made by hand; left out, no ab step;
-#   --quick: every run at tiny budgets (scripts/quick.sh), to check the script; verdicts meaningless.
+#   --quick: every run at tiny budgets (scripts/quick.sh), once (no second reading, R7 to R10),
+#   to check the script; its verdicts mean nothing.
 # About 35 minutes on 2 cores. Run it on an otherwise idle machine.
 set -euo pipefail  # a run that fails stops the script; compare's verdicts (exit 0 or 1) are recorded
 source "$(dirname "$0")/quick.sh"
@@ -48,9 +49,11 @@ compare R4 R6   # power: im2col 1.25x slower
 if [ -n "$SCRATCH" ]; then
   verdict compare-ab convbench ab HEAD "$SCRATCH" "${ARGS[@]}" --out "$OUT/ab"
 fi
-for n in R7 R8 R9; do convbench run "${ARGS[@]}" --out "$OUT/$n"; done
-python "$(dirname "$0")/../tests/slowed.py" im2col 0.25 run "${ARGS[@]}" --out "$OUT/R10"
-compare R7 R8   # A/A, quiet
-compare R9 R10  # power again: im2col 1.25x slower
+if [ "$quick" = 0 ]; then  # the same commands once more, for a second reading; --quick checks them once
+  for n in R7 R8 R9; do convbench run "${ARGS[@]}" --out "$OUT/$n"; done
+  python "$(dirname "$0")/../tests/slowed.py" im2col 0.25 run "${ARGS[@]}" --out "$OUT/R10"
+  compare R7 R8   # A/A, quiet
+  compare R9 R10  # power again: im2col 1.25x slower
+fi
 # the pytest-benchmark path: the same code benchmarked twice, compared
 bash "$(dirname "$0")/verify_benchmark_files.sh" "$OUT/benchmark-files" 1 "${quick_flag[@]}"

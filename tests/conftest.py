@@ -9,6 +9,8 @@ import tempfile
 import pytest
 from hypothesis import HealthCheck, settings
 
+from convbench.bench import probes
+
 settings.register_profile(
     "default", max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -18,13 +20,38 @@ settings.load_profile("default")
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config):
-    """A plain `pytest` runs every benchmark once, as a test (pytest-benchmark's --benchmark-disable);
-    `pytest --benchmark-only` (or --benchmark-enable) times them."""
-    if not (config.getoption("benchmark_only", False) or config.getoption("benchmark_enable", False)):
+    """A plain `pytest` runs every benchmark once, as a test (pytest-benchmark's --benchmark-disable),
+    on as many pytest-xdist workers as cores; `pytest --benchmark-only` (or --benchmark-enable)
+    times them, in this one process (a benchmark shares the machine with nothing of ours)."""
+    timing = config.getoption("benchmark_only", False) or config.getoption("benchmark_enable", False)
+    if timing:
+        config.option.numprocesses, config.option.dist, config.option.tx = 0, "no", []
+    else:
         config.option.benchmark_disable = True
-    # auto's tuning cache: one fresh file per test session (subprocesses inherit it), never the user's.
+    if hasattr(config, "workerinput"):  # an xdist worker: its controller's files, below
+        for name in [n for n in os.environ if n.startswith("PYTEST_XDIST_")]:
+            del os.environ[name]  # a pytest this worker starts is a session of its own, not a worker
+        return
+    # auto's tuning cache: one fresh file per test session (subprocesses and xdist workers inherit
+    # it), never the user's.
     config._tuning_dir = tempfile.mkdtemp(prefix="convbench-tuning-")
     os.environ["CONVBENCH_TUNING_CACHE"] = os.path.join(config._tuning_dir, "tuning.json")
+    # the machine's CPU description and peaks: probed once for the whole session (and its
+    # subprocesses), not by each of its hundreds of small runs (convbench.bench.probes)
+    os.environ[probes.ENV] = os.path.join(config._tuning_dir, "probes.json")
+
+
+SLOW = ("docs", "asv", "cluster", "kill", "subprocess")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test of a slow kind is also marked slow, and the slow ones run first, the docs'
+    command blocks (the longest) first of all: xdist's workers start on them at once, and the
+    many short tests fill in beside them instead of leaving one long test to run alone at the end."""
+    for item in items:
+        if any(item.get_closest_marker(kind) for kind in SLOW):
+            item.add_marker(pytest.mark.slow)
+    items.sort(key=lambda item: 0 if item.get_closest_marker("docs") else 1 if item.get_closest_marker("slow") else 2)
 
 
 def pytest_unconfigure(config):

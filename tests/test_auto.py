@@ -135,6 +135,7 @@ def test_any_cache_content_is_measured_afresh_not_obeyed(cache, damage):
     assert auto.pick_of(ctx) in auto.candidates(ctx.problem)
 
 
+@pytest.mark.subprocess
 def test_processes_sharing_the_cache_keep_each_others_picks(cache):
     cache.write_text(json.dumps({"machine": auto._machine(),
                                  "picks": {f"old {i}": {"backend": "im2col"} for i in range(30_000)}}))

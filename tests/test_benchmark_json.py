@@ -14,6 +14,8 @@ from convbench.cli import main
 
 TESTS = Path(__file__).parent
 
+pytestmark = pytest.mark.subprocess
+
 
 @pytest.fixture(scope="module")
 def benchmark_json(tmp_path_factory):

@@ -30,6 +30,8 @@ PLAN = ["run", "--suite", "seeds", "--backends", "im2col,numba", "--directions",
         "--threads", "1", "--budget", "0.02", "--turns", "3", "--window", "0.1", "--quiet"]  # 2 problems a cell
 MACHINES = ("alpha", "beta")
 
+pytestmark = pytest.mark.cluster
+
 
 def _free_port() -> int:
     with socket.socket() as s:

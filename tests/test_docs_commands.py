@@ -19,6 +19,9 @@ A comment just above a block tells what it needs, directives joined by "; ":
                                           budgets of every run they start
     <!-- test: skip=WHY -->               not run here; only for the set-up block, which .ci/run
                                           runs, as written, on a clean clone
+    <!-- test: covered=SCRIPT -->         a line `bash S` of the block, where SCRIPT runs S too, is
+                                          left to the block that runs SCRIPT (README's reproduce
+                                          block runs measure_targets.sh): one run, not two
 
 pip commands get ``--dry-run`` (they resolve, and install nothing over the package under test).
 """
@@ -34,6 +37,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+import kernels
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -67,6 +72,8 @@ trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
 """
 PYTEST_ADDOPTS = "-k 'seed002 and im2col' --benchmark-max-time=0.01 --benchmark-min-rounds=1 -p no:cacheprovider"
 
+pytestmark = pytest.mark.docs
+
 
 def blocks():
     """(page, line, language, directives, code) for every ```sh and ```python block."""
@@ -81,7 +88,16 @@ def blocks():
     return found
 
 
+def _covered(line: str, directives: dict) -> bool:
+    """Whether ``line`` is ``bash S ...`` with S run by the block's ``covered=`` script."""
+    script = directives.get("covered")
+    words = line.split("#", 1)[0].split()
+    return bool(script) and len(words) >= 2 and words[0] == "bash" and words[1] in (ROOT / script).read_text()
+
+
 def _script(code: str, directives: dict) -> str:
+    code = "\n".join(": covered by the block that runs its script" if _covered(line, directives) else line
+                     for line in code.splitlines())
     for pair in filter(None, directives.get("sub", "").split(",")):
         before, after = pair.split(">")
         code = code.replace(before, after)
@@ -121,7 +137,7 @@ def test_the_block_runs_as_written(lang, directives, code, clone, tmp_path):
         pytest.skip(directives["skip"])
     needs = directives.get("needs", "")
     if "torch" in needs:
-        pytest.importorskip("torch", reason="needs PyTorch: pip install torch==2.13.0")
+        pytest.importorskip("torch", reason=f"needs PyTorch: {kernels.YARDSTICK_INSTALL}")
     if "mnist" in needs and not MNIST.is_dir():
         pytest.skip(f"needs the real MNIST folder at {MNIST}")
     work = tmp_path / "repo"  # each block in its own copy of the clone: nothing one leaves behind feeds another
@@ -151,3 +167,16 @@ def test_every_block_is_found_and_the_set_up_block_is_the_only_one_skipped():
     assert len(found) >= 10
     skipped = [p.id for p in found if "skip" in p.values[1]]
     assert skipped == ["README.md:13"], skipped
+
+
+def test_a_covered_line_is_run_by_the_block_that_runs_its_script():
+    """``covered=SCRIPT`` leaves out only lines SCRIPT runs, and some unskipped block runs SCRIPT."""
+    found = blocks()
+    for param in found:
+        lang, directives, code = param.values
+        if "covered" not in directives:
+            continue
+        covered = [line for line in code.splitlines() if _covered(line, directives)]
+        assert covered, f"{param.id}: covered={directives['covered']} covers none of its lines"
+        runners = [p.id for p in found if directives["covered"] in p.values[2] and "skip" not in p.values[1]]
+        assert runners, f"{param.id}: no block runs {directives['covered']}"

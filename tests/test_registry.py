@@ -39,6 +39,7 @@ def test_unknown_backend_lists_the_valid_names():
         kernels.get("cuda")
 
 
+@pytest.mark.subprocess
 def test_kernels_imports_and_explains_without_numba():
     script = textwrap.dedent(
         """

@@ -12,6 +12,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = sorted(p for p in (ROOT / "scripts").glob("*.sh") if p.name != "quick.sh")  # quick.sh is sourced
 
+pytestmark = pytest.mark.subprocess
+
 
 @pytest.fixture(autouse=True)
 def _bash():

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from convbench.bench import stats
+from convbench.bench import probes, stats
 
 
 @dataclass(frozen=True)
@@ -104,7 +104,9 @@ def threads(count: int) -> Iterator[None]:
         import numba
     except ImportError:
         numba = None
-    torch = sys.modules.get("torch")  # the yardstick, if a run loaded it: same threads for it
+    # the yardstick, if a run loaded it: same threads for it (its module imports torch lazily)
+    torch = sys.modules["kernels.torch_yardstick"].torch() if "kernels.torch_yardstick" in sys.modules else None
+    torch = torch or sys.modules.get("torch")
     previous = (numba.get_num_threads() if numba is not None else None,
                 torch.get_num_threads() if torch is not None else None)
     with threadpool_limits(limits=count):
@@ -142,6 +144,16 @@ def sgemm_peak(seconds: float = 0.5, n: int = 1024) -> float:
     a, b = rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32)
     a @ b  # warm-up: BLAS threads start here
     return 2 * n**3 / repeat(lambda: a @ b, seconds).min / 1e9
+
+
+def peaks(count: int) -> tuple[float, float]:
+    """(SGEMM GFLOP/s, copy GB/s) on ``count`` threads: the session's peaks, measured once
+    (``convbench.bench.probes``)."""
+    def probe() -> list[float]:
+        with threads(count):
+            return [sgemm_peak(), copy_bandwidth()]
+
+    return tuple(probes.remembered(f"peaks-{count}", probe))
 
 
 def copy_bandwidth(seconds: float = 0.3, megabytes: int = 128) -> float:
