@@ -2,7 +2,7 @@
 # Measure every performance target against PyTorch and write results/targets/ (or OUT) from
 # scratch: the runs go to a fresh OUT.new-XXXXXX, which replaces OUT once every run is complete,
 # so OUT always holds one whole measurement. Needs torch beside convbench
-# (pip install torch==2.13.0). About 20 to 35 minutes on 2 cores, depending on the CPU.
+# (pip install -e ".[yardstick]"). About 20 to 35 minutes on 2 cores, depending on the CPU.
 #
 #   scripts/measure_targets.sh [OUT]                         measure into a fresh directory
 #   scripts/measure_targets.sh OUT --resume OUT.new-XXXXXX   finish an interrupted measurement
@@ -14,7 +14,7 @@ quick_options "$@"; set -- "${args[@]}"
 default=results/targets; [ "$quick" = 1 ] && default=runs/targets-quick
 out=${1:-$default}
 out=${out%/}
-python -c "import torch" 2>/dev/null || { echo "measure_targets.sh: needs torch (pip install torch==2.13.0)" >&2; exit 2; }
+python -c "import torch" 2>/dev/null || { echo 'measure_targets.sh: needs torch (pip install -e ".[yardstick]")' >&2; exit 2; }
 if [ "${2:-}" = "--resume" ]; then
     work=${3:?"--resume needs the interrupted directory (OUT.new-XXXXXX)"}
 else

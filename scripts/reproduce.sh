@@ -10,7 +10,7 @@
 #       problems (scripts/quick.sh), into runs/reproduce-quick: checks the script in minutes
 #
 # Needs: a clean git checkout (the commit is the results' version), torch beside convbench
-# (pip install torch==2.13.0), and the real MNIST test set in $CONVBENCH_MNIST (default
+# (pip install -e ".[yardstick]"), and the real MNIST test set in $CONVBENCH_MNIST (default
 # ../shared/data/mnist-t10k). The parts, each a command the docs name:
 #   targets/          bash scripts/measure_targets.sh             docs/performance.md
 #   suites/           convbench run (seeds, lenet5, resnet18; every backend, 2 threads)   docs/results.md
@@ -28,7 +28,7 @@ out=${out%/}
 mnist=${CONVBENCH_MNIST:-../shared/data/mnist-t10k}
 fail() { echo "reproduce.sh: $*" >&2; exit 2; }
 command -v convbench > /dev/null || fail "convbench is not on PATH: activate the environment it is installed in"
-python -c "import torch" 2>/dev/null || fail "needs torch (pip install torch==2.13.0)"
+python -c "import torch" 2>/dev/null || fail 'needs torch (pip install -e ".[yardstick]")'
 [ -d "$mnist" ] || fail "no MNIST folder at $mnist (set CONVBENCH_MNIST to the folder of the t10k IDX files)"
 [ "$quick" = 1 ] || [ -z "$(git status --porcelain --untracked-files=no)" ] || fail "the checkout has uncommitted changes: results must belong to one commit"
 if [ "${2:-}" = "--resume" ]; then
