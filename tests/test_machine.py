@@ -74,23 +74,19 @@ def test_quiesce_returns_at_once_when_nothing_spins():
     assert machine.quiesce() < 0.1
 
 
-def test_quiesce_waits_for_a_spinning_thread_of_this_process():
-    """A worker that keeps a core busy for 0.3 s after we start waiting, as a thread pool does
-    after its parallel region: quiesce must not return before it stops, and must not hang."""
-    import threading
-
-    def spin(seconds=0.3):
-        end = time.process_time() + 10
-        stop = time.perf_counter() + seconds
-        while time.perf_counter() < stop and time.process_time() < end:
-            sum(range(1000))  # pure Python, but the sleeping main thread leaves it the GIL
-
-    worker = threading.Thread(target=spin)
+def test_quiesce_waits_while_this_process_uses_cpu():
+    """A process that keeps using a core for 0.3 s after we start waiting, as a thread pool does
+    after its parallel region: quiesce must not return before it stops, and must not hang. The
+    CPU clock is injected (it runs with the wall clock for 0.3 s, then stops), so what the rest
+    of the machine is doing cannot change the outcome."""
     start = time.perf_counter()
-    worker.start()
-    waited = machine.quiesce()
-    assert time.perf_counter() - start >= 0.25 and waited <= machine.QUIET_LIMIT + 0.1
-    worker.join()
+    waited = machine.quiesce(cpu=lambda: min(time.perf_counter(), start + 0.3) - start)
+    assert 0.29 <= waited <= machine.QUIET_LIMIT + 0.1
+
+
+def test_quiesce_gives_up_at_its_limit():
+    waited = machine.quiesce(limit=0.05, cpu=time.perf_counter)  # a CPU clock that never stops
+    assert 0.05 <= waited < 0.5
 
 
 @pytest.mark.skipif(machine.usable_cores() < 2, reason="a BLAS pool needs two cores to spin beside us")

@@ -103,7 +103,7 @@ QUIET_STEP = 0.005  # seconds between looks
 QUIET_LIMIT = 1.0  # seconds at most that ``quiesce`` waits
 
 
-def quiesce(step: float = QUIET_STEP, limit: float = QUIET_LIMIT) -> float:
+def quiesce(step: float = QUIET_STEP, limit: float = QUIET_LIMIT, cpu=time.process_time) -> float:
     """Wait until this process's worker threads have gone to sleep; returns the seconds waited.
 
     A thread pool spins for a while after its parallel region (OpenBLAS for about 2**28
@@ -112,13 +112,14 @@ def quiesce(step: float = QUIET_STEP, limit: float = QUIET_LIMIT) -> float:
     ResNet-18 convolutions ran 1.7-2x slower right after a BLAS call than 0.1 s later. So
     interleaved measurements call this before every slice: the main thread sleeps ``step`` at a
     time until our CPU use over a step falls below ``QUIET_CORES`` (or ``limit`` has passed).
+    ``cpu`` is the process's CPU clock (tests inject one, so the machine's load cannot decide them).
     """
     start = time.perf_counter()
     while True:
-        cpu, t0 = time.process_time(), time.perf_counter()
+        used, t0 = cpu(), time.perf_counter()
         time.sleep(step)
         now = time.perf_counter()
-        if (time.process_time() - cpu) / (now - t0) < QUIET_CORES or now - start >= limit:
+        if (cpu() - used) / (now - t0) < QUIET_CORES or now - start >= limit:
             return now - start
 
 
