@@ -100,9 +100,7 @@ class Plan:
                 raise ValueError(f"match is not a regular expression ({exc}): {self.match!r}") from None
         for name in ("budget", "max_time", "window"):
             limits.seconds(name.replace("_", "-"), getattr(self, name))
-        limits.distinct("threads", self.threads)
-        for t in self.threads:
-            limits.whole("threads", t, 1, timing.max_threads())
+        timing.check_threads(self.threads)
         limits.whole("turns", self.turns, 1, limits.MAX_TURNS)
         if self.rounds is not None:
             limits.whole("rounds", self.rounds, 1, limits.MAX_ROUNDS)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from convbench.bench import probes, stats
+from convbench.bench import limits, probes, stats
 
 
 @dataclass(frozen=True)
@@ -84,6 +84,12 @@ def peak_memory(fn: Callable[[], object]) -> int:
 
 def usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def check_threads(counts: list[int]) -> list[int]:
+    """``counts`` unless one repeats or lies outside 1..``max_threads()`` (ValueError naming it):
+    the rule of every plan's thread counts, ``run``'s and ``step``'s."""
+    return [limits.whole("threads", t, 1, max_threads()) for t in limits.distinct("threads", counts)]
 
 
 def max_threads() -> int:

@@ -58,8 +58,7 @@ class StepPlan:
         check_backends(self.backends)
         if isinstance(self.threads, int):  # a plan saved before thread counts were a list
             self.threads = [self.threads]
-        for t in limits.distinct("threads", self.threads):
-            limits.whole("threads", t, 1, timing.max_threads())
+        timing.check_threads(self.threads)
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}; got {self.dtype!r}")
         limits.seconds("budget", self.budget)
