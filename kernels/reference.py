@@ -39,6 +39,14 @@ def _unpad(xpad, p):
     return xpad[:, :, ph : ph + p.H, pw : pw + p.W].astype(p.dtype)
 
 
+def _contract(subscripts: str, a, b):
+    """``np.einsum`` of a slice of activations and a matrix of channels (axis 1 of each): the same
+    sums in another order. With 64 channels or more on both sides BLAS does them (``optimize``):
+    3.6 s -> 0.46 s for ResNet-18's layer4 3x3 convolution at batch 8, forward and backward (AMD
+    EPYC, 2 threads); with fewer, einsum's own loops are as quick or quicker (a 3-channel 7x7 first layer)."""
+    return np.einsum(subscripts, a, b, optimize=min(a.shape[1], b.shape[1]) >= 64)
+
+
 def _group(p, g: int) -> tuple[slice, slice]:
     """Input channels and output channels of group g."""
     Cg, Kg = p.C // p.groups, p.K // p.groups
@@ -55,7 +63,7 @@ def conv2d_forward(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1):
         for r in range(p.R):
             for s in range(p.S):
                 rows, cols = _tap(p, r, s)
-                y[:, cout] += np.einsum("nchw,kc->nkhw", xpad[:, cin, rows, cols], w64[cout, :, r, s])
+                y[:, cout] += _contract("nchw,kc->nkhw", xpad[:, cin, rows, cols], w64[cout, :, r, s])
     if b is not None:
         y += b.astype(np.float64)[None, :, None, None]
     return y.astype(p.dtype), Context(name, "conv2d", p, {"xpad": xpad, "w": w64})
@@ -72,9 +80,9 @@ def conv2d_backward(dy, ctx, *, need_dx=True):
         for r in range(p.R):
             for s in range(p.S):
                 rows, cols = _tap(p, r, s)
-                dw[cout, :, r, s] = np.einsum("nkhw,nchw->kc", dy64[:, cout], xpad[:, cin, rows, cols])
+                dw[cout, :, r, s] = _contract("nkhw,nchw->kc", dy64[:, cout], xpad[:, cin, rows, cols])
                 if need_dx:
-                    dxpad[:, cin, rows, cols] += np.einsum("nkhw,kc->nchw", dy64[:, cout], w64[cout, :, r, s])
+                    dxpad[:, cin, rows, cols] += _contract("nkhw,kc->nchw", dy64[:, cout], w64[cout, :, r, s])
     db = dy64.sum(axis=(0, 2, 3)).astype(p.dtype) if p.has_bias else None
     return _unpad(dxpad, p) if need_dx else None, dw.astype(p.dtype), db
 
