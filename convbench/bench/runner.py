@@ -414,27 +414,43 @@ class Runner:
             self._emit(c.base, d, "ok", **measured, **c.extras[d])
 
 
+PROBE_SECONDS = 0.2  # timed calls of one probe, after its warm-up, beyond which it is not called again
+
+
+def _probe_seconds(be, small: Problem, dtype: str, directions: list[str], seed: int) -> dict:
+    """The best of up to 3 calls of each direction on ``small`` after a warm-up (the first call may
+    compile); a call slow enough that the timed ones pass ``PROBE_SECONDS`` is not repeated."""
+    arrays = small.inputs(dtype, seed)
+    forward_only = directions == ["forward"]
+    best = {"forward": float("inf"), "backward": 0.0 if forward_only else float("inf")}
+    spent = 0.0
+    for attempt in range(4):
+        t_forward, (_, ctx) = timing.timed(lambda: small.forward(be, arrays))
+        t_backward = 0.0 if forward_only else timing.timed(lambda: small.backward(be, arrays, ctx))[0]
+        if attempt:
+            best = {"forward": min(best["forward"], t_forward), "backward": min(best["backward"], t_backward)}
+            spent += t_forward + t_backward
+            if spent > PROBE_SECONDS:
+                break
+    return best
+
+
 def estimate_seconds(be, problem: Problem, dtype: str, directions: list[str], seed: int = 0) -> dict | None:
     """Seconds per call of each direction, extrapolated from two cut-down probes; None if tiny.
 
     Time is fitted as fixed + per_pixel * output pixels from probes with 8x8 and 16x16
     outputs, so a backend's fixed per-call cost (numba's dispatch, a BLAS call) is not
-    multiplied by the size ratio, and naive's per-pixel loop cost is.
+    multiplied by the size ratio, and naive's per-pixel loop cost is. Where both probes are the
+    same problem (one image's output fits in 8x8), it is called once.
     """
-    points = []
+    points, timed = [], {}
     for outputs in (8, 16):
         small, ratio = problem.probe(outputs)
         if ratio <= 1 and outputs == 8:
             return None
-        arrays = small.inputs(dtype, seed)
-        best = {"forward": float("inf"), "backward": 0.0 if directions == ["forward"] else float("inf")}
-        for attempt in range(4):  # the first call may compile (numba): warm-up, then the best of 3
-            t_forward, (_, ctx) = timing.timed(lambda: small.forward(be, arrays))
-            t_backward = (timing.timed(lambda: small.backward(be, arrays, ctx))[0]
-                          if directions != ["forward"] else 0.0)
-            if attempt:
-                best = {"forward": min(best["forward"], t_forward), "backward": min(best["backward"], t_backward)}
-        points.append((problem.N * problem.out_h * problem.out_w / ratio, ratio, best))
+        if small not in timed:
+            timed[small] = _probe_seconds(be, small, dtype, directions, seed)
+        points.append((problem.N * problem.out_h * problem.out_w / ratio, ratio, timed[small]))
     (pixels_8, _, at_8), (pixels_16, ratio_16, at_16) = points
     full = problem.N * problem.out_h * problem.out_w
     estimate = {}
