@@ -40,7 +40,7 @@ from typing import NamedTuple
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
-from scipy import fft, ndimage, signal
+from scipy import fft, ndimage
 
 from kernels._arrays import (
     crop,
@@ -250,6 +250,8 @@ def conv2d_forward(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1):
     elif p.dilation != (1, 1) and not finite(x, w):
         y = tap_forward(xpad, w, p)
     else:
+        from scipy import signal  # here, not above: importing scipy.signal takes 1-2 s, and only this path needs it
+
         y = np.empty(p.y_shape, dtype=p.dtype)
         for n in range(p.N):
             for k in range(p.K):
@@ -270,6 +272,8 @@ def conv2d_backward(dy, ctx, *, need_dx=True):
     db = dy.sum(axis=(0, 2, 3)) if p.has_bias else None
     if spectra is not None and _method(p, dy) == "fft":
         return (*_fft_backward(dy, spectra, xpad, w_dilated, p, need_dx), db)
+    from scipy import signal  # see conv2d_forward
+
     Cg, Kg = p.C // p.groups, p.K // p.groups
     dh, dw_ = p.dilation
     dy_up = _spread(dy, p.stride)

@@ -9,7 +9,6 @@ pass needs in ``forward`` (the CS231n contract) and returns the input gradient f
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import expit
 
 from kernels import Backend
 
@@ -106,6 +105,8 @@ class ReLU(Layer):
 
 class Sigmoid(Layer):
     def forward(self, x):
+        from scipy.special import expit  # here: importing scipy.special costs every command 0.3 s
+
         self._y = expit(x)  # 1 / (1 + exp(-x)) without overflow
         return self._y
 
