@@ -255,7 +255,10 @@ def _with_statuses(src, dst, statuses):
     return dst
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# a quarter of the profile's examples (10 by default, 250 with --hypothesis-profile thorough): each
+# writes a report and two comparisons, about 0.6 s
+@settings(max_examples=max(1, settings().max_examples // 4), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.sampled_from(["ok", "ok", "skipped", "error", "wrong", "unavailable"]), min_size=48, max_size=48))
 def test_report_and_compare_take_any_mix_of_statuses(small_run, tmp_path_factory, statuses):
     """Whatever was measured and whatever was not (a layer's only time being auto's, say), report
