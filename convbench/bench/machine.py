@@ -20,8 +20,11 @@ from __future__ import annotations
 import ctypes
 import os
 import platform
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import psutil
@@ -101,9 +104,10 @@ class CpuMeter:
 QUIET_CORES = 0.2  # our process's CPU use, in cores, while its main thread sleeps, below which its pools are asleep
 QUIET_STEP = 0.005  # seconds between looks
 QUIET_LIMIT = 1.0  # seconds at most that ``quiesce`` waits
+TASKS = Path("/proc/self/task")  # Linux: one folder per thread of this process, with its state
 
 
-def quiesce(step: float = QUIET_STEP, limit: float = QUIET_LIMIT, cpu=time.process_time) -> float:
+def quiesce(step: float = QUIET_STEP, limit: float = QUIET_LIMIT, busy: Callable[[], bool] | None = None) -> float:
     """Wait until this process's worker threads have gone to sleep; returns the seconds waited.
 
     A thread pool spins for a while after its parallel region (OpenBLAS for about 2**28
@@ -111,16 +115,38 @@ def quiesce(step: float = QUIET_STEP, limit: float = QUIET_LIMIT, cpu=time.proce
     threads, the spinning pool takes cores from whatever runs next: numba's and PyTorch's 2-thread
     ResNet-18 convolutions ran 1.7-2x slower right after a BLAS call than 0.1 s later. So
     interleaved measurements call this before every slice: the main thread sleeps ``step`` at a
-    time until our CPU use over a step falls below ``QUIET_CORES`` (or ``limit`` has passed).
-    ``cpu`` is the process's CPU clock (tests inject one, so the machine's load cannot decide them).
+    time while ``busy()`` (default: another of our threads is running or waiting for a core, or,
+    without ``/proc``, our CPU use over a step is above ``QUIET_CORES``), at most ``limit``.
+    A thread's state does not depend on the machine's load; a CPU clock does: a spinning thread
+    that other processes keep off the cores for a step reads as quiet (tests inject ``busy``).
     """
+    busy = busy or (_threads_awake if TASKS.is_dir() else lambda: _cpu_busy(step))
     start = time.perf_counter()
-    while True:
-        used, t0 = cpu(), time.perf_counter()
+    while busy() and time.perf_counter() - start < limit:
         time.sleep(step)
-        now = time.perf_counter()
-        if (cpu() - used) / (now - t0) < QUIET_CORES or now - start >= limit:
-            return now - start
+    return time.perf_counter() - start
+
+
+def _threads_awake() -> bool:
+    """Whether a thread of this process other than the caller is running or runnable (state R)."""
+    me = str(threading.get_native_id())
+    for task in os.scandir(TASKS):
+        if task.name != me:
+            try:
+                stat = Path(task.path, "stat").read_text()
+            except OSError:  # the thread ended meanwhile
+                continue
+            if stat[stat.rindex(")") + 2] == "R":
+                return True
+    return False
+
+
+def _cpu_busy(step: float) -> bool:
+    """Where threads' states cannot be read: whether our CPU use over ``step`` of sleep is above
+    ``QUIET_CORES``."""
+    used, t0 = time.process_time(), time.perf_counter()
+    time.sleep(step)
+    return (time.process_time() - used) / (time.perf_counter() - t0) >= QUIET_CORES
 
 
 def steady_allocator() -> str | None:
