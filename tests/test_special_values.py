@@ -11,6 +11,7 @@ against its neighbours, or an Inf met by a zero the definition does not multiply
 
 from __future__ import annotations
 
+import functools
 import warnings
 import zlib
 
@@ -50,6 +51,19 @@ def _reference_conv(x, w, b, dy, params):
     y, ctx = ref.conv2d_forward(x.astype(np.float64), w.astype(np.float64),
                                 None if b is None else b.astype(np.float64), **params)
     return (y, *ref.conv2d_backward(dy.astype(np.float64), ctx))
+
+
+@functools.cache
+def _conv_expected(case, dtype, site: str, label: str) -> tuple:
+    """(the reference's outputs, the sums' sizes) for ``case`` with ``label`` planted in ``site``:
+    computed once per test process, shared by every backend's test."""
+    x, w, b, dy = conv_inputs(case, dtype)
+    args = {"x": x, "w": w, "dy": dy}
+    args[site] = _planted(args[site], SPECIALS[label], _seed(case.id, site, label))
+    expected = _reference_conv(args["x"], args["w"], b, args["dy"], case.params)
+    scale = _reference_conv(*(np.abs(a) if a is not None else None for a in (args["x"], args["w"], b, args["dy"])),
+                            case.params)
+    return expected, scale
 
 
 def _reference_pool(op, x, dy, kernel_size, params):
@@ -107,9 +121,7 @@ def test_conv2d_keeps_nan_inf_and_precision(backend, monkeypatch):
                 for label, special in SPECIALS.items():
                     args = {"x": x, "w": w, "dy": dy}
                     args[site] = _planted(args[site], special, _seed(case.id, site, label))
-                    expected = _reference_conv(args["x"], args["w"], b, args["dy"], case.params)
-                    scale = _reference_conv(*(np.abs(a) if a is not None else None
-                                              for a in (args["x"], args["w"], b, args["dy"])), case.params)
+                    expected, scale = _conv_expected(case, dtype, site, label)
                     _check(lambda: _conv_calls(be, args["x"], args["w"], b, args["dy"], case.params),
                            expected, scale, dtype, f"{case.id} {np.dtype(dtype).name} {label} in {site}", failures)
     assert not failures, f"{len(failures)} failure(s):\n" + "\n".join(failures[:20])
