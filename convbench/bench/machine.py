@@ -130,14 +130,15 @@ def quiesce(step: float = QUIET_STEP, limit: float = QUIET_LIMIT, busy: Callable
 def _threads_awake() -> bool:
     """Whether a thread of this process other than the caller is running or runnable (state R)."""
     me = str(threading.get_native_id())
-    for task in os.scandir(TASKS):
-        if task.name != me:
-            try:
-                stat = Path(task.path, "stat").read_text()
-            except OSError:  # the thread ended meanwhile
-                continue
-            if stat[stat.rindex(")") + 2] == "R":
-                return True
+    with os.scandir(TASKS) as tasks:
+        for task in tasks:
+            if task.name != me:
+                try:
+                    stat = Path(task.path, "stat").read_text()
+                except OSError:  # the thread ended meanwhile
+                    continue
+                if stat[stat.rindex(")") + 2] == "R":
+                    return True
     return False
 
 
