@@ -46,20 +46,15 @@ def rounds_policy(benchmark, backend: str, problem, direction: str) -> int | Non
             pytest.skip(f"{backend}: too slow a call on {problem.name} to repeat in a plain test run; "
                         "left to `pytest --benchmark-only`")
         return None
-    seconds = (estimate(backend, problem, [direction]) or {}).get(direction)
-    return seconds_policy(backend, seconds)
+    return seconds_policy(backend, estimate_seconds(kernels.get(backend), problem, "float32", [direction])[direction])
 
 
-def seconds_policy(backend: str, seconds: float | None) -> int | None:
-    if seconds is None or seconds < ONE_ROUND_OVER:
+def seconds_policy(backend: str, seconds: float) -> int | None:
+    if seconds < ONE_ROUND_OVER:
         return None
     if seconds > SKIP_OVER:
         pytest.skip(f"{backend}: estimated {seconds:.1f} s per call; over the {SKIP_OVER:g} s benchmark limit")
     return 1
-
-
-def estimate(backend: str, problem, directions: list[str]) -> dict | None:
-    return estimate_seconds(kernels.get(backend), problem, "float32", directions)
 
 
 def assert_close(got: tuple, expected: tuple) -> None:
