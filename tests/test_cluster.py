@@ -39,11 +39,16 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _spawn(command: list[str], log: Path, **options) -> subprocess.Popen:
+    """``command`` in the background, its output to ``log`` (the child keeps the file open)."""
+    with log.open("w") as out:
+        return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, **options)
+
+
 def _start_worker(address: str, name: str, log: Path) -> subprocess.Popen:
     """One worker as the README starts one per machine (no nanny here, so a kill stays a kill)."""
-    return subprocess.Popen([DASK, "worker", address, "--nthreads", "1", "--resources", "machine=1",
-                             "--name", name, "--no-nanny", "--no-dashboard"],
-                            env={**os.environ, MACHINE_ENV: name}, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    return _spawn([DASK, "worker", address, "--nthreads", "1", "--resources", "machine=1",
+                   "--name", name, "--no-nanny", "--no-dashboard"], log, env={**os.environ, MACHINE_ENV: name})
 
 
 @pytest.fixture
@@ -51,8 +56,8 @@ def cluster(tmp_path):
     """A scheduler and two workers, named alpha and beta; yields (address, {name: process})."""
     port = _free_port()
     address = f"tcp://127.0.0.1:{port}"
-    scheduler = subprocess.Popen([DASK, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
-                                 stdout=(tmp_path / "scheduler.log").open("w"), stderr=subprocess.STDOUT)
+    scheduler = _spawn([DASK, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+                       tmp_path / "scheduler.log")
     workers = {name: _start_worker(address, name, tmp_path / f"{name}.log") for name in MACHINES}
     try:
         deadline = time.monotonic() + 90
