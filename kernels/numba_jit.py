@@ -372,23 +372,21 @@ def _avgpool_backward(dy, dxpad, R, S, sh, sw):
                         dxpad[n, c, i * sh + r, j * sw + s] += share
 
 
-def _frozen(a):
-    """``a`` as a read-only C-contiguous view (copied only if not contiguous) for the compiled
-    loops to read: one compiled signature per dtype whether or not the caller's array is
-    writeable (numba compiles each flag apart: 30 signatures instead of 18, at about 2 s each),
-    and a loop that wrote into an input would not compile."""
-    view = np.ascontiguousarray(a).view()
-    view.flags.writeable = False
-    return view
+def _loop_input(a):
+    """``a`` as the compiled loops take it: C-contiguous and writeable, copied only where it is
+    not. numba compiles a read-only array as a signature of its own (about 2 s each: 30 compiled
+    signatures instead of 18 where tests pass read-only inputs), and types it in Python on every
+    call, several microseconds that a tiny layer's call would show."""
+    return a if a.flags.c_contiguous and a.flags.writeable else np.array(a, order="C")
 
 
 def conv2d_forward(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1):
     p = check_conv2d(x, w, b, stride, padding, dilation, groups)
-    w = _frozen(w)
+    w = _loop_input(w)
     if _layout(p) == "tiles":
         y, saved = _tiles_forward(x, w, p)
     else:
-        xpad = _frozen(pad(x, p.padding))
+        xpad = pad(x, p.padding)
         y = np.zeros(p.y_shape, dtype=p.dtype)
         _conv_forward(xpad, w, y, *p.stride, *p.dilation, p.groups)
         saved = {"xpad": xpad, "w": w}
@@ -406,7 +404,7 @@ def _rows_input_gradient(dy, w, p):
 def conv2d_backward(dy, ctx, *, need_dx=True):
     p = check_backward(dy, ctx, name, "conv2d", need_dx)
     w = ctx.saved["w"]
-    dy = _frozen(dy)
+    dy = _loop_input(dy)
     if "xt" in ctx.saved:
         dw = _tiles_weight_gradient(dy, ctx.saved["xt"], p)
     else:
@@ -426,26 +424,26 @@ def maxpool2d_forward(x, kernel_size, *, stride=None, padding=0):
     p = check_pool2d(x, kernel_size, stride, padding)
     y = np.empty(p.y_shape, dtype=p.dtype)
     argmax = np.empty(p.y_shape, dtype=np.int64)
-    _maxpool_forward(_frozen(pad(x, p.padding, -np.inf)), y, argmax, *p.kernel_size, *p.stride)
+    _maxpool_forward(pad(x, p.padding, -np.inf), y, argmax, *p.kernel_size, *p.stride)
     return y, Context(name, "maxpool2d", p, {"argmax": argmax})
 
 
 def maxpool2d_backward(dy, ctx):
     p = check_backward(dy, ctx, name, "maxpool2d")
     dxpad = padded_zeros(p)
-    _maxpool_backward(_frozen(dy), _frozen(ctx.saved["argmax"]), dxpad, p.kernel_size[1], *p.stride)
+    _maxpool_backward(_loop_input(dy), ctx.saved["argmax"], dxpad, p.kernel_size[1], *p.stride)
     return crop(dxpad, p)
 
 
 def avgpool2d_forward(x, kernel_size, *, stride=None, padding=0):
     p = check_pool2d(x, kernel_size, stride, padding)
     y = np.zeros(p.y_shape, dtype=p.dtype)
-    _avgpool_forward(_frozen(pad(x, p.padding)), y, *p.kernel_size, *p.stride)
+    _avgpool_forward(pad(x, p.padding), y, *p.kernel_size, *p.stride)
     return y, Context(name, "avgpool2d", p, {})
 
 
 def avgpool2d_backward(dy, ctx):
     p = check_backward(dy, ctx, name, "avgpool2d")
     dxpad = padded_zeros(p)
-    _avgpool_backward(_frozen(dy), dxpad, *p.kernel_size, *p.stride)
+    _avgpool_backward(_loop_input(dy), dxpad, *p.kernel_size, *p.stride)
     return crop(dxpad, p)

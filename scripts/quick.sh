@@ -24,7 +24,7 @@ quick_options() {
         quick_flag=(--quick)  # for the scripts it runs
         run_budget=(--rounds 2 --max-time 0.05 --window 0.2)  # convbench run and ab
         run_scope=(--match "$QUICK_MATCH")
-        step_budget=(--rounds 1)
+        step_budget=(--rounds 1 --max-time 2)  # leaves out naive's LeNet-5 step at batch 64 (5 s)
         train_budget=(--iterations 20 --holdout 20 --val-fraction 0.002)  # about 20 images each to test and
         # validate on: naive's forward pass takes 55 ms an image, and 20 steps see 80 images
         pytest_budget=(--benchmark-max-time=0.01 --benchmark-min-rounds=1)

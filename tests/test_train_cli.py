@@ -139,6 +139,18 @@ def test_step_command(tmp_path, capsys):
     assert np.isfinite(rows[0]["median_s"])
 
 
+def test_a_step_estimated_over_max_time_is_skipped_with_the_estimate(tmp_path):
+    """As `run` skips a slow call: naive's LeNet-5 step at batch 64 takes seconds, im2col's milliseconds."""
+    out = tmp_path / "s"
+    assert main(["step", "--model", "lenet5", "--backends", "naive,im2col", "--threads", "1", "--rounds", "1",
+                 "--max-time", "0.5", "--quiet", "--out", str(out)]) == 0
+    rows = {(r["backend"], r["direction"]): r for r in RunDirectory(out).rows()}
+    naive, im2col = rows["naive", "step"], rows["im2col", "step"]
+    assert {rows["naive", part]["status"] for part in ("step", "forward", "backward", "update")} == {"skipped"}
+    assert naive["estimate_s"] > 0.5 and "over the 0.5 s limit (--max-time)" in naive["reason"]
+    assert im2col["status"] == "ok" and im2col["estimate_s"] < 0.5
+
+
 def test_step_resume_finishes_the_saved_plan_not_the_defaults(tmp_path, capsys):
     """An interrupted step run resumed with no options measures only what its plan named."""
     out = tmp_path / "s"
@@ -198,6 +210,7 @@ def test_step_backends_take_turns_in_a_rotating_order(monkeypatch):
         return lambda instrumented=True: calls.append((backend, instrumented)) or step(instrumented)
 
     monkeypatch.setattr(step_module, "_step_function", recording)
+    monkeypatch.setattr(step_module, "estimate_step_seconds", lambda *args: 0.0)  # its steps are not turns
     results = step_module.measure_steps(["im2col", "numba", "cuda"], "seed002", 4, "float32", budget=1.0, rounds=3)
     assert [r["status"] for r in results.values()] == ["ok", "ok", "error"]
     assert "unknown backend 'cuda'" in results["cuda"]["reason"]

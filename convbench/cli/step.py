@@ -27,6 +27,8 @@ def register(sub) -> None:
     add("--dtype", default="float32", choices=["float32", "float64"])
     add("--budget", type=seconds("--budget"), default=2.0, help="seconds of steps per backend (default 2), in 10 interleaved turns")
     add("--rounds", type=whole("--rounds", 1, limits.MAX_ROUNDS), help="exactly N turns of one plain and one instrumented step each instead")
+    add("--max-time", type=seconds("--max-time"), metavar="SECONDS",
+        help="skip a backend whose step is estimated (from steps on one and two images) to take longer; default 10")
     add("--out", metavar="DIR", help="run directory; default runs/step-DATE-TIME")
     add("--resume", action="store_true", help="finish an interrupted step run in --out")
     add("--quiet", action="store_true", help="no progress bar")
@@ -40,7 +42,7 @@ def _plan(args):
 
     if args.resume:
         return None
-    given = {"backends": args.backends, "threads": args.threads}
+    given = {"backends": args.backends, "threads": args.threads, "max_time": args.max_time}
     try:
         return StepPlan(models=args.model, batches=args.batch_size, dtype=args.dtype, budget=args.budget,
                         rounds=args.rounds, **{k: v for k, v in given.items() if v is not None})
@@ -63,7 +65,7 @@ def execute(args) -> int:
         total = len(plan.pairs()) * len(plan.backends) * len(PARTS) * len(plan.threads)
         with progress("convbench step", args.quiet, kept, total=total) as bar:
             run_steps(run, plan.pairs(), plan.backends, plan.threads, plan.dtype, plan.budget, plan.rounds,
-                      lambda row: _row_done(bar, row))
+                      lambda row: _row_done(bar, row), plan.max_time)
     print(runs.report_hint(run))
     runs.measured_something(run)
     return 0

@@ -30,6 +30,8 @@ from convbench.cnn.layers import SGD
 from convbench.cnn.models import MODELS, build_model, model_spec
 
 PARTS = ("step", "forward", "backward", "update")
+MAX_TIME = 10.0  # seconds: a backend whose step is estimated to take longer is skipped, as `run` skips a call
+PROBE_IMAGES = 4  # the larger of the two batches a step's time is estimated from
 KINDS = ("conv", "pool", "dense", "other")
 
 
@@ -45,6 +47,7 @@ class StepPlan:
     dtype: str = "float32"
     budget: float = 2.0
     rounds: int | None = None
+    max_time: float = MAX_TIME
     command: str = "step"
 
     def __post_init__(self):
@@ -62,6 +65,7 @@ class StepPlan:
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}; got {self.dtype!r}")
         limits.seconds("budget", self.budget)
+        limits.seconds("max-time", self.max_time)
         if self.rounds is not None:
             limits.whole("rounds", self.rounds, 1, limits.MAX_ROUNDS)
 
@@ -137,12 +141,33 @@ def _step_function(backend: str, model: str, x, y, dtype: str, seed: int) -> Cal
     return step
 
 
-def measure_steps(backends: list[str], model: str, batch_size: int, dtype: str, budget: float,
-                  rounds: int | None, seed: int = 0, between: Callable[[], None] | None = None) -> dict[str, dict]:
-    """Per backend: median seconds of each part of a training step and of each layer kind, or a
-    'wrong', 'unavailable' or 'error' verdict.
+def estimate_step_seconds(backend: str, model: str, batch_size: int, dtype: str = "float32", seed: int = 0) -> float:
+    """Seconds of one training step at ``batch_size``: timed directly up to ``PROBE_IMAGES``
+    images, else fitted as fixed + per-image cost from steps on one and on ``PROBE_IMAGES``
+    images (the per-image cost grows with the batch, a fixed cost per call does not). Each
+    probe is the best of two steps after a warm-up step (where numba compiles and auto tunes)."""
+    x, y = digits_batch(model, min(batch_size, PROBE_IMAGES), dtype)
+    sizes = [len(y)] if batch_size <= PROBE_IMAGES else [1, PROBE_IMAGES]
+    seconds = []
+    for images in sizes:
+        step = _step_function(backend, model, x[:images], y[:images], dtype, seed)
+        with timing.one_pool(backend):
+            step(False)
+            seconds.append(min(step(False)["step"] for _ in range(2)))
+    if len(seconds) == 1:
+        return seconds[0]
+    per_image = max(0.0, (seconds[1] - seconds[0]) / (PROBE_IMAGES - 1))
+    return seconds[0] + per_image * (batch_size - 1)
 
-    Each backend's first step is checked against the float64 reference's loss. Then the backends
+
+def measure_steps(backends: list[str], model: str, batch_size: int, dtype: str, budget: float,
+                  rounds: int | None, seed: int = 0, between: Callable[[], None] | None = None,
+                  max_time: float = MAX_TIME) -> dict[str, dict]:
+    """Per backend: median seconds of each part of a training step and of each layer kind, or a
+    'skipped', 'wrong', 'unavailable' or 'error' verdict.
+
+    A backend whose step is estimated (``estimate_step_seconds``) to take over ``max_time`` is
+    skipped. Each backend's first step is checked against the float64 reference's loss. Then the backends
     take turns (in a rotating order), each turn spending a tenth of ``budget`` (or, with
     ``rounds``, one step pair), so that a machine drifting during the run shifts every backend
     alike. A timed step pair is one plain step, whose time is the step's, and one instrumented
@@ -152,9 +177,15 @@ def measure_steps(backends: list[str], model: str, batch_size: int, dtype: str, 
     reference = build_model(model, kernels.reference, seed=seed, dtype="float64")
     expected = reference.train_step(x.astype(np.float64), y, SGD(**sgd_settings(model)))[0]
     results: dict[str, dict] = {}
-    steps, first, timed = {}, {}, {}
+    steps, first, timed, estimates = {}, {}, {}, {}
     for backend in backends:
         try:
+            estimate = estimate_step_seconds(backend, model, batch_size, dtype, seed)
+            if estimate > max_time:
+                results[backend] = {"status": "skipped", "estimate_s": estimate, "reason": (
+                    f"estimated {estimate:.1f} s per step from steps on fewer images; "
+                    f"over the {max_time:g} s limit (--max-time)")}
+                continue
             step = _step_function(backend, model, x, y, dtype, seed)
             with timing.one_pool(backend):
                 warm_up = step(False)  # numba compiles here
@@ -170,6 +201,7 @@ def measure_steps(backends: list[str], model: str, batch_size: int, dtype: str, 
                 f"first-step loss {warm_up['loss']:.6g} vs the reference's {expected:.6g}")}
             continue
         steps[backend], first[backend], timed[backend] = step, (warm_up["step"], error), []
+        estimates[backend] = estimate
     def turn_of(backend: str) -> Callable[[float, bool], list[float]]:
         def one_turn(seconds: float, exact: bool) -> list[float]:
             plain_steps, instrumented = [], []
@@ -197,7 +229,8 @@ def measure_steps(backends: list[str], model: str, batch_size: int, dtype: str, 
             [float(np.median([s[key] for s in turn])) for turn in turns],
             [min(s[key] for s in turn) for turn in turns], entry.calls) for key in keys}}
         results[backend] = {"status": "ok", "rounds": sum(entry.calls), "fields": fields, "meter": entry.meter,
-                            "first_call_s": first[backend][0], "max_rel_err": first[backend][1]}
+                            "first_call_s": first[backend][0], "max_rel_err": first[backend][1],
+                            "estimate_s": estimates[backend]}
     return {backend: results[backend] for backend in backends}
 
 
@@ -217,7 +250,7 @@ def sgd_settings(model: str) -> dict:
 
 def run_steps(run: RunDirectory, models: list[tuple[str, int]], backends: list[str], threads: int | list[int],
               dtype: str = "float32", budget: float = 2.0, rounds: int | None = None,
-              on_row: Callable[[dict], None] | None = None) -> None:
+              on_row: Callable[[dict], None] | None = None, max_time: float = MAX_TIME) -> None:
     """Measure every thread count x (model, batch) x backend into ``run``, skipping what it
     already holds. A model's backends are timed interleaved (``measure_steps``) and written when
     it finishes; each thread count is a session of its own (its peaks)."""
@@ -229,11 +262,12 @@ def run_steps(run: RunDirectory, models: list[tuple[str, int]], backends: list[s
             pass
     metadata = {**machine_metadata(), "allocator": steady_allocator()}  # once: the same for every count
     for count in [threads] if isinstance(threads, int) else threads:
-        _run_steps_on(run, metadata, models, backends, count, dtype, budget, rounds, on_row)
+        _run_steps_on(run, metadata, models, backends, count, dtype, budget, rounds, on_row, max_time)
 
 
 def _run_steps_on(run: RunDirectory, metadata: dict, models: list[tuple[str, int]], backends: list[str],
-                  threads: int, dtype: str, budget: float, rounds: int | None, on_row: Callable[[dict], None]) -> None:
+                  threads: int, dtype: str, budget: float, rounds: int | None, on_row: Callable[[dict], None],
+                  max_time: float) -> None:
     done = {(r["problem"], r["backend"], r["direction"]) for r in run.rows() if r.get("threads", threads) == threads}
     if all((f"{model}-b{batch}", b, part) in done for model, batch in models for b in backends for part in PARTS):
         return
@@ -247,7 +281,8 @@ def _run_steps_on(run: RunDirectory, metadata: dict, models: list[tuple[str, int
                 continue
             calibration = run.add_calibration(session, calibrate(threads))
             between = lambda: run.add_calibration(session, calibrate(threads))  # noqa: E731
-            for backend, result in measure_steps(pending, model, batch, dtype, budget, rounds, between=between).items():
+            for backend, result in measure_steps(pending, model, batch, dtype, budget, rounds, between=between,
+                                                   max_time=max_time).items():
                 base = {"schema": SCHEMA, "session": session, "calibration_s": calibration["index_s"],
                         "suite": "step", "problem": problem, "op": "train_step", "N": batch, "repeat": 1,
                         "backend": backend, "dtype": dtype, "threads": threads,
@@ -259,13 +294,14 @@ def _run_steps_on(run: RunDirectory, metadata: dict, models: list[tuple[str, int
                            "time": datetime.now(timezone.utc).isoformat(timespec="seconds")}
                     if result["status"] == "ok":
                         row.update(**result["fields"][part], max_rel_err=result["max_rel_err"],
-                                   **result["meter"].record(threads))
+                                   estimate_s=result["estimate_s"], **result["meter"].record(threads))
                         if part == "step":
                             # PyTorch's step is not split by layer kind: None there
                             row.update({f"{k}_s": result["fields"].get(f"{k}_s", {}).get("median_s") for k in KINDS},
                                        first_call_s=result["first_call_s"])
                     else:
-                        row.update(reason=result["reason"], max_rel_err=result.get("max_rel_err"))
+                        row.update(reason=result["reason"], max_rel_err=result.get("max_rel_err"),
+                                   estimate_s=result.get("estimate_s"))
                     run.append(row)
                     on_row(row)
         run.add_calibration(session, calibrate(threads))

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from bench_common import record_calibration, run, seconds_policy
 
@@ -13,18 +11,18 @@ from convbench.bench.suites import load_suite
 from convbench.bench.timing import usable_cores
 from convbench.cnn.layers import SGD
 from convbench.cnn.models import build_model
-from convbench.cnn.step import digits_batch, sgd_settings
+from convbench.cnn.step import digits_batch, estimate_step_seconds, sgd_settings
 
 
 # The model's conv and pooling layers, as problems of a suite: (suite, name prefix)
 LAYERS = {"seed002": ("seeds", "seed002_"), "lenet5": ("lenet5", "")}
 
 
-def step_rounds(benchmark, backend: str, model: str, batch: int, x, y) -> int | None:
+def step_rounds(benchmark, backend: str, model: str, batch: int) -> int | None:
     """As ``rounds_policy`` for a step. A plain test run (one call) leaves a step to
     `pytest --benchmark-only` where one of its layers is too slow a call for the backend (its
     declared cost: decided by shapes, never by a clock, so a busy machine cannot turn a pass into a
-    skip); a benchmark run estimates from a one-image step (the step time grows with the batch)."""
+    skip); a benchmark run estimates as `convbench step --max-time` does."""
     if benchmark.disabled:
         suite, prefix = LAYERS[model]
         slow = [p.name for p in load_suite(suite) if p.name.startswith(prefix)
@@ -33,18 +31,14 @@ def step_rounds(benchmark, backend: str, model: str, batch: int, x, y) -> int | 
             pytest.skip(f"{backend}: too slow a call on {model}-b{batch}'s {slow[0]} to repeat in a plain "
                         "test run; left to `pytest --benchmark-only`")
         return None
-    probe = build_model(model, kernels.get(backend), seed=0)
-    probe.train_step(x[:1], y[:1], SGD(**sgd_settings(model)))  # numba compiles or loads its cache here
-    start = time.perf_counter()
-    probe.train_step(x[:1], y[:1], SGD(**sgd_settings(model)))
-    return seconds_policy(backend, (time.perf_counter() - start) * batch)
+    return seconds_policy(backend, estimate_step_seconds(backend, model, batch))
 
 
 @pytest.mark.parametrize("model, batch", [("seed002", 4), ("lenet5", 64)], ids=["seed002-b4", "lenet5-b64"])
 @pytest.mark.parametrize("backend", kernels.names())
 def test_training_step(benchmark, backend, model, batch):
     x, y = digits_batch(model, batch, "float32")
-    rounds = step_rounds(benchmark, backend, model, batch, x, y)
+    rounds = step_rounds(benchmark, backend, model, batch)
     expected = build_model(model, kernels.reference, seed=0, dtype="float64").train_step(
         x.astype("float64"), y, SGD(**sgd_settings(model)))[0]
     net, optimizer = build_model(model, kernels.get(backend), seed=0), SGD(**sgd_settings(model))
