@@ -57,7 +57,11 @@ ARGS = ["--suite", "seeds", "--match", "^seed001_conv$", "--backends", "im2col,s
         "--directions", "forward", "--threads", "1", "--turns", "5", "--budget", "0.05"]
 
 
-def test_two_commits_measured_in_turns(repo, tmp_path, capsys):
+def test_two_commits_measured_in_turns(repo, tmp_path, capsys, monkeypatch):
+    from convbench.bench import ab
+
+    settled = []
+    monkeypatch.setattr(ab, "quiesce", lambda pids: settled.append(pids) or 0.0)
     out = tmp_path / "ab"
     assert main(["ab", "HEAD~2", "HEAD~1", "--repo", str(repo), "--out", str(out), "--quiet", *ARGS]) in (0, 1)
     report = capsys.readouterr().out
@@ -65,6 +69,9 @@ def test_two_commits_measured_in_turns(repo, tmp_path, capsys):
     a, b = rows(out, "a"), rows(out, "b")
     assert [r["status"] for r in a + b] == ["ok"] * 4
     assert all(r["turns"] == 6 for r in a + b)  # 5 turns rounded up to an even count: A first as often as B
+    # before every slice, both workers' threads asleep: one revision's spinning pool would take
+    # the cores from the other's turn (tiny numba calls took a 20 ms scheduler slice, not 50 µs)
+    assert len(settled) == 2 * 2 * 6 and all(len(set(pids)) == 2 for pids in settled)
     commits = [git(repo, "rev-parse", rev) for rev in ("HEAD~2", "HEAD~1")]
     for side, commit in zip("ab", commits):
         session = json.loads((out / side / "sessions.jsonl").read_text().splitlines()[0])

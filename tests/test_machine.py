@@ -118,6 +118,27 @@ def test_a_spinning_thread_is_awake_and_a_sleeping_one_is_not():
             thread.join()
 
 
+SPINNER = "while True: pass"
+
+
+@pytest.mark.subprocess
+@pytest.mark.skipif(not machine.TASKS.is_dir(), reason="no /proc: quiesce falls back to the CPU clock here")
+def test_the_threads_of_other_processes_named_are_watched_too():
+    """`convbench ab` settles on its workers: a spinning thread in one of ``pids`` is awake, and
+    a process that has ended is none (its folder is gone)."""
+    spinner = subprocess.Popen([sys.executable, "-c", SPINNER])
+    try:
+        deadline = time.monotonic() + 10
+        while not machine._threads_awake((spinner.pid,)) and time.monotonic() < deadline:
+            time.sleep(0.01)  # the interpreter starting up may sleep on its disk reads
+        assert machine._threads_awake((spinner.pid,))
+        assert machine.quiesce(limit=0.05, pids=(spinner.pid,)) >= 0.05
+    finally:
+        spinner.kill()
+        spinner.wait()
+    assert not machine._threads_awake((spinner.pid,))
+
+
 QUIESCED = """
 import numpy as np
 from threadpoolctl import threadpool_limits

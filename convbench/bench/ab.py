@@ -28,7 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from convbench.bench.interleave import Entry, interleave, paired
-from convbench.bench.machine import ALLOCATOR_ENV, CpuMeter, calibrate
+from convbench.bench.machine import ALLOCATOR_ENV, CpuMeter, calibrate, quiesce
 from convbench.bench.results import SCHEMA, RunDirectory, machine_metadata
 from convbench.bench.runner import TOLERANCE, Plan
 
@@ -198,7 +198,8 @@ def run_ab(repo: Path, revisions: tuple[str, str], plan: Plan, out: Path,
                                 run.add_calibration(session, calibration)
 
                         interleave(entries, plan.budget, _even(plan.rounds or plan.turns),
-                                   exact=plan.rounds is not None, order=paired, between=between)
+                                   exact=plan.rounds is not None, order=paired, between=between,
+                                   settle=lambda: quiesce(pids=tuple(w.process.pid for w in workers)))
                         measured = {entry.key: entry for entry in entries}
                         for side, row in rows:
                             entry = measured.get((side, row["backend"], row["direction"]))
