@@ -19,17 +19,23 @@ A comment just above a block tells what it needs, directives joined by "; ":
                                           budgets of every run they start
     <!-- test: skip=WHY -->               not run here; only for the set-up block, which .ci/run
                                           runs, as written, on a clean clone
-    <!-- test: covered=SCRIPT -->         a line `bash S` of the block, where SCRIPT runs S too, is
-                                          left to the block that runs SCRIPT (README's reproduce
-                                          block runs measure_targets.sh): one run, not two
+    <!-- test: covered=SCRIPT -->         a line the block that runs SCRIPT runs too is left to
+                                          it, where that block runs (its needs are met): one run,
+                                          not two. Such a line is `bash S` with S named in SCRIPT
+                                          (README's reproduce block runs measure_targets.sh), or
+                                          `convbench CMD` with options that a `convbench CMD` line
+                                          of SCRIPT gives too (a `$variable` there stands for any
+                                          value; --out, --quiet and other arguments may differ)
 
 pip commands get ``--dry-run`` (they resolve, and install nothing over the package under test).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -88,16 +94,69 @@ def blocks():
     return found
 
 
+def _unmet(directives: dict) -> str | None:
+    """Why a block with these directives cannot run here, or None."""
+    needs = directives.get("needs", "")
+    if "torch" in needs and importlib.util.find_spec("torch") is None:
+        return f"needs PyTorch: {kernels.YARDSTICK_INSTALL}"
+    if "mnist" in needs and not MNIST.is_dir():
+        return f"needs the real MNIST folder at {MNIST}"
+    return None
+
+
+def _lines(code: str) -> list[str]:
+    """The block's or script's lines, continuation lines joined."""
+    return code.replace("\\\n", " ").splitlines()
+
+
+def _words(line: str) -> list[str]:
+    try:
+        return shlex.split(line, comments=True)
+    except ValueError:  # a quote that a later line closes
+        return []
+
+
+def _convbench(line: str) -> tuple[str, dict] | None:
+    """(command, {option: value}) of a ``convbench`` line, without --out and --quiet."""
+    words = _words(line)
+    if len(words) < 2 or words[0] != "convbench":
+        return None
+    options, key = {}, None
+    for word in words[2:]:
+        if word.startswith("--"):
+            key = word
+            options[key] = None
+        elif key is not None:
+            options[key], key = word, None
+    return words[1], {k: v for k, v in options.items() if k not in ("--out", "--quiet")}
+
+
 def _covered(line: str, directives: dict) -> bool:
-    """Whether ``line`` is ``bash S ...`` with S run by the block's ``covered=`` script."""
+    """Whether ``line`` is run by the block that runs the ``covered=`` script, where it runs."""
     script = directives.get("covered")
-    words = line.split("#", 1)[0].split()
-    return bool(script) and len(words) >= 2 and words[0] == "bash" and words[1] in (ROOT / script).read_text()
+    if not script or _unmet(_runner_of(script).values[1]):
+        return False
+    text = (ROOT / script).read_text()
+    words = _words(line)
+    if len(words) >= 2 and words[0] == "bash":
+        return words[1] in text
+    mine = _convbench(line)
+    return mine is not None and any(
+        other[0] == mine[0] and all(k in other[1] and (other[1][k] == v or str(other[1][k]).startswith("$"))
+                                    for k, v in mine[1].items())
+        for other in filter(None, map(_convbench, _lines(text))))
+
+
+def _runner_of(script: str):
+    """The one unskipped block that runs ``script``."""
+    runners = [p for p in blocks() if script in p.values[2] and "skip" not in p.values[1]]
+    assert len(runners) == 1, f"blocks that run {script}: {[p.id for p in runners]}"
+    return runners[0]
 
 
 def _script(code: str, directives: dict) -> str:
     code = "\n".join(": covered by the block that runs its script" if _covered(line, directives) else line
-                     for line in code.splitlines())
+                     for line in _lines(code))
     for pair in filter(None, directives.get("sub", "").split(",")):
         before, after = pair.split(">")
         code = code.replace(before, after)
@@ -135,11 +194,8 @@ def _environment(home: Path) -> dict:
 def test_the_block_runs_as_written(lang, directives, code, clone, tmp_path):
     if "skip" in directives:
         pytest.skip(directives["skip"])
-    needs = directives.get("needs", "")
-    if "torch" in needs:
-        pytest.importorskip("torch", reason=f"needs PyTorch: {kernels.YARDSTICK_INSTALL}")
-    if "mnist" in needs and not MNIST.is_dir():
-        pytest.skip(f"needs the real MNIST folder at {MNIST}")
+    if _unmet(directives):
+        pytest.skip(_unmet(directives))
     work = tmp_path / "repo"  # each block in its own copy of the clone: nothing one leaves behind feeds another
     shutil.copytree(clone, work, symlinks=True)
     if (clone.parent / "shared").exists():
@@ -170,13 +226,30 @@ def test_every_block_is_found_and_the_set_up_block_is_the_only_one_skipped():
 
 
 def test_a_covered_line_is_run_by_the_block_that_runs_its_script():
-    """``covered=SCRIPT`` leaves out only lines SCRIPT runs, and some unskipped block runs SCRIPT."""
-    found = blocks()
-    for param in found:
+    """``covered=SCRIPT`` leaves out only lines SCRIPT runs, and one unskipped block runs SCRIPT."""
+    for param in blocks():
         lang, directives, code = param.values
         if "covered" not in directives:
             continue
-        covered = [line for line in code.splitlines() if _covered(line, directives)]
+        runner = _runner_of(directives["covered"])
+        if _unmet(runner.values[1]):
+            assert not any(_covered(line, directives) for line in _lines(code)), "covered where its runner cannot run"
+            continue
+        covered = [line for line in _lines(code) if _covered(line, directives)]
         assert covered, f"{param.id}: covered={directives['covered']} covers none of its lines"
-        runners = [p.id for p in found if directives["covered"] in p.values[2] and "skip" not in p.values[1]]
-        assert runners, f"{param.id}: no block runs {directives['covered']}"
+
+
+@pytest.mark.parametrize("line, covered", [
+    ("convbench run --suite seeds,lenet5,resnet18 --backends all --threads 2 --out runs/x", True),
+    ("convbench report runs/x", True),
+    ("convbench run --suite seeds --backends all --threads 2", False),  # another suite
+    ("convbench run --suite seeds,lenet5,resnet18 --backends all --threads 1", False),  # another count
+    ("convbench train --model seed002 --backend $b --iterations 2000 --holdout 2000", True),
+    ("convbench train --model lenet5 --backend numba", False),
+    ("convbench ab HEAD~1 HEAD", False),  # reproduce.sh runs no ab of its own
+    ("bash scripts/measure_targets.sh", True),
+    ("bash scripts/kill_resume.py", False),
+])
+def test_what_a_script_covers(line, covered, monkeypatch):
+    monkeypatch.setattr(sys.modules[__name__], "_unmet", lambda directives: None)
+    assert _covered(line, {"covered": "scripts/reproduce.sh"}) is covered
