@@ -210,7 +210,7 @@ def test_step_backends_take_turns_in_a_rotating_order(monkeypatch):
         return lambda instrumented=True: calls.append((backend, instrumented)) or step(instrumented)
 
     monkeypatch.setattr(step_module, "_step_function", recording)
-    monkeypatch.setattr(step_module, "estimate_step_seconds", lambda *args: 0.0)  # its steps are not turns
+    monkeypatch.setattr(step_module, "estimate_step_seconds", lambda *args, **kwargs: 0.0)  # its steps are not turns
     results = step_module.measure_steps(["im2col", "numba", "cuda"], "seed002", 4, "float32", budget=1.0, rounds=3)
     assert [r["status"] for r in results.values()] == ["ok", "ok", "error"]
     assert "unknown backend 'cuda'" in results["cuda"]["reason"]

@@ -141,23 +141,28 @@ def _step_function(backend: str, model: str, x, y, dtype: str, seed: int) -> Cal
     return step
 
 
-def estimate_step_seconds(backend: str, model: str, batch_size: int, dtype: str = "float32", seed: int = 0) -> float:
+def estimate_step_seconds(backend: str, model: str, batch_size: int, dtype: str = "float32", seed: int = 0,
+                          refine_over: float = 0.0) -> float:
     """Seconds of one training step at ``batch_size``: timed directly up to ``PROBE_IMAGES``
-    images, else fitted as fixed + per-image cost from steps on one and on ``PROBE_IMAGES``
-    images (the per-image cost grows with the batch, a fixed cost per call does not). Each
-    probe is the best of two steps after a warm-up step (where numba compiles and auto tunes)."""
+    images; else a one-image step times the batch, a bound that is refined, where it passes
+    ``refine_over``, as fixed + per-image cost from a step on ``PROBE_IMAGES`` images too (the
+    per-image cost grows with the batch, a fixed cost per call does not). Each probe is the best
+    of two steps after a warm-up step (where numba compiles and auto tunes)."""
     x, y = digits_batch(model, min(batch_size, PROBE_IMAGES), dtype)
-    sizes = [len(y)] if batch_size <= PROBE_IMAGES else [1, PROBE_IMAGES]
-    seconds = []
-    for images in sizes:
+
+    def probe(images: int) -> float:
         step = _step_function(backend, model, x[:images], y[:images], dtype, seed)
         with timing.one_pool(backend):
             step(False)
-            seconds.append(min(step(False)["step"] for _ in range(2)))
-    if len(seconds) == 1:
-        return seconds[0]
-    per_image = max(0.0, (seconds[1] - seconds[0]) / (PROBE_IMAGES - 1))
-    return seconds[0] + per_image * (batch_size - 1)
+            return min(step(False)["step"] for _ in range(2))
+
+    if batch_size <= PROBE_IMAGES:
+        return probe(batch_size)
+    on_one = probe(1)
+    if on_one * batch_size <= refine_over:
+        return on_one * batch_size
+    per_image = max(0.0, (probe(PROBE_IMAGES) - on_one) / (PROBE_IMAGES - 1))
+    return on_one + per_image * (batch_size - 1)
 
 
 def measure_steps(backends: list[str], model: str, batch_size: int, dtype: str, budget: float,
@@ -180,7 +185,7 @@ def measure_steps(backends: list[str], model: str, batch_size: int, dtype: str, 
     steps, first, timed, estimates = {}, {}, {}, {}
     for backend in backends:
         try:
-            estimate = estimate_step_seconds(backend, model, batch_size, dtype, seed)
+            estimate = estimate_step_seconds(backend, model, batch_size, dtype, seed, refine_over=max_time)
             if estimate > max_time:
                 results[backend] = {"status": "skipped", "estimate_s": estimate, "reason": (
                     f"estimated {estimate:.1f} s per step from steps on fewer images; "
