@@ -185,9 +185,10 @@ def clone(tmp_path_factory):
 
 
 def _environment(home: Path) -> dict:
+    """A reader's environment; auto's tuning cache and the machine's probes are the session's
+    (tests/conftest.py), shared as one machine's user shares them between commands."""
     return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-            "HOME": str(home), "MPLBACKEND": "Agg", "CONVBENCH_TUNING_CACHE": str(home / "tuning.json"),
-            "PYTEST_ADDOPTS": PYTEST_ADDOPTS}
+            "HOME": str(home), "MPLBACKEND": "Agg", "PYTEST_ADDOPTS": PYTEST_ADDOPTS}
 
 
 @pytest.mark.parametrize(("lang", "directives", "code"), blocks())
