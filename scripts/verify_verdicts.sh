@@ -7,7 +7,7 @@
 #   written with git plumbing: no branch, the working tree untouched) and measure it against
 #   HEAD with `convbench ab`; SCRATCH_REVISION: such a commit made by hand; left out, no ab step;
 #   --quick: every run at tiny budgets (scripts/quick.sh), once (no second reading, R7 to R10),
-#   to check the script; its verdicts mean nothing.
+#   without numba, to check the script; its verdicts mean nothing.
 # About 35 minutes on 2 cores. Run it on an otherwise idle machine.
 set -euo pipefail  # a run that fails stops the script; compare's verdicts (exit 0 or 1) are recorded
 source "$(dirname "$0")/quick.sh"
@@ -28,7 +28,10 @@ if [ "$SCRATCH" = "--slowed" ]; then  # HEAD with im2col 1.25x slower, as a dang
   rm -f "$index" "$file"
   echo "slowed commit: $SCRATCH"
 fi
-ARGS=(--suite seeds,lenet5 --backends im2col,numba,stride_tricks --threads 2 --quiet "${run_budget[@]}" "${run_scope[@]}")
+backends=im2col,numba,stride_tricks
+# --quick leaves numba out: `convbench ab` compiles it afresh in each revision's new worktree (25 s)
+[ "$quick" = 1 ] && backends=im2col,stride_tricks
+ARGS=(--suite seeds,lenet5 --backends "$backends" --threads 2 --quiet "${run_budget[@]}" "${run_scope[@]}")
 for n in R1 R2 R3 R4; do convbench run "${ARGS[@]}" --out "$OUT/$n"; done
 python -c "while True: pass" & SPIN=$!  # a busy neighbour on one core
 trap 'kill $SPIN 2>/dev/null || true' EXIT
