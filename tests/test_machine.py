@@ -139,6 +139,18 @@ def test_the_threads_of_other_processes_named_are_watched_too():
     assert not machine._threads_awake((spinner.pid,))
 
 
+@pytest.mark.subprocess
+def test_without_proc_the_cpu_clock_of_the_processes_named_is_read():
+    """The fallback where threads' states cannot be read: a process spinning a core uses well
+    over QUIET_CORES of one (0.2) even beside two other busy processes on two cores."""
+    spinner = subprocess.Popen([sys.executable, "-c", SPINNER])
+    try:
+        assert any(machine._cpu_busy(0.1, (spinner.pid,)) for _ in range(3))
+    finally:
+        spinner.kill()
+        spinner.wait()
+
+
 QUIESCED = """
 import numpy as np
 from threadpoolctl import threadpool_limits
