@@ -6,6 +6,7 @@ import os
 import shutil
 import tempfile
 
+import pools
 import pytest
 from hypothesis import HealthCheck, settings
 
@@ -39,16 +40,11 @@ def pytest_configure(config):
     # the machine's CPU description and peaks: probed once for the whole session (and its
     # subprocesses), not by each of its hundreds of small runs (convbench.bench.probes)
     os.environ[probes.ENV] = os.path.join(config._tuning_dir, "probes.json")
-    # thread pools that sleep as soon as their work is done (OpenBLAS spins about 0.1 s by
-    # default, numba's OpenMP pool for its spin count): the tests report no timing, and on a
-    # machine with as many cores as xdist workers, one worker's pools left spinning take the
-    # cores the other works on (and every quiesce waits them out)
-    for name, value in SLEEPING_POOLS.items():
+    for name, value in pools.SLEEPING.items():  # thread pools that sleep when done (tests/pools.py)
         os.environ.setdefault(name, value)
 
 
 SLOW = ("docs", "asv", "cluster", "kill", "subprocess")
-SLEEPING_POOLS = {"OPENBLAS_THREAD_TIMEOUT": "4", "OMP_WAIT_POLICY": "PASSIVE"}  # 4: 2**4 cycles, the least
 
 
 def pytest_collection_modifyitems(config, items):

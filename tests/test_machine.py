@@ -9,7 +9,7 @@ import threading
 import time
 
 import pytest
-from conftest import SLEEPING_POOLS
+from pools import SLEEPING
 
 from convbench.bench import machine
 from convbench.bench.machine import CpuMeter
@@ -172,7 +172,7 @@ def test_quiesce_outlasts_blas_threads_left_spinning():
     within its limit, until they sleep. Threads' states, not CPU use: with a busy neighbour a
     CPU clock read 0.75 cores after quiesce had taken a preempted spinner's quiet step for sleep.
     In a process of its own, so that no thread an earlier test started is among ours."""
-    environment = {k: v for k, v in os.environ.items() if k not in SLEEPING_POOLS}  # OpenBLAS's own spin
+    environment = {k: v for k, v in os.environ.items() if k not in SLEEPING}  # OpenBLAS's own spin
     out = subprocess.run([sys.executable, "-c", QUIESCED], capture_output=True, text=True, check=True,
                          env=environment).stdout
     assert out.split() == ["True", "True", "False"]
