@@ -45,6 +45,7 @@ TOLERANCE = {"float32": 1e-4, "float64": 1e-10}  # relative to the largest refer
 DTYPES = tuple(TOLERANCE)
 SLOW_EXTRAS = 1.0  # seconds: calls slower than this get no extra memory / phase call
 MEMORY_SHARE = 0.5  # of the machine's memory, at most, that one problem's estimated working set may take
+MAX_TIME = 10.0  # seconds: a call estimated to take longer is skipped (--max-time); `step` skips a step so
 WINDOW = 60.0  # seconds of timing budget whose problems take turns together (see windows())
 
 
@@ -81,7 +82,7 @@ class Plan:
     rounds: int | None = None
     turns: int = TURNS
     window: float = WINDOW
-    max_time: float = 10.0
+    max_time: float = MAX_TIME
     seed: int = 0
     # "suite/name" -> the problem as first resolved (``Problem.identity``): a suite file edited
     # between a run and its --resume is refused instead of mixing two shapes under one name.

@@ -28,7 +28,7 @@ def register(sub) -> None:
     add("--budget", type=seconds("--budget"), default=2.0, help="seconds of steps per backend (default 2), in 10 interleaved turns")
     add("--rounds", type=whole("--rounds", 1, limits.MAX_ROUNDS), help="exactly N turns of one plain and one instrumented step each instead")
     add("--max-time", type=seconds("--max-time"), metavar="SECONDS",
-        help="skip a backend whose step is estimated (from steps on one and two images) to take longer; default 10")
+        help="skip a backend whose step takes longer (naive estimated from steps on fewer images first); default 10")
     add("--out", metavar="DIR", help="run directory; default runs/step-DATE-TIME")
     add("--resume", action="store_true", help="finish an interrupted step run in --out")
     add("--quiet", action="store_true", help="no progress bar")

@@ -24,13 +24,12 @@ from convbench.bench import limits, timing
 from convbench.bench.interleave import Entry, call_times, interleave, timing_fields
 from convbench.bench.machine import calibrate, quiesce, steady_allocator
 from convbench.bench.results import SCHEMA, RunDirectory, machine_metadata
-from convbench.bench.runner import DTYPES, TOLERANCE, all_backends, check_backends
+from convbench.bench.runner import DTYPES, MAX_TIME, TOLERANCE, all_backends, check_backends
 from convbench.cnn.data import embedded_digits, prepare
 from convbench.cnn.layers import SGD
 from convbench.cnn.models import MODELS, build_model, model_spec
 
 PARTS = ("step", "forward", "backward", "update")
-MAX_TIME = 10.0  # seconds: a backend whose step is estimated to take longer is skipped, as `run` skips a call
 PROBE_IMAGES = 4  # the larger of the two batches a step's time is estimated from
 KINDS = ("conv", "pool", "dense", "other")
 
@@ -171,7 +170,9 @@ def measure_steps(backends: list[str], model: str, batch_size: int, dtype: str, 
     """Per backend: median seconds of each part of a training step and of each layer kind, or a
     'skipped', 'wrong', 'unavailable' or 'error' verdict.
 
-    A backend whose step takes over ``max_time`` is skipped (``_too_slow``). Each backend's first step is checked against the float64 reference's loss. Then the backends
+    A backend whose step takes over ``max_time`` is skipped (naive estimated from fewer images
+    first, the others by their second step where the first passed it). Each backend's first
+    step is checked against the float64 reference's loss. Then the backends
     take turns (in a rotating order), each turn spending a tenth of ``budget`` (or, with
     ``rounds``, one step pair), so that a machine drifting during the run shifts every backend
     alike. A timed step pair is one plain step, whose time is the step's, and one instrumented
