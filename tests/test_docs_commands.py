@@ -32,6 +32,7 @@ pip commands get ``--dry-run`` (they resolve, and install nothing over the packa
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import re
@@ -136,17 +137,23 @@ def _covered(line: str, directives: dict) -> bool:
     script = directives.get("covered")
     if not script or _unmet(_runner_of(script).values[1]):
         return False
-    text = (ROOT / script).read_text()
     words = _words(line)
     if len(words) >= 2 and words[0] == "bash":
-        return words[1] in text
+        return words[1] in (ROOT / script).read_text()
     mine = _convbench(line)
     return mine is not None and any(
         other[0] == mine[0] and all(k in other[1] and (other[1][k] == v or str(other[1][k]).startswith("$"))
                                     for k, v in mine[1].items())
-        for other in filter(None, map(_convbench, _lines(text))))
+        for other in _commands_of(script))
 
 
+@functools.cache
+def _commands_of(script: str) -> list[tuple[str, dict]]:
+    """Every ``convbench`` command line of ``script`` (``_convbench``), read once."""
+    return list(filter(None, map(_convbench, _lines((ROOT / script).read_text()))))
+
+
+@functools.cache
 def _runner_of(script: str):
     """The one unskipped block that runs ``script``."""
     runners = [p for p in blocks() if script in p.values[2] and "skip" not in p.values[1]]
@@ -195,8 +202,9 @@ def _environment(home: Path) -> dict:
 def test_the_block_runs_as_written(lang, directives, code, clone, tmp_path):
     if "skip" in directives:
         pytest.skip(directives["skip"])
-    if _unmet(directives):
-        pytest.skip(_unmet(directives))
+    unmet = _unmet(directives)
+    if unmet:
+        pytest.skip(unmet)
     work = tmp_path / "repo"  # each block in its own copy of the clone: nothing one leaves behind feeds another
     shutil.copytree(clone, work, symlinks=True)
     if (clone.parent / "shared").exists():
