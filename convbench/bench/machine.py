@@ -157,10 +157,15 @@ def _threads_awake(pids: tuple[int, ...] = ()) -> bool:
 def _cpu_busy(step: float, pids: tuple[int, ...] = ()) -> bool:
     """Where threads' states cannot be read: whether the CPU use of this process and ``pids``
     over ``step`` of sleep is above ``QUIET_CORES``."""
-    processes = [psutil.Process(), *(psutil.Process(pid) for pid in pids)]
-    used, t0 = sum(sum(p.cpu_times()[:2]) for p in processes), time.perf_counter()
+    processes = [psutil.Process()]
+    for pid in pids:
+        try:
+            processes.append(psutil.Process(pid))
+        except psutil.Error:  # the process ended, as `_threads_awake` allows
+            pass
+    used, t0 = _cpu_seconds(processes), time.perf_counter()
     time.sleep(step)
-    return (sum(sum(p.cpu_times()[:2]) for p in processes) - used) / (time.perf_counter() - t0) >= QUIET_CORES
+    return (_cpu_seconds(processes) - used) / (time.perf_counter() - t0) >= QUIET_CORES
 
 
 def steady_allocator() -> str | None:
