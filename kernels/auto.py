@@ -50,9 +50,12 @@ _memo: dict[tuple, kernels.Backend] = {}  # (op, problem, threads) -> picked bac
 def candidates(p: ConvProblem | PoolProblem) -> list[str]:
     """The contending backends that load here and are worth timing on problem ``p`` (the
     loop-bound ones only where one call is cheap: see ``kernels.Traits.worth_timing``)."""
-    op, K, groups = ("conv2d", p.K, p.groups) if isinstance(p, ConvProblem) else ("pool2d", p.C, 1)
+    if isinstance(p, ConvProblem):
+        op, K, groups, taps = "conv2d", p.K, p.groups, p.R * p.S
+    else:
+        op, K, groups, taps = "pool2d", p.C, 1, p.kernel_size[0] * p.kernel_size[1]
     usable = [n for n, reason in kernels.available().items() if reason is None and kernels.traits(n).contender]
-    return [n for n in usable if kernels.traits(n).worth_timing(op, p.N, p.C, K, p.out_h, p.out_w, groups)]
+    return [n for n in usable if kernels.traits(n).worth_timing(op, p.N, p.C, K, p.out_h, p.out_w, groups, taps)]
 
 
 def cache_path() -> Path:

@@ -11,8 +11,9 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-# (op, N, C, K, out_h, out_w, groups) -> a size that grows with the cost of one call
-Work = Callable[[str, int, int, int, int, int, int], int]
+# (op, N, C, K, out_h, out_w, groups, taps) -> a size that grows with the cost of one call
+# (taps: the R x S window's size)
+Work = Callable[[str, int, int, int, int, int, int, int], float]
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,8 @@ class Traits:
         The backend the speed-ups are measured against.
     work, work_limit : callable and number
         A cheap cost hint for loop-bound backends: a call is worth timing repeatedly only while
-        ``work(op, N, C, K, out_h, out_w, groups) <= work_limit`` (K = C for pooling).
+        ``work(op, N, C, K, out_h, out_w, groups, taps) <= work_limit`` (K = C for pooling;
+        taps = R·S, the window's size).
     own_threads : bool
         Runs its kernels on a thread pool of its own (numba's OpenMP threads), beside BLAS's:
         a training step on it gives BLAS one thread (``convbench.bench.timing.one_pool``).
@@ -51,6 +53,7 @@ class Traits:
     own_threads: bool = False
     exact: bool = True
 
-    def worth_timing(self, op: str, N: int, C: int, K: int, out_h: int, out_w: int, groups: int = 1) -> bool:
+    def worth_timing(self, op: str, N: int, C: int, K: int, out_h: int, out_w: int, groups: int = 1,
+                     taps: int = 1) -> bool:
         """False where one call is too slow to time repeatedly (see ``work``)."""
-        return self.work is None or self.work(op, N, C, K, out_h, out_w, groups) <= self.work_limit
+        return self.work is None or self.work(op, N, C, K, out_h, out_w, groups, taps) <= self.work_limit

@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 
 import kernels
+from convbench.bench.suites import load_suite, suite_names
 from kernels import auto
+from kernels._checks import check_conv2d, check_pool2d
 
 
 @pytest.fixture
@@ -98,6 +100,34 @@ def test_loop_backends_are_timed_only_on_small_problems(cache):
     assert "naive" not in auto.candidates(large)
     assert "scipy" in auto.candidates(large)  # its FFTs take the whole batch: no loop over planes
     assert "im2col" in auto.candidates(large) and "auto" not in auto.candidates(large)
+
+
+def _kernel_problem(p):
+    """``kernels``' own problem of a catalogue layer, from zero-stride arrays (no memory)."""
+    x = np.lib.stride_tricks.as_strided(np.zeros(1, np.float32), (p.N, p.C, p.H, p.W), (0, 0, 0, 0))
+    if p.op != "conv2d":
+        return check_pool2d(x, (p.R, p.S), p.stride, p.padding)
+    w = np.lib.stride_tricks.as_strided(np.zeros(1, np.float32), (p.K, p.C // p.groups, p.R, p.S), (0, 0, 0, 0))
+    return check_conv2d(x, w, None, p.stride, p.padding, p.dilation, p.groups)
+
+
+def test_a_loop_backend_is_not_timed_on_few_outputs_of_wide_windows(cache):
+    """naive's cost hint counts the window product too: ResNet-18's layer4_conv_s2 at batch 1 has
+    only 25,088 output elements, but each sums 2,304 products (1.1 s a call), and auto's
+    tuning once timed it four times in every run that met the layer."""
+    layer = next(p for p in load_suite("resnet18") if p.name == "layer4_conv_s2")
+    assert "naive" not in auto.candidates(_kernel_problem(layer))
+    assert not layer.worth_timing("naive")
+
+
+@pytest.mark.parametrize("batch", [1, 8])
+def test_the_harness_and_auto_read_the_cost_hint_alike(batch):
+    """Every layer of every suite: the harness's ``worth_timing`` and auto's candidates agree."""
+    for suite in suite_names():
+        for layer in load_suite(suite, batch):
+            for backend in auto.candidates(_kernel_problem(layer.with_batch(1))) + ["naive"]:
+                assert layer.worth_timing(backend) == (backend in auto.candidates(_kernel_problem(layer))), (
+                    suite, layer.name, backend)
 
 
 def test_each_signature_and_thread_count_is_tuned_on_its_own(cache, monkeypatch):

@@ -74,7 +74,7 @@ class Problem:
         """False where one call of ``backend`` is too slow to time repeatedly (its declared cost
         hint, ``kernels.traits``)."""
         return kernels.traits(backend).worth_timing(self.op, self.N, self.C, self.K, self.out_h, self.out_w,
-                                                    self.groups)
+                                                    self.groups, self.R * self.S)
 
     def wants(self, direction: str, dtype: str) -> bool:
         """Whether ``direction`` and ``dtype`` are among those this problem is measured in."""
