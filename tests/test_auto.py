@@ -102,6 +102,24 @@ def test_loop_backends_are_timed_only_on_small_problems(cache):
     assert "im2col" in auto.candidates(large) and "auto" not in auto.candidates(large)
 
 
+def test_a_candidate_over_3x_the_fastest_first_call_is_not_timed_again(monkeypatch):
+    """Every candidate is warmed up and timed once; only those within PRUNE times the fastest
+    are timed on to the budget (fake seconds, so no clock decides it)."""
+    seconds = {"fast": 0.01, "close": 0.025, "slow": 0.05}
+    calls = {name: [] for name in seconds}
+    monkeypatch.setattr(auto, "_seconds", lambda call: (call(), seconds[call.name])[1])
+
+    def candidate(name):
+        call = lambda: calls[name].append(1)  # noqa: E731
+        call.name = name
+        return call
+
+    tuned = auto._tune({name: candidate(name) for name in seconds})
+    assert tuned == seconds and min(tuned, key=tuned.get) == "fast"
+    assert len(calls["slow"]) == 2  # the warm-up and one timed call
+    assert len(calls["fast"]) >= 4 and len(calls["close"]) >= 4  # and at least 3 timed calls each
+
+
 def _kernel_problem(p):
     """``kernels``' own problem of a catalogue layer, from zero-stride arrays (no memory)."""
     x = np.lib.stride_tricks.as_strided(np.zeros(1, np.float32), (p.N, p.C, p.H, p.W), (0, 0, 0, 0))
