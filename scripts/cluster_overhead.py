@@ -58,8 +58,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out", type=Path, help="folder for overhead.json and overhead.md (created)")
     parser.add_argument("--repeats", type=int, default=3, help="alternations of local and cluster; default 3")
+    parser.add_argument("--match", metavar="REGEX", help="only the seeds' layers whose name matches, as convbench "
+                        "run --match (--quick's few layers); default every layer")
     args = parser.parse_args()
-    plan = Plan(**PLAN).resolve()
+    spec = {**PLAN, "match": args.match}
+    plan = Plan(**spec).resolve()
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -101,14 +104,15 @@ def main() -> int:
     local, cluster = (statistics.median(times[k]) for k in ("local", "cluster"))
     spread = max(max(v) - min(v) for v in times.values())
     meta = machine_metadata()
-    result = {"plan": PLAN, "cells": cells, "seconds": times, "local_median_s": local, "cluster_median_s": cluster,
+    result = {"plan": spec, "cells": cells, "seconds": times, "local_median_s": local, "cluster_median_s": cluster,
               "overhead_per_cell_s": (cluster - local) / cells, "empty_task_round_trips_s": round_trips, "cpu": meta["cpu"], "cores": meta["cores"],
               "git_commit": meta["git_commit"], "started": meta["started"]}
     (args.out / "overhead.json").write_text(json.dumps(result, indent=2) + "\n")
     (args.out / "overhead.md").write_text(
         f"# The cluster path's overhead per cell\n\n{meta['cpu']}, {meta['cores']} cores, commit {meta['git_commit']}, "
         f"{meta['started']}; `python scripts/cluster_overhead.py {args.out}`.\n\n"
-        f"{cells} cells of one problem each (seeds, im2col and numba, forward, 1 thread, budget 0.05 s), {args.repeats} alternations:\n\n"
+        f"{cells} cells of one problem each (seeds{f' matching {args.match}' if args.match else ''}, im2col and numba, "
+        f"forward, 1 thread, budget 0.05 s), {args.repeats} alternations:\n\n"
         f"| path | wall, median (range) | per cell |\n|---|---|---|\n"
         + "".join(f"| {label} | {statistics.median(times[k]):.2f} s ({min(times[k]):.2f}-{max(times[k]):.2f}) | "
                   f"{1e3 * statistics.median(times[k]) / cells:.0f} ms |\n"

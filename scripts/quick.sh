@@ -28,6 +28,6 @@ quick_options() {
         train_budget=(--iterations 20 --holdout 20 --val-fraction 0.002)  # about 20 images each to test and
         # validate on: naive's forward pass takes 55 ms an image, and 20 steps see 80 images
         pytest_budget=(--benchmark-max-time=0.01 --benchmark-min-rounds=1)
-        overhead_budget=(--repeats 1)  # scripts/cluster_overhead.py
+        overhead_budget=(--repeats 1 --match "$QUICK_MATCH")  # scripts/cluster_overhead.py
     fi
 }
