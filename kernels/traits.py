@@ -53,7 +53,7 @@ class Traits:
     own_threads: bool = False
     exact: bool = True
 
-    def worth_timing(self, op: str, N: int, C: int, K: int, out_h: int, out_w: int, groups: int = 1,
-                     taps: int = 1) -> bool:
+    def worth_timing(self, op: str, N: int, C: int, K: int, out_h: int, out_w: int, groups: int,
+                     taps: int) -> bool:
         """False where one call is too slow to time repeatedly (see ``work``)."""
         return self.work is None or self.work(op, N, C, K, out_h, out_w, groups, taps) <= self.work_limit
