@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from convbench.bench import probes
+from convbench.bench.runner import PROCESSES_ENV
 
 settings.register_profile(
     "default", max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -42,6 +43,9 @@ def pytest_configure(config):
     os.environ[probes.ENV] = os.path.join(config._tuning_dir, "probes.json")
     for name, value in pools.SLEEPING.items():  # thread pools that sleep when done (tests/pools.py)
         os.environ.setdefault(name, value)
+    # every row measured by this process alone, as the tests check what is written, not how fast;
+    # the tests of the several-process path ask for --processes themselves
+    os.environ.setdefault(PROCESSES_ENV, "1")
 
 
 SLOW = ("docs", "asv", "cluster", "kill", "subprocess")

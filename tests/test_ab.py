@@ -102,3 +102,20 @@ def test_bad_input_is_one_line_and_exit_2(repo, tmp_path, capsys, args, message)
     assert main(["ab", *args, "--repo", str(repo), "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_several_processes_per_side_are_one_row_each_with_their_samples(repo, tmp_path, capsys):
+    """--processes 2: two pairs of workers, one after the other, each its share of the turns; a
+    row per measurement keeps both processes' samples, names both sessions, and the calibration
+    timeline is still shared by both sides."""
+    out = tmp_path / "ab"
+    assert main(["ab", "HEAD~2", "HEAD~1", "--repo", str(repo), "--out", str(out), "--quiet", *ARGS,
+                 "--processes", "2"]) == 0
+    for side in "ab":
+        (row, *_) = rows(out, side)
+        assert row["processes"] == 2 and [len(p) for p in row["turn_fastest_s"]] == [4, 4]  # ceil(5/2), made even
+        sessions = [json.loads(line) for line in (out / side / "sessions.jsonl").read_text().splitlines()]
+        assert sorted(row["sessions"]) == sorted(s["session"] for s in sessions) and len(sessions) == 2
+        assert len({s["worker"] for s in sessions}) == 2
+    assert (out / "worker-a2.log").exists() and (out / "worker-b2.log").exists()
+    assert "2 process(es) on a side" not in capsys.readouterr().out  # a same needs no third

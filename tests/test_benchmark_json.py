@@ -34,7 +34,7 @@ def test_benchmark_json_loads_as_measurement_rows(benchmark_json):
     frame = load_results(benchmark_json)
     assert len(frame) == 4 and set(frame.backend) == {"im2col", "numba"}
     assert set(frame.direction) == {"forward", "forward+backward"} and set(frame.problem) == {"conv1"}
-    assert (frame.gflops > 0).all() and (frame["rounds"] >= 3).all()
+    assert (frame.gflops > 0).all() and (frame["calls"] >= 3).all()
 
 
 def test_report_and_compare_read_benchmark_json(benchmark_json, capsys):

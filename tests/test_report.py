@@ -7,6 +7,8 @@ import shutil
 from dataclasses import asdict
 
 import pytest
+
+from convbench.bench import stats
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from untimed import not_timed
@@ -54,17 +56,14 @@ def test_compare_a_run_with_itself_finds_no_regression(small_run, capsys):
 def test_compare_flags_a_slowdown_beyond_noise(small_run, tmp_path, capsys):
     base, slower = tmp_path / "base", tmp_path / "slower"
     shutil.copytree(small_run, base)
-    rows = [{**json.loads(line), "contended": False}  # as on a quiet machine
+    rows = [three_processes({**json.loads(line), "contended": False})  # as on a quiet machine
             for line in (base / MEASUREMENTS).read_text().splitlines()]
     (base / MEASUREMENTS).write_text("".join(json.dumps(r) + "\n" for r in rows))
     shutil.copytree(base, slower)
     small_run = base
     for row in rows:  # make im2col's forward three times slower, as a regression would
         if row["backend"] == "im2col" and row["direction"] == "forward":
-            for key in ("median_s", "min_s"):
-                row[key] *= 3
-            for key in ("samples_s", "sample_min_s"):
-                row[key] = [3 * t for t in row[key]]
+            slow_down(row, 3)
     (slower / MEASUREMENTS).write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert main(["compare", str(small_run), str(slower), "--threshold", "0.5"]) == 1
     captured = capsys.readouterr()
@@ -81,18 +80,18 @@ def test_compare_tells_a_slower_machine_from_slower_code_on_the_rows_threads(
     machine's drift: when it slowed 3x as much as the code did, the code is not blamed."""
     base, slower = tmp_path / "base", tmp_path / "slower"
     shutil.copytree(small_run, base)
-    rows = [{**json.loads(line), "contended": False} for line in (base / MEASUREMENTS).read_text().splitlines()]
+    rows = [three_processes({**json.loads(line), "contended": False})
+            for line in (base / MEASUREMENTS).read_text().splitlines()]
     (base / MEASUREMENTS).write_text("".join(json.dumps(r) + "\n" for r in rows))
     shutil.copytree(base, slower)
     for row in rows:
         if row["backend"] == "im2col" and row["direction"] == "forward":
-            row.update(median_s=3 * row["median_s"], min_s=3 * row["min_s"],
-                       samples_s=[3 * t for t in row["samples_s"]], sample_min_s=[3 * t for t in row["sample_min_s"]])
+            slow_down(row, 3)
     (slower / MEASUREMENTS).write_text("".join(json.dumps(r) + "\n" for r in rows))
 
     def calibrations(slowed: int | None) -> str:
-        lines = [{"version": CALIBRATION_VERSION, "threads": t, "index_s": (3.0 if t == slowed else 1.0) * (1 + i / 100)}
-                 for t in (1, 2) for i in range(10)]
+        lines = [{"version": CALIBRATION_VERSION, "threads": t, "index_s": (3.0 if t == slowed else 1.0) * (1 + i / 100),
+                  "session": f"process-{i % 3}"} for t in (1, 2) for i in range(12)]  # three processes' calibrations
         lines += [{"version": CALIBRATION_VERSION - 1, "index_s": 9.0 if slowed else 1.0} for _ in range(10)]
         return "".join(json.dumps(c) + "\n" for c in lines)
     (base / "calibration.jsonl").write_text(calibrations(None))
@@ -101,6 +100,26 @@ def test_compare_tells_a_slower_machine_from_slower_code_on_the_rows_threads(
     out = capsys.readouterr().out
     assert f"; {regressions} regression(s) beyond 50%" in out
     assert ("machine speed: CHANGED" in out) is (machine_slowed_on == 1)
+
+
+def three_processes(row: dict) -> dict:
+    """A row measured by one process as if three had measured it, each within 0.2 % of it."""
+    if row.get("status") != "ok":
+        return row
+    for key in ("turn_medians_s", "turn_fastest_s", "turn_calls"):
+        one = row[key][0]
+        row[key] = [one if key == "turn_calls" else [t * (1 + i / 500) for t in one] for i in range(3)]
+    row["processes"] = 3
+    row["fastest_s"] = stats.typical(row["turn_fastest_s"])
+    return row
+
+
+def slow_down(row: dict, factor: float) -> None:
+    """A row made ``factor`` times slower, every sample of every process."""
+    for key in ("median_s", "min_s", "fastest_s"):
+        row[key] *= factor
+    for key in ("turn_medians_s", "turn_fastest_s"):
+        row[key] = [[factor * t for t in process] for process in row[key]]
 
 
 def _benchmark_file(path, slowdown: float, swing: float):
@@ -119,18 +138,19 @@ def _benchmark_file(path, slowdown: float, swing: float):
     return path
 
 
-@pytest.mark.parametrize("slowdown, regressions", [(1.5, 0), (3.0, 1)])
-def test_compare_of_benchmark_files_allows_for_the_machines_swing_between_benchmarks(
-        tmp_path, capsys, slowdown, regressions):
+@pytest.mark.parametrize("slowdown", [1.5, 3.0])
+def test_compare_of_benchmark_files_allows_for_the_machines_swing_and_calls_no_change_from_one_process(
+        tmp_path, capsys, slowdown):
     """pytest-benchmark times each benchmark in one stretch, so a benchmark can meet a slow moment
-    of the machine that no within-benchmark statistic sees: with the calibration swinging 1.6x
-    between benchmarks, a 1.5x change is not blamed on the code, a 3x change is."""
+    of the machine that no within-benchmark statistic sees (the swing is printed); and a file is
+    one process, so even a 3x change is not called a regression: one process's speed is one
+    sample (docs/methodology.md measured a process-level 4x)."""
     old = _benchmark_file(tmp_path / "old.json", 1.0, 1.6)
     new = _benchmark_file(tmp_path / "new.json", slowdown, 1.6)
-    assert main(["compare", str(old), str(new), "--threshold", "0.10"]) == (1 if regressions else 0)
+    assert main(["compare", str(old), str(new), "--threshold", "0.10"]) == 0
     out = capsys.readouterr().out
-    assert f"; {regressions} regression(s) beyond 10%" in out and "timed in one stretch" in out
-    assert "[0.625, 1.600]" in out
+    assert "; 0 regression(s) beyond 10%" in out and "timed in one stretch" in out
+    assert "[0.625, 1.600]" in out and "1 process on a side" in out
 
 
 def test_report_of_a_missing_directory_is_one_clear_line(tmp_path, capsys):
@@ -229,7 +249,7 @@ def test_report_of_runs_from_two_machines_puts_them_side_by_side(small_run, tmp_
 def test_report_lists_every_measurement_with_chosen_columns_and_order(small_run, tmp_path, capsys):
     out = tmp_path / "sorted"
     assert main(["report", str(small_run), "--out", str(out), "--no-plots",
-                 "--columns", "problem,backend,direction,median,iqr,rounds", "--sort=-median"]) == 0
+                 "--columns", "problem,backend,direction,median,iqr,calls", "--sort=-median"]) == 0
     section = (out / "report.md").read_text().split("## All measurements")[1]
     lines = [line for line in section.splitlines() if line.startswith("|")]
     header = [c.strip() for c in lines[0].strip("|").split("|")]

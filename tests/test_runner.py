@@ -33,7 +33,7 @@ def test_a_small_real_run(tmp_path):
     assert [(r["backend"], r["direction"]) for r in rows] == [
         (b, d) for b in ("im2col", "numba") for d in ("forward", "backward", "forward+backward")]
     for r in rows:
-        assert r["status"] == "ok" and r["rounds"] == 3
+        assert r["status"] == "ok" and r["calls"] == 3
         assert r["gflops"] == pytest.approx(r["flops"] / r["median_s"] / 1e9)
         assert r["max_rel_err"] < 1e-4 and r["peak_mem_bytes"] > 0
     assert set(rows[0]["phases"]) == {"im2col", "gemm"}  # im2col's forward phases
@@ -46,9 +46,10 @@ def test_rows_keep_raw_samples_and_the_machines_state(tmp_path):
                    rounds=4)
     assert len(rows) == 12
     for r in rows:
-        assert r["schema"] == 2 and r["turns"] == 4 and r["sample_calls"] == [1, 1, 1, 1]
-        assert len(r["samples_s"]) == len(r["sample_min_s"]) == 4 and r["min_s"] == min(r["sample_min_s"])
-        assert r["median_s"] == pytest.approx(sorted(r["samples_s"])[1] / 2 + sorted(r["samples_s"])[2] / 2)
+        assert r["schema"] == 3 and r["turns"] == 4 and r["turn_calls"] == [[1, 1, 1, 1]] and r["processes"] == 1
+        (medians,), (fastest,) = r["turn_medians_s"], r["turn_fastest_s"]
+        assert len(medians) == len(fastest) == 4 and r["min_s"] == min(fastest)
+        assert r["median_s"] == pytest.approx(sorted(medians)[1] / 2 + sorted(medians)[2] / 2)
         assert isinstance(r["contended"], bool) and r["others_cores"] >= 0 and r["cpu_per_wall"] >= 0
         assert r["calibration_s"] > 0
     calibrations = RunDirectory(tmp_path / "run").calibrations()

@@ -41,62 +41,79 @@ def test_blocks_summarise_consecutive_calls():
     assert stats.blocks([3.0, 1.0], 10).tolist() == [3.0, 1.0]
 
 
+def processes(rng, count: int, shift: float = 1.0, offset: float = 0.0, turns: int = 7, fast_share: float = 0.6):
+    """``count`` processes' per-turn fastest calls on a shared machine, each process running at a
+    speed of its own (a log-normal offset of spread ``offset``), times ``shift``."""
+    return [shift * np.exp(rng.normal(0.0, offset)) * shared_vm(rng, turns, fast_share) for _ in range(count)]
+
+
+def quiet(rng, count: int = 3, shift: float = 1.0, turns: int = 10):
+    return [shift * rng.normal(1.0, 0.005, turns) for _ in range(count)]
+
+
+def test_a_flat_list_is_one_process_and_its_speed_is_its_fastest_call():
+    assert [p.tolist() for p in stats.processes([3.0, 1.0, 2.0])] == [[3.0, 1.0, 2.0]]
+    assert len(stats.processes([[1.0, 2.0], [], [3.0]])) == 2  # a process with no sample is dropped
+    assert stats.typical([[1.0, 2.0], [4.0, 5.0]]) == pytest.approx(2.0)  # geometric mean of 1 and 4
+
+
 def test_interval_holds_the_true_ratio():
     rng = np.random.default_rng(1)
-    old = 1.0 + rng.exponential(0.05, 40)
-    ratio, low, high = stats.ratio_interval(old, 1.3 * old[::-1])
-    assert ratio == pytest.approx(1.3) and low <= 1.3 <= high
+    old, new = processes(rng, 6, offset=0.02), processes(rng, 6, 1.3, offset=0.02)
+    ratio, low, high = stats.ratio_interval(old, new)
+    assert low <= 1.3 <= high and low < ratio < high
 
 
 @pytest.mark.parametrize("shift, expected", [(1.0, "same"), (1.25, "slower"), (0.75, "faster"), (1.4, "slower")])
-def test_known_shift_quiet_samples(shift, expected):
+def test_known_shift_quiet_processes(shift, expected):
     rng = np.random.default_rng(2)
-    old = rng.normal(1.0, 0.005, 10)
-    new = shift * rng.normal(1.0, 0.005, 10)
-    assert stats.verdict(old, new, 0.10).word == expected
+    assert stats.verdict(quiet(rng), quiet(rng, shift=shift), 0.10).word == expected
 
 
 def test_a_shift_inside_the_threshold_is_same():
     rng = np.random.default_rng(3)
-    assert stats.verdict(rng.normal(1.0, 0.002, 10), rng.normal(1.05, 0.002, 10), 0.10).word == "same"
+    assert stats.verdict(quiet(rng), quiet(rng, shift=1.05), 0.10).word == "same"
 
 
-def test_interval_straddling_the_threshold_is_inconclusive():
-    old = np.array([1.0, 1.0, 1.0, 1.0, 1.0, 1.0])
-    new = np.array([1.1, 1.1, 1.3, 1.3, 1.3, 1.3])  # the fastest NEW turn sits on the bound
+def test_processes_that_disagree_are_too_noisy_for_a_verdict():
+    old = [np.ones(6), np.ones(6), np.ones(6)]
+    new = [1.0 * np.ones(6), 1.3 * np.ones(6), 1.6 * np.ones(6)]  # one process as fast as OLD's
     v = stats.verdict(old, new, 0.10)
-    assert v.word == "inconclusive" and "too noisy" in v.reason and v.low <= 1.1 < v.high
+    assert v.word == "inconclusive" and "too noisy" in v.reason and v.low < 1.1 < v.high
+
+
+@pytest.mark.parametrize("count", [1, 2])
+def test_fewer_than_three_processes_never_call_a_change(count):
+    old, new = [np.ones(10)] * count, [2.0 * np.ones(10) + 0.01 * i for i in range(count)]
+    v = stats.verdict(old, new, 0.10)
+    assert v.word == "inconclusive" and f"{count} process" in v.reason and "--processes" in v.reason
+
+
+def test_two_processes_can_be_the_same():
+    rng = np.random.default_rng(7)
+    assert stats.verdict(quiet(rng, 2), quiet(rng, 2), 0.10).word == "same"
 
 
 def test_contended_is_never_faster_or_slower():
-    old, new = np.ones(10), 2.0 * np.ones(10)
-    v = stats.verdict(old, new, 0.10, contended=True)
-    assert v.word == "inconclusive" and v.reason.startswith("contended") and v.ratio == 2.0
+    rng = np.random.default_rng(8)
+    v = stats.verdict(quiet(rng), quiet(rng, shift=2.0), 0.10, contended=True)
+    assert v.word == "inconclusive" and v.reason.startswith("contended") and v.ratio == pytest.approx(2.0, rel=0.02)
 
 
 def test_too_few_samples_is_inconclusive():
-    v = stats.verdict([1.0, 1.0, 1.0], [2.0, 2.0, 2.0], 0.10)
+    v = stats.verdict([[1.0], [1.0], [1.0]], [[2.0], [2.0], [2.0]], 0.10)
     assert v.word == "inconclusive" and "3 samples" in v.reason
 
 
 def test_a_change_no_larger_than_the_machines_drift_is_not_blamed_on_the_code():
-    old, new = np.ones(10), 1.15 * np.ones(10)
+    rng = np.random.default_rng(9)
+    old, new = quiet(rng), quiet(rng, shift=1.15)
     assert stats.verdict(old, new, 0.10).word == "slower"
-    v = stats.verdict(old, new, 0.10, drift=(1.05, 1.12))
-    assert v.word == "inconclusive" and "drift [1.050, 1.120]" in v.reason
-    assert stats.verdict(old, 1.3 * np.ones(10), 0.10, drift=(1.05, 1.12)).word == "slower"  # beyond the drift
+    v = stats.verdict(old, new, 0.10, drift=(1.05, 1.2))
+    assert v.word == "inconclusive" and "drift [1.050, 1.200]" in v.reason
+    assert stats.verdict(old, quiet(rng, shift=1.4), 0.10, drift=(1.05, 1.2)).word == "slower"  # beyond the drift
     # an uncertain drift widens both sides: a 20 % speed-up inside [0.8, 1.05] x threshold is not called faster
-    assert stats.verdict(old, 0.8 * np.ones(10), 0.10, drift=(0.8, 1.05)).word == "inconclusive"
-
-
-def test_a_shift_of_the_fastest_calls_alone_is_not_a_change_of_code():
-    """A process that ran its fastest calls 30 % slower while its typical calls held still (a
-    state of the machine) is inconclusive; when the medians move beyond the threshold too, slower."""
-    old, new = np.ones(10), 1.3 * np.ones(10)
-    v = stats.verdict(old, new, 0.10, medians=(2 * np.ones(10), 2.1 * np.ones(10)))
-    assert v.word == "inconclusive" and "medians moved 1.050 only" in v.reason
-    assert stats.verdict(old, new, 0.10, medians=(2 * np.ones(10), 2.4 * np.ones(10))).word == "slower"
-    assert stats.verdict(new, old, 0.10, medians=(2 * np.ones(10), 1.95 * np.ones(10))).word == "inconclusive"
+    assert stats.verdict(old, quiet(rng, shift=0.8), 0.10, drift=(0.8, 1.05)).word == "inconclusive"
 
 
 @pytest.mark.parametrize("threshold", [float("nan"), -0.1])
@@ -105,32 +122,74 @@ def test_a_threshold_that_is_nan_or_negative_is_refused(threshold):
         stats.verdict(np.ones(10), np.ones(10), threshold)
 
 
-@pytest.mark.parametrize("fast_share, judged", [(0.4, 0.4), (0.6, 0.9)])
-def test_false_verdicts_are_rare_on_a_shared_machine(fast_share, judged):
-    """A/A on synthetic shared-VM samples: identical code is never called faster or slower in
-    400 comparisons, and most are judged `same` rather than left inconclusive (fewer when fast
-    turns are rarer)."""
+@pytest.mark.parametrize("offset", [0.0, 0.03, 0.05])
+@pytest.mark.parametrize("fast_share", [0.4, 0.6])
+def test_a_process_offset_alone_is_never_a_change_of_code(fast_share, offset):
+    """A/A on synthetic shared-VM samples where every process also runs at a speed of its own (a
+    spread between processes of up to 5 %): identical code is never called faster or slower in
+    300 comparisons of 3 processes against 3."""
     rng = np.random.default_rng(4)
-    words = [stats.verdict(shared_vm(rng, fast_share=fast_share), shared_vm(rng, fast_share=fast_share), 0.10).word
-             for _ in range(400)]
+    words = [stats.verdict(processes(rng, 3, offset=offset, fast_share=fast_share),
+                           processes(rng, 3, offset=offset, fast_share=fast_share), 0.10).word for _ in range(300)]
     assert words.count("slower") + words.count("faster") == 0
-    assert words.count("same") >= judged * 400
 
 
-@pytest.mark.parametrize("fast_share, power", [(0.4, 0.65), (0.6, 0.9)])
-def test_power_on_a_shared_machine(fast_share, power):
-    """A 1.25x slowdown under the same noise is called slower in most comparisons (at least 90 %
-    when 6 turns in 10 run fast), and never faster."""
+@pytest.mark.parametrize("offset, rate", [(0.10, 0.005), (0.25, 0.02)])
+def test_where_processes_differ_as_much_as_the_threshold_false_verdicts_stay_rare(offset, rate):
+    """The limit of 3 processes: where processes differ by as much as the threshold, three of
+    them sometimes look like a change (the interval is a 95 % one, so at most 2.5 % per side
+    however wide the spread); the rate stays under ``rate`` (seen: 0.2 % and 1.2 %)."""
+    rng = np.random.default_rng(13)
+    words = [stats.verdict(processes(rng, 3, offset=offset), processes(rng, 3, offset=offset), 0.10).word
+             for _ in range(1000)]
+    assert (words.count("slower") + words.count("faster")) / 1000 <= rate
+
+
+def test_one_slow_process_is_not_a_slowdown():
+    """The false verdicts of two one-process runs: a process 1.25x slower than the others, on
+    either side, gives no verdict however quiet its turns."""
+    rng = np.random.default_rng(10)
+    for _ in range(50):
+        old, new = quiet(rng), quiet(rng)
+        new[int(rng.integers(3))] *= 1.25
+        assert stats.verdict(old, new, 0.10).word == "inconclusive"
+        assert stats.verdict(new, old, 0.10).word == "inconclusive"
+
+
+@pytest.mark.parametrize("fast_share, judged", [(0.4, 0.7), (0.6, 0.95)])
+def test_identical_processes_are_mostly_judged_same(fast_share, judged):
+    rng = np.random.default_rng(11)
+    words = [stats.verdict(processes(rng, 3, fast_share=fast_share), processes(rng, 3, fast_share=fast_share),
+                           0.10).word for _ in range(300)]
+    assert words.count("same") >= judged * 300
+
+
+@pytest.mark.parametrize("fast_share, count, power", [(0.4, 3, 0.7), (0.6, 3, 0.9), (0.4, 5, 0.85)])
+def test_power_on_a_shared_machine(fast_share, count, power):
+    """A 1.25x slowdown under the same noise, processes within 1 % of each other, is called
+    slower in most comparisons (at least 90 % with 3 processes where 6 turns in 10 run fast), and
+    never faster."""
     rng = np.random.default_rng(5)
-    words = [stats.verdict(shared_vm(rng, fast_share=fast_share), 1.25 * shared_vm(rng, fast_share=fast_share),
-                           0.10).word for _ in range(400)]
-    assert words.count("slower") >= power * 400 and words.count("faster") == 0
+    words = [stats.verdict(processes(rng, count, offset=0.01, fast_share=fast_share),
+                           processes(rng, count, 1.25, offset=0.01, fast_share=fast_share), 0.10).word
+             for _ in range(300)]
+    assert words.count("slower") >= power * 300 and words.count("faster") == 0
 
 
 def test_medians_would_not_do_on_a_shared_machine():
-    """Why the verdict compares the fastest calls: the same A/A on medians flips."""
+    """Why a process's speed is its fastest call: the same A/A on medians flips."""
     rng = np.random.default_rng(6)
     ratios = [np.median(shared_vm(rng)) / np.median(shared_vm(rng)) for _ in range(400)]
     fastest = [np.min(shared_vm(rng)) / np.min(shared_vm(rng)) for _ in range(400)]
     assert np.mean(np.abs(np.log(ratios)) > np.log(1.1)) > 0.3
     assert np.mean(np.abs(np.log(fastest)) > np.log(1.1)) < 0.05
+
+
+def test_a_bootstrap_of_a_sample_minimum_collapses():
+    """Why the interval is not a bootstrap over turns of their minimum: about 64 % of resamples
+    hold the sample's minimum, so the resampled minima equal it most of the time and the
+    interval closes on that side, however the next process would have run."""
+    rng = np.random.default_rng(12)
+    turns = rng.normal(1.0, 0.05, 20)
+    minima = turns[rng.integers(0, 20, (4000, 20))].min(axis=1)
+    assert np.mean(minima == turns.min()) == pytest.approx(1 - (19 / 20) ** 20, abs=0.03)

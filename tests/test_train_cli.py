@@ -109,7 +109,7 @@ def test_step_timing_rows_and_report(tmp_path, monkeypatch):
     frame = load_results(run.path)
     assert len(frame) == 12 and set(frame.direction) == {"step", "forward", "backward", "update"}
     step = frame[(frame.direction == "step") & (frame.backend == "numba")].iloc[0]
-    assert step.status == "ok" and step.rounds == 3 and step.max_rel_err < 1e-4
+    assert step.status == "ok" and step.calls == 3 and step.max_rel_err < 1e-4
     parts = frame[(frame.backend == "numba") & (frame.status == "ok")].set_index("direction").median_s
     # each part is timed (how the parts add up to the step is a measurement, with the machine's
     # noise in it, not something a test can hold on a busy machine)
@@ -167,7 +167,7 @@ def test_step_resume_finishes_the_saved_plan_not_the_defaults(tmp_path, capsys):
     assert main(["step", "--resume", "--quiet", "--out", str(out)]) == 0
     rows = run.rows()
     assert {(r["problem"], r["backend"], r["threads"]) for r in rows} == {("seed002-b4", "im2col", 1), ("seed002-b4", "numba", 1)}
-    assert all(r["rounds"] == 2 for r in rows if r["backend"] == "numba")
+    assert all(r["calls"] == 2 for r in rows if r["backend"] == "numba")
     assert main(["step", "--resume", "--quiet", "--out", str(tmp_path / "none")]) == 2
     assert "holds no step run to finish" in capsys.readouterr().err
 
@@ -219,7 +219,7 @@ def test_step_backends_take_turns_in_a_rotating_order(monkeypatch):
     results = step_module.measure_steps(["im2col", "numba", "cuda"], "seed002", 4, "float32", budget=1.0, rounds=3)
     assert [r["status"] for r in results.values()] == ["ok", "ok", "error"]
     assert "unknown backend 'cuda'" in results["cuda"]["reason"]
-    assert results["im2col"]["rounds"] == results["numba"]["rounds"] == 3
+    assert results["im2col"]["calls"] == results["numba"]["calls"] == 3
     timed = calls[2:]  # after each backend's warm-up step
     assert timed == [("im2col", False), ("im2col", True), ("numba", False), ("numba", True),
                      ("numba", False), ("numba", True), ("im2col", False), ("im2col", True),

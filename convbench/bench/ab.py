@@ -16,6 +16,7 @@ compare`` (run at the end) and ``convbench report`` read like any other.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -27,7 +28,9 @@ from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 
+from convbench.bench.executors import merge_rows
 from convbench.bench.interleave import Entry, interleave, paired
+from convbench.bench.stats import MIN_SAMPLES
 from convbench.bench.machine import ALLOCATOR_ENV, CpuMeter, calibrate, quiesce
 from convbench.bench.results import SCHEMA, RunDirectory, machine_metadata
 from convbench.bench.runner import TOLERANCE, Plan
@@ -84,7 +87,7 @@ class Worker:
     """One revision's worker process; ``ask`` sends a request and returns the answer."""
 
     def __init__(self, root: Path, log: Path):
-        self.log = log
+        self.log, self._ident = log, 0
         with open(log, "w") as err:
             self.process = subprocess.Popen([sys.executable, str(WORKER), str(root)], cwd=root, text=True,
                                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
@@ -99,6 +102,11 @@ class Worker:
             tail = self.log.read_text()[-2000:].strip() if self.log.exists() else ""
             raise AbError(f"a worker process ended unexpectedly (see {self.log}): {tail.splitlines()[-1] if tail else ''}")
         return json.loads(line)
+
+    def next_id(self) -> int:
+        """A new request id: the worker keeps what each setup made under its id."""
+        self._ident += 1
+        return self._ident
 
     def ask(self, request: dict) -> dict:
         self.process.stdin.write(json.dumps(request) + "\n")
@@ -132,91 +140,127 @@ def _slicer(worker: Worker, ident: int) -> Callable[[float, bool], list[float]]:
 
 def run_ab(repo: Path, revisions: tuple[str, str], plan: Plan, out: Path,
            on_group: Callable[[str], None] | None = None) -> tuple[Path, Path]:
-    """Measure ``plan`` on both revisions in turns; write ``out/a`` and ``out/b``; return them."""
+    """Measure ``plan`` on both revisions in turns, by ``plan.processes`` pairs of workers one
+    pair after another (each pair its share of every row's turns and budget, a sample of the
+    processes either revision can run in); write ``out/a`` and ``out/b``; return them."""
     on_group = on_group or (lambda label: None)
     commits = [resolve(repo, r) for r in revisions]
-    problems = plan.problems()
     out.mkdir(parents=True, exist_ok=True)
     runs = [RunDirectory(out / side) for side in SIDES]
-    with worktrees(repo, commits) as roots:
-        workers: list[Worker] = []
-        try:
-            for side, root in zip(SIDES, roots):
-                workers.append(Worker(root, out / f"worker-{side}.log"))
-            metadata = {**machine_metadata(), "allocator": ALLOCATOR_ENV}  # the workers' malloc thresholds
-            sessions = []
-            for run, side, revision, commit in zip(runs, SIDES, revisions, commits):
-                run.create({"command": "ab", "side": side, "revision": revision, "commit": commit, "plan": asdict(plan)})
-                sessions.append(run.start_session({**metadata, "git_commit": commit, "revision": revision}))
-            ident = 0
-            for threads in plan.threads:
-                for dtype in plan.dtypes:
-                    for suite, problem in problems:
-                        if not any(problem.wants(d, dtype) for d in plan.directions):
-                            continue  # a benchdnn line that asked for other directions or dtypes
-                        on_group(f"{suite}/{problem.name} {dtype} {threads}t")
-                        calibration = calibrate(threads)
-                        for run, session in zip(runs, sessions):
-                            run.add_calibration(session, calibration)
-                        entries, rows = [], []
-                        for backend in plan.backends:
-                            for direction in [d for d in plan.directions if problem.wants(d, dtype)]:
-                                base = {"suite": suite, **problem.record(), "descriptor": problem.descriptor(),
-                                        "backend": backend, "dtype": dtype, "threads": threads,
-                                        "direction": direction, "calibration_s": calibration["index_s"],
-                                        "flops": problem.flops(direction)}
-                                pair = []
-                                for side, worker, session in zip(SIDES, workers, sessions):
-                                    ident += 1
-                                    answer = worker.ask({"op": "setup", "id": ident, "problem": asdict(problem),
-                                                         "backend": backend, "dtype": dtype, "threads": threads,
-                                                         "direction": direction, "seed": plan.seed})
-                                    row = {"schema": SCHEMA, "session": session, **base}
-                                    if answer["ok"] and not answer["max_rel_err"] <= TOLERANCE[dtype]:
-                                        answer = {"ok": False, "status": "wrong", "max_rel_err": answer["max_rel_err"],
-                                                  "reason": f"max relative error {answer['max_rel_err']:.3g} "
-                                                            f"against kernels.reference; tolerance {TOLERANCE[dtype]:g}"}
-                                    if answer["ok"] and answer["first_s"] > plan.max_time:
-                                        answer = {"ok": False, "status": "skipped",
-                                                  "reason": f"the first call took {answer['first_s']:.1f} s; over --max-time"}
-                                    if answer["ok"]:
-                                        row.update(max_rel_err=answer["max_rel_err"], first_call_s=answer["first_s"])
-                                        meter = CpuMeter(pids=[w.process.pid for w in workers] + [os.getpid()])
-                                        pair.append((Entry((side, backend, direction), _slicer(worker, ident), meter), row))
-                                    else:
-                                        row.update(status=answer["status"], reason=answer["reason"])
-                                        rows.append((side, row))
-                                if len(pair) == 1:  # the other side cannot run it: time this one alone
-                                    entry, row = pair[0]
-                                    idle = Entry(("idle", backend, direction), lambda seconds, exact: [0.0])
-                                    pair.insert(SIDES.index(entry.key[0]) ^ 1, (idle, None))
-                                entries += [entry for entry, _ in pair]
-                                rows += [(entry.key[0], row) for entry, row in pair if row is not None]
-                        def between(threads: int = threads) -> None:
-                            calibration = calibrate(threads)
-                            for run, session in zip(runs, sessions):
-                                run.add_calibration(session, calibration)
-
-                        interleave(entries, plan.budget, _even(plan.rounds or plan.turns),
-                                   exact=plan.rounds is not None, order=paired, between=between,
-                                   settle=lambda: quiesce(pids=tuple(w.process.pid for w in workers)))
-                        measured = {entry.key: entry for entry in entries}
-                        for side, row in rows:
-                            entry = measured.get((side, row["backend"], row["direction"]))
-                            if entry is not None and "status" not in row:
-                                row.update(_measured(entry, threads))
-                                if row["status"] == "ok":
-                                    row["gflops"] = row["flops"] / row["median_s"] / 1e9
-                            row["time"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-                            runs[SIDES.index(side)].append(row)
-            for threads in plan.threads:
-                final = calibrate(threads)
-                for run, session in zip(runs, sessions):
-                    run.add_calibration(session, final)
-        finally:
-            for worker in workers:
-                worker.close()
+    for run, side, revision, commit in zip(runs, SIDES, revisions, commits):
+        run.create({"command": "ab", "side": side, "revision": revision, "commit": commit, "plan": asdict(plan)})
+    with worktrees(repo, commits) as roots, _pairs(roots, out, plan.processes) as pairs:
+        metadata = {**machine_metadata(), "allocator": ALLOCATOR_ENV}  # the workers' malloc thresholds
+        sessions = [[run.start_session({**metadata, "git_commit": commit, "revision": revision, "worker": w.process.pid})
+                     for run, revision, commit, w in zip(runs, revisions, commits, pair)] for pair in pairs]
+        for threads, dtype, suite, problem in _groups(plan):
+            on_group(f"{suite}/{problem.name} {dtype} {threads}t")
+            rows: dict[tuple, list[dict]] = {}
+            for pair, pair_sessions in zip(pairs, sessions):
+                for side, row in _measure_group(plan, pair, runs, pair_sessions, suite, problem, dtype, threads):
+                    rows.setdefault((side, row["backend"], row["direction"]), []).append(row)
+            for (side, _, _), measured in rows.items():
+                runs[SIDES.index(side)].append(merge_rows(measured))
+        for threads in plan.threads:
+            _calibrate(runs, sessions, threads)
     return runs[0].path, runs[1].path
+
+
+@contextmanager
+def _pairs(roots: list[Path], out: Path, count: int) -> Iterator[list[list[Worker]]]:
+    """``count`` pairs of workers (A's and B's), closed afterwards."""
+    pairs: list[list[Worker]] = []
+    try:
+        for number in range(count):
+            suffix = "" if count == 1 else str(number + 1)
+            pairs.append([])
+            for side, root in zip(SIDES, roots):
+                pairs[-1].append(Worker(root, out / f"worker-{side}{suffix}.log"))
+        yield pairs
+    finally:
+        for worker in (w for pair in pairs for w in pair):
+            worker.close()
+
+
+def _groups(plan: Plan) -> Iterator[tuple]:
+    """(threads, dtype, suite, problem) for every problem that asks for one of the plan's directions."""
+    problems = plan.problems()
+    for threads in plan.threads:
+        for dtype in plan.dtypes:
+            for suite, problem in problems:
+                if any(problem.wants(d, dtype) for d in plan.directions):
+                    yield threads, dtype, suite, problem
+
+
+def _calibrate(runs: list[RunDirectory], sessions: list[list[str]], threads: int) -> dict:
+    """The calibration workload measured once and recorded in every pair's session of each side."""
+    calibration = calibrate(threads)
+    for pair_sessions in sessions:
+        for run, session in zip(runs, pair_sessions):
+            run.add_calibration(session, calibration)
+    return calibration
+
+
+def _measure_group(plan: Plan, workers: list[Worker], runs: list[RunDirectory], sessions: list[str],
+                   suite: str, problem, dtype: str, threads: int) -> list[tuple[str, dict]]:
+    """One problem's rows from one pair of workers: (side, row) each, timed ones with this pair's
+    share of the turns and the budget."""
+    calibration = _calibrate(runs, [sessions], threads)
+    entries, rows = [], []
+    for backend in plan.backends:
+        for direction in [d for d in plan.directions if problem.wants(d, dtype)]:
+            base = {"suite": suite, **problem.record(), "descriptor": problem.descriptor(), "backend": backend,
+                    "dtype": dtype, "threads": threads, "direction": direction,
+                    "calibration_s": calibration["index_s"], "flops": problem.flops(direction)}
+            pair = _setup_pair(plan, workers, sessions, base, problem, rows)
+            if len(pair) == 1:  # the other side cannot run it: time this one alone
+                entry, row = pair[0]
+                idle = Entry(("idle", backend, direction), lambda seconds, exact: [0.0])
+                pair.insert(SIDES.index(entry.key[0]) ^ 1, (idle, None))
+            entries += [entry for entry, _ in pair]
+            rows += [(entry.key[0], row) for entry, row in pair if row is not None]
+    share = plan.processes
+    interleave(entries, plan.budget / share, _even(math.ceil((plan.rounds or plan.turns) / share)),
+               exact=plan.rounds is not None, order=paired, between=lambda: _calibrate(runs, [sessions], threads),
+               settle=lambda: quiesce(pids=tuple(w.process.pid for w in workers)),
+               least=_even(math.ceil(MIN_SAMPLES / share)))
+    measured = {entry.key: entry for entry in entries}
+    for side, row in rows:
+        entry = measured.get((side, row["backend"], row["direction"]))
+        if entry is not None and "status" not in row:
+            row.update(_measured(entry, threads))
+            if row["status"] == "ok":
+                row["gflops"] = row["flops"] / row["median_s"] / 1e9
+        row["time"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return rows
+
+
+def _setup_pair(plan: Plan, workers: list[Worker], sessions: list[str], base: dict, problem,
+                rows: list) -> list[tuple[Entry, dict]]:
+    """Both sides of one backend and direction set up and checked: (entry, row) for each side that
+    can be timed; a side that cannot gets its row (wrong, skipped, error) in ``rows``."""
+    pair = []
+    for side, worker, session in zip(SIDES, workers, sessions):
+        ident = worker.next_id()
+        answer = worker.ask({"op": "setup", "id": ident, "problem": asdict(problem), "backend": base["backend"],
+                             "dtype": base["dtype"], "threads": base["threads"], "direction": base["direction"],
+                             "seed": plan.seed})
+        row = {"schema": SCHEMA, "session": session, **base}
+        if answer["ok"] and not answer["max_rel_err"] <= TOLERANCE[base["dtype"]]:
+            answer = {"ok": False, "status": "wrong", "max_rel_err": answer["max_rel_err"],
+                      "reason": f"max relative error {answer['max_rel_err']:.3g} "
+                                f"against kernels.reference; tolerance {TOLERANCE[base['dtype']]:g}"}
+        if answer["ok"] and answer["first_s"] > plan.max_time:
+            answer = {"ok": False, "status": "skipped",
+                      "reason": f"the first call took {answer['first_s']:.1f} s; over --max-time"}
+        if answer["ok"]:
+            row.update(max_rel_err=answer["max_rel_err"], first_call_s=answer["first_s"])
+            meter = CpuMeter(pids=[w.process.pid for w in workers] + [os.getpid()])
+            pair.append((Entry((side, base["backend"], base["direction"]), _slicer(worker, ident), meter), row))
+        else:
+            row.update(status=answer["status"], reason=answer["reason"])
+            rows.append((side, row))
+    return pair
 
 
 def _even(turns: int) -> int:

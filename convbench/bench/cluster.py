@@ -26,11 +26,11 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from convbench.bench.errors import InputError
+from convbench.bench.executors import measure_cell
 from convbench.bench.results import RunDirectory, git_commit
-from convbench.bench.runner import Plan, Runner, row_key, window_label, windows
+from convbench.bench.runner import Runner, window_label, windows
 
 RESOURCE = "machine"  # each cell takes one; each machine's worker offers one
 CONNECT_TIMEOUT = 10  # seconds to reach the scheduler, then to see a worker offering the resource
@@ -39,51 +39,6 @@ WORKER_COMMAND = "dask worker {address} --nthreads 1 --resources machine=1"
 
 class ClusterError(InputError):
     """A cluster that cannot take the run: unreachable, without workers, or running other code."""
-
-
-@dataclass
-class Collector:
-    """A run directory's writing methods, kept in memory: what a worker hands back to the client."""
-
-    calibrations: list[dict] = field(default_factory=list)
-    measurements: list[dict] = field(default_factory=list)
-
-    def start_session(self, metadata: dict) -> str:
-        return RunDirectory.new_session_id()  # the record goes back from Runner.open_session
-
-    def add_calibration(self, session: str, record: dict) -> dict:
-        self.calibrations.append({"session": session, **record})
-        return record
-
-    def append(self, row: dict) -> None:
-        self.measurements.append(row)
-
-    def rows(self) -> list[dict]:
-        return []
-
-
-_opened: dict[str, tuple] = {}  # in a worker process: plan's thread counts -> (session record, peaks)
-
-
-def measure_cell(plan: Plan, cell: list[tuple], problems: dict) -> dict:
-    """On a worker: measure one cell (a window: [(group, wanted)]); returns its session's record,
-    calibrations and rows.
-
-    A worker opens one session (its machine's metadata, peaks and worker address) the first time
-    it sees a plan's thread counts, and names it in every row it measures after."""
-    from distributed import get_worker
-
-    sink = Collector()
-    runner = Runner(plan, sink)
-    key = json.dumps(plan.threads)
-    if key in _opened:
-        session, runner.peaks = _opened[key]
-        runner.session = session["session"]
-    else:
-        session = runner.open_session(worker=get_worker().address)
-        _opened[key] = (session, runner.peaks)
-    runner.measure(dict(cell), problems)
-    return {"session": session, "calibrations": sink.calibrations, "rows": sink.measurements}
 
 
 def cell_key(cell: list[tuple]) -> str:
@@ -141,8 +96,8 @@ def run_on_cluster(runner: Runner, client, on_row: Callable[[dict], None] = lamb
                              key=cell_key(cell), resources={RESOURCE: 1}, pure=False): cell
                for cell in cells}
     sessions = {s["session"] for s in run.sessions()}
-    done = {row_key(r) for r in run.rows()}
     left = len(futures)
+    runner.on_row = on_row
     for future in as_completed(futures, loop=client.loop):
         cell, left = futures[future], left - 1
         try:
@@ -153,20 +108,13 @@ def run_on_cluster(runner: Runner, client, on_row: Callable[[dict], None] = lamb
             continue
         finally:
             future.release()
-        session = result["session"]
-        if session["session"] not in sessions:
-            if session.get("git_commit") != ours:
+        for session in result["sessions"]:
+            if session["session"] not in sessions and session.get("git_commit") != ours:
                 raise ClusterError(f"worker {session.get('worker')} runs convbench {session.get('git_commit')}, "
                                    f"this client {ours}: install the same commit on every worker "
                                    f"(rows measured so far are kept; finish with --resume)")
-            run.write_session(session)
             sessions.add(session["session"])
-        for record in result["calibrations"]:
-            run.add_calibration(record["session"], {k: v for k, v in record.items() if k != "session"})
-        runner.on_window(f"{left} cell(s) left; last from {session.get('machine')}: {window_label(cell)}")
-        for row in result["rows"]:
-            if row_key(row) not in done:  # recorded once, whatever the cluster did
-                run.append(row)
-                done.add(row_key(row))
-                on_row(row)
+        machine = result["sessions"][0].get("machine")
+        runner.on_window(f"{left} cell(s) left; last from {machine}: {window_label(cell)}")
+        runner.write(result)
     return failures

@@ -2,16 +2,16 @@
 itself changed speed in between.
 
 Measurements are matched on (suite, problem, batch, backend, direction, dtype, threads). Each
-verdict comes from the two rows' raw samples (``convbench.bench.stats.verdict``): the ratio of
-their fastest calls NEW / OLD with a 95 % bootstrap interval over turns, called ``slower`` or
-``faster`` only when the whole interval lies beyond ``threshold``, ``same`` when it lies
-within, and ``inconclusive`` otherwise (too noisy for the threshold, too few samples,
-contended, no larger than the machine's own drift, or a shift of the fastest calls that the
-medians do not share). The drift is the ratio of the
-calibration workload's fastest times, measured on the rows' threads before every turn of both
-runs; for pytest-benchmark files, whose benchmarks are each timed in one stretch, it is the widest
-ratio between the calibrations measured before each benchmark (``machine_swing``). The ratio of
-medians is shown beside it, for the reader. A ``slower`` verdict is a regression, and so is a measurement that was
+verdict comes from the two rows' raw samples (``convbench.bench.stats.verdict``): the ratio NEW /
+OLD of their processes' fastest calls (geometric mean over processes) with a 95 % interval over
+processes, called ``slower`` or ``faster`` only when the whole interval lies beyond
+``threshold`` and each side was measured by at least 3 processes, ``same`` when it lies within,
+and ``inconclusive`` otherwise (too noisy for the threshold, too few samples or processes,
+contended, no larger than the machine's own drift). The drift is the ratio of the calibration
+workload's fastest times, measured on the rows' threads before every turn of both runs, process
+by process; for pytest-benchmark files, whose benchmarks are each timed in one stretch, it is
+the widest ratio between the calibrations measured before each benchmark (``machine_swing``).
+The ratio of medians is shown beside it, for the reader. A ``slower`` verdict is a regression, and so is a measurement that was
 ``ok`` in OLD and is ``wrong`` or ``error`` in NEW.
 """
 
@@ -44,19 +44,19 @@ def time_unit(seconds) -> tuple[str, float]:
     return next(((name, scale) for name, scale in UNITS if smallest >= scale), UNITS[-1])
 
 
-def machine_drift(old: list[float], new: list[float]) -> tuple[tuple[float, float], str]:
+def machine_drift(old: list[list[float]], new: list[list[float]]) -> tuple[tuple[float, float], str]:
     """(the interval of the machine's own change of speed to allow for, a sentence saying what the
-    calibration workload saw)."""
+    calibration workload saw); ``old`` and ``new`` hold each process's calibration times."""
     if old == new:
         return (1.0, 1.0), ("machine speed: steady by construction: both sides share one calibration timeline "
                             "(measured in turns by `convbench ab`, or the same run), so the machine's drift "
                             "fell on both alike")
-    if min(len(old), len(new)) < 3:
-        return (1.0, 1.0), ("machine speed: not known (a side has fewer than 3 calibration measurements), "
+    ratio, low, high = stats.ratio_interval(old, new)
+    if not np.isfinite(low):
+        return (1.0, 1.0), ("machine speed: not known (a side has fewer than 2 processes' calibrations), "
                             "so a change of machine cannot be told from a change of code")
-    ratio, low, high = stats.ratio_interval(old, new, np.min)
     seen = (f"calibration workload NEW/OLD {ratio:.3f} [{low:.3f}, {high:.3f}] ({len(old)} and {len(new)} "
-            "measurements); a change of code must reach beyond that interval to be called one")
+            "processes); a change of code must reach beyond that interval to be called one")
     if 1 / (1 + STEADY) <= low and high <= 1 + STEADY:
         return (low, high), f"machine speed: steady (within {STEADY:.0%}); {seen}"
     if low > 1 + STEADY or high < 1 / (1 + STEADY):
@@ -65,13 +65,15 @@ def machine_drift(old: list[float], new: list[float]) -> tuple[tuple[float, floa
     return (low, high), f"machine speed: uncertain; {seen}"
 
 
-def machine_swing(old: list[float], new: list[float]) -> tuple[tuple[float, float], str]:
+def machine_swing(old: list[list[float]], new: list[list[float]]) -> tuple[tuple[float, float], str]:
     """The allowance for measurements each taken in one stretch (pytest-benchmark times a
     benchmark's rounds back to back, for about a second): such a row met one moment of the
     machine, any of them, so the change to allow for is the widest ratio of the calibration
     workload between a moment of NEW and a moment of OLD, not the drift of the whole run."""
+    old, new = [t for p in old for t in p], [t for p in new for t in p]
     if min(len(old), len(new)) < 3:
-        return machine_drift(old, new)
+        return (1.0, 1.0), ("machine speed: not known (a side has fewer than 3 calibration measurements), "
+                            "so a change of machine cannot be told from a change of code")
     low, high = min(new) / max(old), max(new) / min(old)
     return (low, high), (
         "machine speed: each benchmark was timed in one stretch (pytest-benchmark), so it met one moment of "
@@ -80,7 +82,7 @@ def machine_swing(old: list[float], new: list[float]) -> tuple[tuple[float, floa
         "beyond that to be called one (for finer verdicts, `convbench ab` measures in turns)")
 
 
-def _calibration(path: str | Path, frame: pd.DataFrame, threads: int, machine: str | None = None) -> list[float]:
+def _calibration(path: str | Path, frame: pd.DataFrame, threads: int, machine: str | None = None) -> list[list[float]]:
     """The calibration of ``path`` on ``threads`` (and ``machine``); a pytest-benchmark file's from its rows."""
     if is_benchmark_json(path):
         return benchmark_calibration(frame, threads)
@@ -111,8 +113,9 @@ def _match_key(a: pd.DataFrame, b: pd.DataFrame, old, new, across_machines: bool
     return ["machine", *KEY]
 
 
-def _samples(row, side: str, name: str = "sample_min_s") -> list[float]:
-    value = getattr(row, f"{name}_{side}", None)
+def _samples(row, side: str) -> list[list[float]]:
+    """A side's per-process, per-turn fastest calls."""
+    value = getattr(row, f"turn_fastest_s_{side}", None)
     return list(value) if isinstance(value, (list, tuple, np.ndarray)) else []
 
 
@@ -133,7 +136,7 @@ def compare(old: str | Path, new: str | Path, threshold: float = 0.10,
         raise ValueError(f"--threshold must be a number >= 0; got {threshold}")
     raw_a, raw_b = load_results(old), load_results(new)
     key = _match_key(raw_a, raw_b, old, new, across_machines)
-    columns = key + ["status", "median_s", "min_s", "samples_s", "sample_min_s", "contended"]
+    columns = key + ["status", "median_s", "fastest_s", "turn_fastest_s", "contended"]
     a, b = (frame.reindex(columns=columns) for frame in (raw_a, raw_b))
     merged = a.merge(b, on=key, suffixes=("_old", "_new"))
     if merged.empty:
@@ -141,7 +144,7 @@ def compare(old: str | Path, new: str | Path, threshold: float = 0.10,
                          "suite, problem, batch, backend, direction, dtype and threads)")
     if "machine" not in merged:
         merged["machine"] = None
-    unit, scale = time_unit([*merged.min_s_old, *merged.min_s_new])
+    unit, scale = time_unit([*merged.fastest_s_old, *merged.fastest_s_new])
     # (machine, threads) -> (interval, sentence): the calibration is measured on the rows' machine and threads
     allowance = machine_swing if is_benchmark_json(old) or is_benchmark_json(new) else machine_drift
     by_machine = "machine" in key
@@ -157,14 +160,12 @@ def compare(old: str | Path, new: str | Path, threshold: float = 0.10,
             old_samples, new_samples = _samples(r, "old"), _samples(r, "new")
             if old_samples and new_samples:
                 v = stats.verdict(old_samples, new_samples, threshold, drift=drifts[r.machine, r.threads][0],
-                                  contended=_flag(r, "contended", "old") or _flag(r, "contended", "new"),
-                                  medians=(_samples(r, "old", "samples_s") or [r.median_s_old],
-                                           _samples(r, "new", "samples_s") or [r.median_s_new]))
+                                  contended=_flag(r, "contended", "old") or _flag(r, "contended", "new"))
             else:
-                v = stats.Verdict("inconclusive", r.min_s_new / r.min_s_old, float("nan"), float("nan"),
+                v = stats.Verdict("inconclusive", r.median_s_new / r.median_s_old, float("nan"), float("nan"),
                                   "no per-turn samples (a schema 1 run): measure again")
             word, regression = v.word, v.word == "slower"
-            cells = (f"{r.min_s_old / scale:.4g}", f"{r.min_s_new / scale:.4g}", f"{v.ratio:.3f}", v.interval,
+            cells = (f"{r.fastest_s_old / scale:.4g}", f"{r.fastest_s_new / scale:.4g}", f"{v.ratio:.3f}", v.interval,
                      f"{r.median_s_new / r.median_s_old:.3f}")
             note = v.reason
         else:

@@ -51,15 +51,19 @@ class Entry:
     error: Exception | None = None
 
     def summary(self) -> dict:
-        """The timing fields of a results row: the raw per-turn samples and their statistics."""
-        return timing_fields(self.samples, self.lows, self.calls)
+        """The timing fields of a results row: the raw per-turn samples (this process's) and
+        their statistics."""
+        return timing_fields([self.samples], [self.lows], [self.calls])
 
 
-def timing_fields(medians: list[float], lows: list[float], calls: list[int]) -> dict:
-    """A row's timing fields from per-turn medians, per-turn fastest calls and call counts."""
-    return {"samples_s": medians, "sample_min_s": lows, "sample_calls": calls, "rounds": sum(calls),
-            "turns": len(medians), "min_s": min(lows), "median_s": stats.median(medians),
-            "iqr_s": stats.iqr(medians), "noisy": stats.is_noisy(medians)}
+def timing_fields(medians: list[list[float]], lows: list[list[float]], calls: list[list[int]]) -> dict:
+    """A row's timing fields from per-turn medians, per-turn fastest calls and call counts, one
+    list of each per process that measured the row."""
+    pooled = [m for process in medians for m in process]
+    return {"turn_medians_s": medians, "turn_fastest_s": lows, "turn_calls": calls, "processes": len(lows),
+            "calls": sum(map(sum, calls)), "turns": len(pooled), "min_s": min(map(min, lows)),
+            "fastest_s": stats.typical(lows), "median_s": stats.median(pooled), "iqr_s": stats.iqr(pooled),
+            "noisy": stats.is_noisy(pooled)}
 
 
 def rotation(count: int, turn: int) -> list[int]:
@@ -90,7 +94,7 @@ def turns_order(entries: list[Entry], turns: int, order: Order = rotation) -> It
 
 def interleave(entries: list[Entry], budget: float, turns: int = TURNS, exact: bool = False,
                order: Order = rotation, between: Callable[[], None] | None = None,
-               settle: Callable[[], object] | None = None) -> None:
+               settle: Callable[[], object] | None = None, least: int = MIN_SAMPLES) -> None:
     """Time every entry in ``turns`` rotating turns (see the module's docstring). A slice that
     raises marks its entry failed (``error``) and the others go on. ``between`` is called before
     every turn (the machine's calibration workload goes there), ``settle`` before every slice,
@@ -98,13 +102,13 @@ def interleave(entries: list[Entry], budget: float, turns: int = TURNS, exact: b
     the thread pool its predecessor left spinning).
 
     Without ``exact``, an entry whose slices have overshot its budget stops once it has
-    ``MIN_SAMPLES`` turns; with the ``paired`` order, A and B of a pair stop together, so that
+    ``least`` turns (``MIN_SAMPLES``; a process measuring its share of a row takes its share); with the ``paired`` order, A and B of a pair stop together, so that
     every pair keeps as many turns with A first as with B first."""
     partner = {id(e): entries[i ^ 1] if order is paired and (i ^ 1) < len(entries) else e
                for i, e in enumerate(entries)}
 
     def finished(e: Entry) -> bool:  # paired: after an even number of turns, A first as often as B
-        return e.spent >= budget and len(e.samples) >= MIN_SAMPLES and (order is not paired or len(e.samples) % 2 == 0)
+        return e.spent >= budget and len(e.samples) >= least and (order is not paired or len(e.samples) % 2 == 0)
 
     last_turn = -1
     for turn, entry in turns_order(entries, turns, order):

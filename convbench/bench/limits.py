@@ -15,6 +15,7 @@ from collections.abc import Iterable
 MAX_SECONDS = 24 * 3600.0  # one measurement's budget, a window, a --max-time: a day at most
 MAX_TURNS = 1000  # interleaved turns of one measurement (pyperf's default is 20 processes x 3)
 MAX_ROUNDS = 10_000  # exact calls of one measurement
+MAX_PROCESSES = 64  # worker processes that measure each row
 MAX_SIZE = 2**31 - 1  # any size, batch or count that reaches the kernels (INTERFACE.md)
 MAX_THRESHOLD = 10.0  # compare's threshold: a change of 1000 % is no threshold
 MAX_EPOCHS = 10_000  # passes over a training set

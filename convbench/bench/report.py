@@ -240,12 +240,12 @@ def _sections(frame: pd.DataFrame, prefix: str = "") -> list[str]:
 MEASUREMENT_COLUMNS = {
     "machine": "machine", "suite": "suite", "problem": "problem", "batch": "N", "backend": "backend",
     "direction": "direction", "dtype": "dtype", "threads": "threads", "status": "status",
-    "min": "min_s", "median": "median_s", "iqr": "iqr_s", "rounds": "rounds", "gflops": "gflops",
-    "peak%": "pct_of_peak", "memory": "peak_mem_bytes",
+    "min": "min_s", "fastest": "fastest_s", "median": "median_s", "iqr": "iqr_s", "calls": "calls",
+    "processes": "processes", "gflops": "gflops", "peak%": "pct_of_peak", "memory": "peak_mem_bytes",
 }
 DEFAULT_COLUMNS = ("suite", "problem", "backend", "direction", "dtype", "threads", "min", "median", "iqr",
-                   "rounds", "gflops")
-TIMES = ("min", "median", "iqr")
+                   "calls", "gflops")
+TIMES = ("min", "fastest", "median", "iqr")
 
 
 def _names(option: str, given: list[str] | None, default: tuple[str, ...]) -> list[str]:

@@ -6,15 +6,18 @@ A run directory holds
 - ``sessions.jsonl``: one line per invocation, with the machine's metadata (CPU, cores, OS,
   library versions, BLAS and its threads, git commit, time, measured SGEMM peak and copy
   bandwidth per thread count);
-- ``measurements.jsonl``: one line per measurement, naming its session; a measured row keeps
-  its raw samples (``samples_s``: one median per interleaved turn, ``sample_calls``: the calls
-  behind each) and the CPU that other processes took while it ran (``others_cores``,
-  ``contended``);
+- ``measurements.jsonl``: one line per measurement, naming its session (and, when several
+  processes measured it, ``sessions``: one per process); a measured row keeps its raw samples
+  per process and turn (``turn_fastest_s``: each turn's fastest call, ``turn_medians_s``: its
+  median call, ``turn_calls``: the calls behind them), the statistic the verdict compares
+  (``fastest_s``, ``convbench.bench.stats.typical``) and the CPU that other processes took while
+  it ran (``others_cores``, ``contended``);
 - ``calibration.jsonl``: the machine's calibration workload, measured before every group of
   measurements and at the end (``convbench.bench.machine.calibrate``).
 
 Every line carries ``schema`` (``SCHEMA``); rows without it are from schema 1, which kept no
-raw samples.
+raw samples. Rows of schema 2 (one process, ``samples_s``, ``sample_min_s``, ``sample_calls``,
+``rounds``) are read in schema 3's words (``upgrade``).
 
 A killed run loses at most the measurement in flight; a half-written last line is skipped when
 reading.
@@ -44,7 +47,7 @@ from convbench.bench.machine import CALIBRATION_VERSION
 
 PLAN, SESSIONS, MEASUREMENTS, CALIBRATION = "plan.json", "sessions.jsonl", "measurements.jsonl", "calibration.jsonl"
 LOCK = ".lock"  # held by the process writing the run (filelock)
-SCHEMA = 2
+SCHEMA = 3
 
 
 def _versions() -> dict:
@@ -175,31 +178,47 @@ def _read_lines(path: Path, check=None) -> list[dict]:
         if not isinstance(record, dict):
             raise RunError(f"{path}:{number}: not a JSON object: {clip(line, 80)}")
         if check is not None:
-            check(record, f"{path}:{number}", seen)
+            record = check(record, f"{path}:{number}", seen) or record
         records.append(record)
     return records
 
 
 STATUSES = ("ok", "skipped", "error", "wrong", "unavailable")
 _TEXTS = ("suite", "problem", "backend", "direction", "dtype", "status")
-_NUMBERS = ("N", "C", "H", "W", "K", "R", "S", "groups", "repeat", "flops", "rounds", "turns", "gflops",
+_NUMBERS = ("N", "C", "H", "W", "K", "R", "S", "groups", "repeat", "flops", "calls", "turns", "processes", "gflops",
             "pct_of_peak", "max_rel_err", "others_cores", "cpu_per_wall", "load1", "peak_mem_bytes", "intensity",
             "peak_gflops", "bandwidth_gbs")
-_SAMPLES = ("samples_s", "sample_min_s", "sample_calls")
+_SAMPLES = ("turn_medians_s", "turn_fastest_s", "turn_calls")  # per process, per turn
+_RENAMED = {"samples_s": "turn_medians_s", "sample_min_s": "turn_fastest_s", "sample_calls": "turn_calls",
+            "rounds": "calls"}  # schema 2's words -> schema 3's
+
+
+def upgrade(row: dict) -> dict:
+    """A row of schema 1 or 2 in schema 3's words: its one process's samples as a list of one."""
+    if row.get("schema", 1) >= 3:
+        return row
+    new = {_RENAMED.get(k, k): [v] if k in _RENAMED and isinstance(v, list) else v for k, v in row.items()}
+    if isinstance(new.get("turn_fastest_s"), list) and new["turn_fastest_s"] and all(map(_is_number, new["turn_fastest_s"][0])):
+        new["fastest_s"], new["processes"] = stats.typical(new["turn_fastest_s"]), 1
+    return new
 
 
 def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def check_row(row: dict, where: str, seen: dict) -> None:
+def check_row(row: dict, where: str, seen: dict) -> dict:
     """The one validation of a measurement row as it is read: the schema, the fields that name
     it, its status, the types of its figures, and no measurement twice. RunError naming the
     file, line and field otherwise, so that no reader (report, compare, targets, resume) meets
-    a malformed row."""
+    a malformed row. Returns the row in this schema's words (``upgrade``)."""
     schema = row.get("schema", 1)
     if not (isinstance(schema, int) and not isinstance(schema, bool) and 1 <= schema <= SCHEMA):
         raise RunError(f"{where}: schema {clip(repr(schema), 40)} is not one this convbench reads (1 to {SCHEMA})")
+    for old in _RENAMED:
+        if old in row and old != "rounds" and not (isinstance(row[old], list) and all(map(_is_number, row[old]))):
+            raise RunError(f"{where}: field {old!r} is not a list of numbers")
+    row = upgrade(row)
     for name in _TEXTS:
         if not isinstance(row.get(name), str):
             raise RunError(f"{where}: field {name!r} " + (f"is {clip(repr(row[name]), 40)}, not text" if name in row
@@ -213,8 +232,9 @@ def check_row(row: dict, where: str, seen: dict) -> None:
         if (timed or name in _NUMBERS) and value is not None and not _is_number(value):
             raise RunError(f"{where}: field {name!r} is {clip(repr(value), 40)}, not a number")
     for name in _SAMPLES:
-        if name in row and not (isinstance(row[name], list) and all(map(_is_number, row[name]))):
-            raise RunError(f"{where}: field {name!r} is not a list of numbers")
+        if name in row and not (isinstance(row[name], list) and all(
+                isinstance(process, list) and all(map(_is_number, process)) for process in row[name])):
+            raise RunError(f"{where}: field {name!r} is not a list (one per process) of lists of numbers")
     if row["status"] == "ok" and not (_is_number(row.get("median_s")) and row["median_s"] > 0):
         raise RunError(f"{where}: an ok row needs 'median_s', a time > 0; got {clip(repr(row.get('median_s')), 40)}")
     key = (row.get("machine"), row["suite"], row["problem"], row.get("N"), row["backend"], row["dtype"],
@@ -223,6 +243,7 @@ def check_row(row: dict, where: str, seen: dict) -> None:
         raise RunError(f"{where}: repeats the measurement of line {seen[key]} ({row['problem']} {row['backend']} "
                        f"{row['direction']} {row['dtype']} {row['threads']}t)")
     seen[key] = where.rsplit(":", 1)[1]
+    return row
 
 
 class RunError(InputError):
@@ -371,8 +392,9 @@ def read_benchmark_json(path: Path) -> pd.DataFrame:
         samples, lows = stats.blocks(times).tolist(), stats.blocks(times, statistic=np.min).tolist()
         defaults = {"dtype": "float32", "threads": machine.get("cpu", {}).get("count"), "repeat": 1}
         row = {"session": f"pytest-benchmark {data.get('datetime', '')}", "status": "ok", **defaults, **info,
-               "median_s": bstats["median"], "iqr_s": bstats["iqr"], "min_s": bstats["min"], "rounds": bstats["rounds"],
-               "samples_s": samples or None, "sample_min_s": lows or None, "turns": len(samples),
+               "median_s": bstats["median"], "iqr_s": bstats["iqr"], "min_s": bstats["min"], "calls": bstats["rounds"],
+               "turn_medians_s": [samples] if samples else None, "turn_fastest_s": [lows] if lows else None,
+               "fastest_s": stats.typical(lows) if lows else bstats["min"], "processes": 1, "turns": len(samples),
                "noisy": stats.is_noisy(samples) if samples else not bstats["iqr"] <= stats.NOISY_SPREAD * bstats["median"],
                "benchmark": bench["fullname"],
                "cpu": machine.get("cpu", {}).get("brand_raw"), "cores": machine.get("cpu", {}).get("count"),
@@ -394,33 +416,38 @@ def is_benchmark_json(path: str | Path) -> bool:
     return path.suffix == ".json" and path.is_file()
 
 
-def benchmark_calibration(frame: pd.DataFrame, threads: int | None = None) -> list[float]:
-    """``load_calibration`` of a pytest-benchmark file already read by ``read_benchmark_json``."""
+def benchmark_calibration(frame: pd.DataFrame, threads: int | None = None) -> list[list[float]]:
+    """``load_calibration`` of a pytest-benchmark file already read by ``read_benchmark_json``:
+    one process's calibrations."""
     if "calibration_s" not in frame or "calibration_version" not in frame:
         return []
     frame = frame[frame.calibration_version == CALIBRATION_VERSION]
     if threads is not None:
         frame = frame[frame.threads == threads]
-    return frame["calibration_s"].dropna().tolist()
+    values = frame["calibration_s"].dropna().tolist()
+    return [values] if values else []
 
 
-def load_calibration(path: str | Path, threads: int | None = None, machine: str | None = None) -> list[float]:
+def load_calibration(path: str | Path, threads: int | None = None, machine: str | None = None) -> list[list[float]]:
     """The calibration workload's seconds (``index_s``) measured through a run (or, for a
-    pytest-benchmark file, before each benchmark), of this version of the workload and, when
-    given, on ``threads`` threads and on ``machine`` (a run measured on a cluster holds several);
-    empty when it holds none."""
+    pytest-benchmark file, before each benchmark), one list per session (a process), of this
+    version of the workload and, when given, on ``threads`` threads and on ``machine`` (a run
+    measured on a cluster holds several); empty when it holds none."""
     path = Path(path)
     if is_benchmark_json(path):
         return benchmark_calibration(read_benchmark_json(path), threads)
     run = RunDirectory(path.parent if path.name == MEASUREMENTS else path)
     sessions = {s.get("session"): s.get("machine") for s in run.sessions()} if machine is not None else {}
-    return [c["index_s"] for c in run.calibrations()
-            if c.get("version") == CALIBRATION_VERSION and isinstance(c.get("index_s"), (int, float))
-            and (threads is None or c.get("threads") == threads)
-            and (machine is None or sessions.get(c.get("session")) == machine)]
+    per_session: dict[str, list[float]] = {}
+    for c in run.calibrations():
+        if (c.get("version") == CALIBRATION_VERSION and isinstance(c.get("index_s"), (int, float))
+                and (threads is None or c.get("threads") == threads)
+                and (machine is None or sessions.get(c.get("session")) == machine)):
+            per_session.setdefault(c.get("session"), []).append(c["index_s"])
+    return list(per_session.values())
 
 
-TIMED_COLUMNS = ("median_s", "iqr_s", "min_s", "rounds", "gflops", "pct_of_peak", "flops", "peak_gflops",
+TIMED_COLUMNS = ("median_s", "iqr_s", "min_s", "fastest_s", "calls", "gflops", "pct_of_peak", "flops", "peak_gflops",
                  "bandwidth_gbs")  # every frame has them, NaN where a row lacks them
 
 
@@ -430,7 +457,7 @@ def load_results(path: str | Path) -> pd.DataFrame:
     ``path`` is a run directory (or its ``measurements.jsonl``), or a ``pytest --benchmark-json``
     file, read directly. Columns include ``problem``,
     ``op``, the shape fields, ``backend``, ``direction``, ``dtype``, ``threads``, ``status``,
-    ``median_s``, ``iqr_s``, ``min_s``, ``rounds``, ``gflops`` and the session's ``cpu`` and
+    ``median_s``, ``iqr_s``, ``min_s``, ``fastest_s``, ``calls``, ``gflops`` and the session's ``cpu`` and
     versions.
     """
     path = Path(path)

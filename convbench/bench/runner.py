@@ -21,6 +21,9 @@ A backend that raises is recorded as ``error`` with its message and the run goes
 
 from __future__ import annotations
 
+import math
+import os
+
 import re
 import traceback
 import warnings
@@ -47,6 +50,17 @@ SLOW_EXTRAS = 1.0  # seconds: calls slower than this get no extra memory / phase
 MEMORY_SHARE = 0.5  # of the machine's memory, at most, that one problem's estimated working set may take
 MAX_TIME = 10.0  # seconds: a call estimated to take longer is skipped (--max-time); `step` skips a step so
 WINDOW = 60.0  # seconds of timing budget whose problems take turns together (see windows())
+PROCESSES = 3  # processes that measure each row by default (see convbench.bench.executors), from the A/A figures
+PROCESSES_ENV = "CONVBENCH_PROCESSES"  # overrides that default (the test suite sets 1)
+
+
+def default_processes() -> int:
+    value = os.environ.get(PROCESSES_ENV)
+    if value is None:
+        return PROCESSES
+    if not value.strip().isdigit() or not 1 <= int(value) <= limits.MAX_PROCESSES:
+        raise ValueError(f"${PROCESSES_ENV} is {value!r}; expected a whole number from 1 to {limits.MAX_PROCESSES}")
+    return int(value)
 
 
 def all_backends() -> list[str]:
@@ -84,6 +98,7 @@ class Plan:
     window: float = WINDOW
     max_time: float = MAX_TIME
     seed: int = 0
+    processes: int = field(default_factory=default_processes)
     # "suite/name" -> the problem as first resolved (``Problem.identity``): a suite file edited
     # between a run and its --resume is refused instead of mixing two shapes under one name.
     resolved: dict[str, str] | None = None
@@ -103,6 +118,7 @@ class Plan:
             limits.seconds(name.replace("_", "-"), getattr(self, name))
         timing.check_threads(self.threads)
         limits.whole("turns", self.turns, 1, limits.MAX_TURNS)
+        limits.whole("processes", self.processes, 1, limits.MAX_PROCESSES)
         if self.rounds is not None:
             limits.whole("rounds", self.rounds, 1, limits.MAX_ROUNDS)
         if self.batch is not None:
@@ -266,6 +282,8 @@ class Runner:
         return groups
 
     def execute(self) -> None:
+        """Measure every pending row in this process (``executors.execute`` spreads them over
+        ``plan.processes`` worker processes)."""
         groups = self.groups()
         if not groups:
             return
@@ -273,6 +291,22 @@ class Runner:
         self.measure(groups)
         for threads in self.plan.threads:
             self._calibrate(threads)
+
+    def write(self, result: dict) -> None:
+        """Write a cell's result measured elsewhere (``executors``): its sessions not yet in the
+        run, its calibrations and its rows not yet in the run (each once, whatever a cluster did)."""
+        known = {s["session"] for s in self.run.sessions()}
+        for session in result["sessions"]:
+            if session["session"] not in known:
+                self.run.write_session(session)
+        for record in result["calibrations"]:
+            self.run.add_calibration(record["session"], {k: v for k, v in record.items() if k != "session"})
+        done = {row_key(r) for r in self.run.rows()}
+        for row in result["rows"]:
+            if row_key(row) not in done:
+                self.run.append(row)
+                done.add(row_key(row))
+                self.on_row(row)
 
     def open_session(self, **extra) -> dict:
         """Load the backends, measure the machine's peaks on the plan's thread counts and start a
@@ -386,8 +420,10 @@ class Runner:
         """Every contender's directions take turns; then each gets its extra calls and its rows."""
         entries = [Entry((c, d), lambda seconds, exact, c=c, d=d: c.slice(d, seconds, exact))
                    for c in contenders for d in c.calls]
-        interleave(entries, self.plan.budget, self.plan.rounds or self.plan.turns, exact=self.plan.rounds is not None,
-                   between=lambda: self._calibrate(threads), settle=quiesce)
+        share = self.plan.processes  # each process measures its share of every row
+        interleave(entries, self.plan.budget / share, math.ceil((self.plan.rounds or self.plan.turns) / share),
+                   exact=self.plan.rounds is not None, between=lambda: self._calibrate(threads), settle=quiesce,
+                   least=math.ceil(stats.MIN_SAMPLES / share))
         for entry in entries:
             c, d = entry.key
             if entry.error is not None:

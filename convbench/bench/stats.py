@@ -2,43 +2,48 @@
 
 A *sample* is one number per turn of an interleaved measurement (the median, or the fastest,
 of the calls made in that turn), so the spread of the samples is the spread over the whole run,
-drift included, not only the jitter between back-to-back calls.
+drift included, not only the jitter between back-to-back calls. A measurement is made by
+several processes, each taking its turns, because a process has a speed of its own (where its
+buffers and its JIT code landed, how its threads were placed: each turn of a process agrees, the
+next process runs the row at another speed). The process is therefore the unit of the verdict:
 
-The verdict compares the *fastest* calls: on a shared virtual machine the speed of the whole
-machine flips between states (a pure-Python loop's time has a relative IQR near 0.5 on the
-2-core KVM guests we measure on, and tiny kernels follow it), so the median of a run depends
-on how much of it fell in slow states, while the fastest call, the code's cost when nothing
-interferes, repeats within a few percent from run to run (timeit's argument for the minimum;
-the README quotes the A/A figures). The per-turn fastest calls are the samples; the statistic
-is their minimum, and its uncertainty a bootstrap over turns: when only one turn ran fast, the
-interval reaches up to the slower turns and the verdict becomes inconclusive.
+- a process's *speed* is the lower quartile of its per-turn fastest calls. On a shared virtual
+  machine whose speed flips between states, the median of a run depends on how much of it fell
+  in slow states, while the fastest call of a typical fast turn repeats; unlike the sample
+  minimum, a quartile has a sound bootstrap;
+- the measurement's statistic (``typical``) is the geometric mean of its processes' speeds;
+- its uncertainty comes from how much the processes differ: Welch's t interval on the log
+  speeds, the processes the unit (never a bootstrap of a sample minimum, whose resamples hold
+  the minimum itself two times in three). One process per side gives no interval, and fewer
+  than ``MIN_PROCESSES`` never ``slower`` or ``faster``.
 
 The verdict is an equivalence test on the ratio (NEW / OLD) with that 95 % interval:
 
 =============  =========================================================================
 verdict        when
 =============  =========================================================================
-slower         the whole interval lies above ``1 + threshold`` (times the machine's drift)
+slower         the whole interval lies above ``1 + threshold`` (times the machine's drift),
+               each side measured by at least ``MIN_PROCESSES`` processes
 faster         the whole interval lies below ``1 / (1 + threshold)`` (likewise)
 same           the whole interval lies inside ``[1 / (1 + threshold), 1 + threshold]``
-inconclusive   anything else: too few samples, an interval that straddles a bound (too
-               noisy for the threshold asked), a change no larger than the machine's own
-               drift, or a measurement taken while other processes held the cores
+inconclusive   anything else: too few samples or processes, an interval that straddles a
+               bound (too noisy for the threshold asked), a change no larger than the
+               machine's own drift, or a measurement taken while other processes held the cores
 =============  =========================================================================
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.stats
 from numpy.typing import ArrayLike
 
 NOISY_SPREAD = 0.10  # relative IQR (IQR / median) above which a measurement is noisy
 MIN_SAMPLES = 5  # fewer samples on either side than this: no verdict
 CONFIDENCE = 0.95
-RESAMPLES = 2000
 VERDICTS = ("faster", "slower", "same", "inconclusive")
 Statistic = Callable[..., np.ndarray]  # np.min, np.median: called with or without an axis
 
@@ -91,25 +96,52 @@ def blocks(times: ArrayLike, count: int = 10, statistic: Statistic = np.median) 
     return np.array([statistic(part) for part in np.array_split(values, count)])
 
 
-def ratio_interval(old: ArrayLike, new: ArrayLike, statistic: Statistic = np.min, confidence: float = CONFIDENCE,
-                   resamples: int = RESAMPLES, seed: int = 0) -> tuple[float, float, float]:
-    """(statistic(new) / statistic(old), low, high): a percentile-bootstrap interval of that ratio."""
-    a, b = _array(old), _array(new)
+Samples = Sequence[Sequence[float]]  # per process: that process's per-turn fastest calls
+MIN_PROCESSES = 3  # fewer processes on either side than this: never ``slower`` or ``faster``
+
+
+def processes(samples: Samples | ArrayLike) -> list[np.ndarray]:
+    """``samples`` as one array per process (finite values only; processes left empty are
+    dropped). A flat list of numbers is one process's samples."""
+    if len(samples) and all(np.ndim(s) == 0 for s in samples):
+        samples = [samples]
+    return [values for values in (_array(s) for s in samples) if len(values)]
+
+
+def process_speed(samples: ArrayLike) -> float:
+    """One process's speed: its fastest call (the minimum of its per-turn fastest calls)."""
+    values = _array(samples)
+    return float(values.min()) if len(values) else float("nan")
+
+
+def typical(samples: Samples | ArrayLike) -> float:
+    """The statistic the verdict compares: each process's speed, geometric mean over processes."""
+    speeds = [process_speed(p) for p in processes(samples)]
+    return float(np.exp(np.mean(np.log(speeds)))) if speeds else float("nan")
+
+
+def ratio_interval(old: Samples | ArrayLike, new: Samples | ArrayLike,
+                   confidence: float = CONFIDENCE) -> tuple[float, float, float]:
+    """(typical(new) / typical(old), low, high): the ``confidence`` interval of that ratio from
+    Welch's t-test on the processes' log speeds (each process one value, as asv treats them).
+    The interval is NaN when a side holds fewer than 2 processes: one process says nothing of
+    how much processes differ."""
+    a, b = (np.log([process_speed(p) for p in processes(side)]) for side in (old, new))
     if not len(a) or not len(b):
         return float("nan"), float("nan"), float("nan")
-    ratio = float(statistic(b) / statistic(a))
-    rng = np.random.default_rng(seed)
-    boot_a = statistic(a[rng.integers(0, len(a), (resamples, len(a)))], axis=1)
-    boot_b = statistic(b[rng.integers(0, len(b), (resamples, len(b)))], axis=1)
-    tail = (1 - confidence) / 2
-    low, high = np.quantile(boot_b / boot_a, [tail, 1 - tail])
-    return ratio, float(low), float(high)
+    ratio = float(np.exp(b.mean() - a.mean()))
+    if min(len(a), len(b)) < 2:
+        return ratio, float("nan"), float("nan")
+    if not (a.var() > 0 or b.var() > 0):  # identical processes: the interval is the point
+        return ratio, ratio, ratio
+    low, high = scipy.stats.ttest_ind(b, a, equal_var=False).confidence_interval(confidence)
+    return ratio, float(np.exp(low)), float(np.exp(high))
 
 
 @dataclass(frozen=True)
 class Verdict:
     word: str  # one of VERDICTS
-    ratio: float  # fastest(new) / fastest(old)
+    ratio: float  # typical(new) / typical(old)
     low: float  # the confidence interval of the ratio
     high: float
     reason: str = ""  # why inconclusive
@@ -121,39 +153,43 @@ class Verdict:
         return f"[{self.low:.3f}, {self.high:.3f}]"
 
 
-def verdict(old: ArrayLike, new: ArrayLike, threshold: float, *, drift: tuple[float, float] = (1.0, 1.0),
-            contended: bool = False, medians: tuple[ArrayLike, ArrayLike] | None = None,
+def verdict(old: Samples | ArrayLike, new: Samples | ArrayLike, threshold: float, *,
+            drift: tuple[float, float] = (1.0, 1.0), contended: bool = False,
             confidence: float = CONFIDENCE) -> Verdict:
-    """Judge NEW's per-turn fastest calls against OLD's (see the module's table).
+    """Judge NEW's per-process, per-turn fastest calls against OLD's (see the module's table).
 
     ``drift`` is the interval of the machine's own change of speed between the two (NEW / OLD of
     a fixed calibration workload; (1, 1) when it cannot change, as in an interleaved A/B): a
-    change that does not reach beyond the whole interval is not blamed on the code.
-    ``medians`` (OLD's and NEW's per-turn medians), when given, must agree: a change of code
-    moves the typical call as well as the fastest, so `slower` also needs the ratio of medians
-    above ``1 + threshold`` (and `faster` below its inverse); a shift of the fastest calls alone
-    is a state of the machine (a lucky or unlucky process), and inconclusive.
+    change that does not reach beyond the whole interval is not blamed on the code. A side
+    measured by fewer than ``MIN_PROCESSES`` processes can be judged ``same`` but never
+    ``slower`` or ``faster``: the speed of one process is one sample of the processes the code
+    can run in, however many turns it took.
     """
     if not threshold >= 0:
         raise ValueError(f"threshold must be a number >= 0; got {threshold}")
-    a, b = _array(old), _array(new)
-    ratio, low, high = ratio_interval(a, b, np.min, confidence)
-    if min(len(a), len(b)) < MIN_SAMPLES:
+    a, b = processes(old), processes(new)
+    ratio, low, high = ratio_interval(a, b, confidence)
+    turns = min(sum(map(len, a)), sum(map(len, b)))
+    if turns < MIN_SAMPLES:
         return Verdict("inconclusive", ratio, float("nan"), float("nan"),
-                       f"{min(len(a), len(b))} samples; a verdict needs {MIN_SAMPLES}")
+                       f"{turns} samples; a verdict needs {MIN_SAMPLES}")
     if contended:
         return Verdict("inconclusive", ratio, low, high, "contended: other processes held the cores")
     slow, fast = 1 + threshold, 1 / (1 + threshold)
-    typical = median(medians[1]) / median(medians[0]) if medians is not None else ratio
-    disagree = f"the medians moved {typical:.3f} only: the fastest calls alone do not make a change of code"
-    if low > slow * max(drift[1], 1.0):
-        return Verdict("slower", ratio, low, high) if typical > slow else Verdict(
-            "inconclusive", ratio, low, high, disagree)
-    if high < fast * min(drift[0], 1.0):
-        return Verdict("faster", ratio, low, high) if typical < fast else Verdict(
-            "inconclusive", ratio, low, high, disagree)
+    few = min(len(a), len(b))
+    if not np.isfinite(low):
+        return Verdict("inconclusive", ratio, low, high,
+                       f"{few} process on a side: how far processes differ is unknown (measure with --processes "
+                       f"{MIN_PROCESSES} or more)")
     if fast <= low and high <= slow:
         return Verdict("same", ratio, low, high)
+    if few < MIN_PROCESSES and (low > slow or high < fast):
+        return Verdict("inconclusive", ratio, low, high,
+                       f"{few} processes on a side: a change of code needs {MIN_PROCESSES} (--processes)")
+    if low > slow * max(drift[1], 1.0):
+        return Verdict("slower", ratio, low, high)
+    if high < fast * min(drift[0], 1.0):
+        return Verdict("faster", ratio, low, high)
     if low > slow or high < fast:
         return Verdict("inconclusive", ratio, low, high,
                        f"within the machine's own drift [{drift[0]:.3f}, {drift[1]:.3f}]")

@@ -174,12 +174,14 @@ def plan_arguments(command: argparse.ArgumentParser) -> None:
     add("--match", metavar="REGEX", help="only problems whose name matches")
     add("--batch", type=whole("--batch"), metavar="N", help="override every problem's batch size")
     add("--budget", type=seconds("--budget"), metavar="SECONDS", help="repeat each measurement for about this long; default 1")
-    add("--rounds", type=whole("--rounds", 1, limits.MAX_ROUNDS), metavar="N",
-        help="exactly N turns of one call each instead of a time budget")
-    add("--turns", type=whole("--turns", 1, limits.MAX_TURNS), metavar="N",
-        help="the budget is spent in N interleaved turns, one sample each; default 20")
-    add("--window", type=seconds("--window"), metavar="SECONDS",
-        help="problems whose timing budgets add up to about this take turns together, so "
-             "each measurement's turns spread over the window; default 60")
-    add("--max-time", type=seconds("--max-time"), metavar="SECONDS",
-        help="skip a measurement whose single call is estimated to take longer; default 10")
+    add("--rounds", type=whole("--rounds", 1, limits.MAX_ROUNDS), metavar="N", help="exactly N turns of one call each instead of a time budget")
+    add("--turns", type=whole("--turns", 1, limits.MAX_TURNS), metavar="N", help="the budget is spent in N "
+        "interleaved turns, one sample each; default 20")
+    add("--window", type=seconds("--window"), metavar="SECONDS", help="problems whose timing budgets add up to "
+        "about this take turns together, so each measurement's turns spread over the window; default 60")
+    add("--max-time", type=seconds("--max-time"), metavar="SECONDS", help="skip a measurement whose single call "
+        "is estimated to take longer; default 10")
+    add("--processes", type=whole("--processes", 1, limits.MAX_PROCESSES), metavar="N",
+        help="measure every row in N fresh worker processes, each taking its share of the turns and the budget: a "
+             "process's own speed (its buffers, its thread pools) becomes a sample, and compare needs 3 per side "
+             "to call a row slower or faster; default 3, or $CONVBENCH_PROCESSES")

@@ -18,8 +18,10 @@ def register(sub) -> None:
                                                       "(required with several RUNs)")
     report.add_argument("--columns", metavar="NAMES", type=names("--columns", example="median"),
                         help="comma-separated columns of the all-measurements table: machine, suite, problem, batch, "
-                             "backend, direction, dtype, threads, status, min, median, iqr, rounds, gflops, peak%%, "
-                             "memory; default suite,problem,backend,direction,dtype,threads,min,median,iqr,rounds,gflops")
+                             "backend, direction, dtype, threads, status, min (the fastest call), fastest (the verdicts' statistic: "
+                             "each process's fastest call, geometric mean over processes), median, iqr, calls, "
+                             "processes, gflops, peak%%, memory; "
+                             "default suite,problem,backend,direction,dtype,threads,min,median,iqr,calls,gflops")
     report.add_argument("--sort", metavar="NAMES", type=names("--sort", example="median"),
                         help="sort that table by these columns, '-' before a name for descending (--sort=-gflops); "
                              "default the order measured")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from convbench.cli.options import Defaults, plan_arguments
 
 PLAN_OPTIONS = ("suite", "backends", "ops", "directions", "dtype", "threads", "match", "batch",
-                "budget", "rounds", "turns", "window", "max_time")
+                "budget", "rounds", "turns", "window", "max_time", "processes")
 
 
 def register(sub) -> None:
@@ -33,7 +33,8 @@ def plan_from(args):
     given = {name: getattr(args, option) for name, option in (
         ("backends", "backends"), ("ops", "ops"), ("directions", "directions"), ("dtypes", "dtype"),
         ("threads", "threads"), ("match", "match"), ("batch", "batch"), ("budget", "budget"),
-        ("rounds", "rounds"), ("turns", "turns"), ("window", "window"), ("max_time", "max_time"))}
+        ("rounds", "rounds"), ("turns", "turns"), ("window", "window"), ("max_time", "max_time"),
+        ("processes", "processes"))}
     return Plan(suites=args.suite or ["seeds"], **{k: v for k, v in given.items() if v is not None})
 
 
@@ -97,7 +98,9 @@ def _measure(args, run, plan, client) -> int:
 
 def _execute(runner, client, on_row) -> list[str]:
     if client is None:
-        runner.execute()
+        from convbench.bench.executors import execute
+
+        execute(runner)
         return []
     from convbench.bench.cluster import run_on_cluster
 

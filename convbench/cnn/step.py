@@ -238,9 +238,9 @@ def measure_steps(backends: list[str], model: str, batch_size: int, dtype: str, 
         turns = timed[backend]
         keys = [key for key in turns[0][0] if key not in ("step", "loss")]
         fields = {"step": entry.summary(), **{key: timing_fields(
-            [float(np.median([s[key] for s in turn])) for turn in turns],
-            [min(s[key] for s in turn) for turn in turns], entry.calls) for key in keys}}
-        results[backend] = {"status": "ok", "rounds": sum(entry.calls), "fields": fields, "meter": entry.meter,
+            [[float(np.median([s[key] for s in turn])) for turn in turns]],
+            [[min(s[key] for s in turn) for turn in turns]], [entry.calls]) for key in keys}}
+        results[backend] = {"status": "ok", "calls": sum(entry.calls), "fields": fields, "meter": entry.meter,
                             "first_call_s": first[backend][0], "max_rel_err": first[backend][1],
                             "estimate_s": estimates[backend]}
     return {backend: results[backend] for backend in backends}
