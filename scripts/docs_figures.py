@@ -121,15 +121,15 @@ def steps(results: Path) -> str:
             + table.to_markdown() + "\n")
 
 
-CHECKS = [  # (compare file under verdicts/, what it checks, runs)
-    ("compare-R1-R2.md", "A/A, quiet", "R1 vs R2"),
-    ("compare-R3-R4.md", "A/A, quiet", "R3 vs R4"),
-    ("compare-R7-R8.md", "A/A, quiet", "R7 vs R8"),
-    ("compare-R4-R5.md", "A/A, one core kept busy during the second run", "R4 vs R5"),
-    ("compare-R4-R6.md", "power: im2col 1.25x slower, two runs", "R4 vs R6"),
-    ("compare-R9-R10.md", "power: the same again", "R9 vs R10"),
+CHECKS = [  # (compare file under verdicts/, what it checks, runs), as scripts/verify_verdicts.sh writes them
+    *((f"compare-R{n}-R{n + 1}.md", "A/A, quiet", f"R{n} vs R{n + 1}") for n in (1, 3, 5, 7, 9)),
+    ("compare-R10-L1.md", "A/A, one core kept busy during the second run", "R10 vs L1"),
+    ("compare-P1-S1.md", "power: im2col 1.25x slower, two runs", "P1 vs S1"),
+    ("compare-P2-S2.md", "power: the same again", "P2 vs S2"),
     ("compare-ab.md", "power: `convbench ab HEAD SLOWED`", "ab/a vs ab/b"),
-    ("benchmark-files/compare-bench-1.md", "pytest-benchmark A/A, `-k seed002`", "bench-1a vs bench-1b"),
+    ("compare-ab-aa.md", "A/A: `convbench ab HEAD HEAD`", "ab-aa/a vs ab-aa/b"),
+    *((f"benchmark-files/compare-bench-{n}.md", "pytest-benchmark A/A, `-k seed002`", f"bench-{n}a vs bench-{n}b")
+      for n in (1, 2, 3)),
 ]
 
 
@@ -174,11 +174,12 @@ def verdicts(results: Path) -> str:
 
 
 def _turns(run: str, rows: pd.DataFrame, key: tuple) -> str:
-    """A row's fastest call per turn in one run, as "R1's 20 turns 615 µs-720 µs"."""
-    samples = rows.loc[key].sample_min_s if key in rows.index else None
-    if not isinstance(samples, list) or not samples:
+    """A row's fastest call per turn in one run, process by process, as "R1's 3 processes: 615 µs-720 µs, ..."."""
+    processes = rows.loc[key].turn_fastest_s if key in rows.index else None
+    if not isinstance(processes, list) or not processes:
         return f"{run}: not timed"
-    return f"{run}'s {len(samples)} turns {duration(min(samples))}-{duration(max(samples))}"
+    spans = [f"{duration(min(p))}-{duration(max(p))}" for p in processes]
+    return f"{run}'s {len(processes)} process(es), fastest call per turn {', '.join(spans)}"
 
 
 def false_verdicts(results: Path) -> str:
@@ -198,7 +199,7 @@ def false_verdicts(results: Path) -> str:
             row = tuple(int(cells[k]) if k == "threads" else cells[k] for k in KEY)
             turns = [_turns(run, side, row) for run, side in ((first, a), (second, b))]
             lines.append(f"- {runs}: {' '.join(row[:4])} ({row[5]} threads) called {verdict}, "
-                         f"{cells['new/old']}x; fastest call per turn: {', '.join(turns)}")
+                         f"{cells['new/old']}x {cells['95% interval']}; {'; '.join(turns)}")
     return ("\n".join(lines) or "- none: unchanged code got only `same` and `inconclusive`") + "\n"
 
 
@@ -211,12 +212,27 @@ def fastest(results: Path) -> str:
     def spread(name: str) -> tuple[float, float]:
         logs = np.log(both[f"{name}_b"] / both[f"{name}_a"])
         return float(logs.quantile(0.75) - logs.quantile(0.25)), float((logs.abs() > np.log(1.1)).mean())
-    (iqr_median, apart_median), (iqr_min, apart_min) = spread("median_s"), spread("min_s")
+    (iqr_median, apart_median), (iqr_min, apart_min) = spread("median_s"), spread("fastest_s")
     return (f"Over the {len(both)} measurements of the pair, the ratio R2/R1 of the medians has an "
             f"interquartile range of {iqr_median:.3f} in log terms and puts {100 * apart_median:.0f} % of the rows "
             f"more than 10 % apart; the ratio of the fastest calls has an interquartile range of {iqr_min:.3f} and "
             f"puts {100 * apart_min:.0f} % more than 10 % apart: on this machine the fastest calls spread "
             f"{'less' if iqr_min < iqr_median else 'more'} than the medians.\n")
+
+
+def process_spread(results: Path) -> str:
+    """methodology.md: scripts/process_spread.py's rows, one per row and condition."""
+    path = results / "verdicts" / "process-spread.jsonl"
+    if not path.exists():
+        return "Not measured yet: `scripts/verify_verdicts.sh` writes `results/verdicts/process-spread.jsonl`.\n"
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    table = pd.DataFrame([{"row": r["row"], "threads": r["threads"], "condition": r["condition"],
+                           "each process's speed": ", ".join(duration(s) for s in r["process_speeds_s"]),
+                           "slowest / fastest process": f"{r['max_over_min']:.2f}",
+                           "spread within a process (relative IQR)": f"{r['within_relative_iqr']:.3f}"}
+                          for r in rows])
+    return (f"{_origin(results / 'verdicts' / 'R1')}; {len(rows[0]['process_speeds_s'])} fresh processes per line:\n\n"
+            + table.to_markdown(index=False) + "\n")
 
 
 def cluster(results: Path) -> str:
@@ -301,7 +317,8 @@ def sweep(results: Path) -> str:
 
 FIGURES = {"summary": summary, "suites": suites, "targets": targets, "mnist": mnist, "steps": steps,
            "verdicts": verdicts, "fastest": fastest, "cluster": cluster,
-           "sweep": sweep, "misses": misses, "false-verdicts": false_verdicts}
+           "sweep": sweep, "misses": misses, "false-verdicts": false_verdicts,
+           "process-spread": process_spread}
 
 
 def render(page: str, results: Path) -> str:

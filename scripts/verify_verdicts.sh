@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# The measuring code verified like a kernel: A/A three times on a quiet machine, A/A with a busy
-# neighbour, a 1.25x slowdown of one backend caught by two runs (twice) and by `convbench ab`.
+# The measuring code verified like a kernel: A/A five times on a quiet machine, A/A with a busy
+# neighbour, a 1.25x slowdown of one backend caught by two runs (twice) and by `convbench ab`,
+# A/A through `convbench ab`, the pytest-benchmark path three times, and what makes processes
+# differ (scripts/process_spread.py). Every run measures each row in 3 processes (the default).
 # Usage: bash scripts/verify_verdicts.sh OUT [--slowed | SCRATCH_REVISION] [--quick]
 #   OUT (must not exist) receives the run directories and compare-*.md;
 #   --slowed: make a commit whose im2col is 1.25x slower (HEAD plus tests/slowed.py's wrapper,
 #   written with git plumbing: no branch, the working tree untouched) and measure it against
 #   HEAD with `convbench ab`; SCRATCH_REVISION: such a commit made by hand; left out, no ab step;
-#   --quick: every run at tiny budgets (scripts/quick.sh), once (no second reading, R7 to R10),
-#   without numba, to check the script; its verdicts mean nothing.
-# About 35 minutes on 2 cores. Run it on an otherwise idle machine.
+#   --quick: every run at tiny budgets (scripts/quick.sh), each check once, without numba, to
+#   check the script; its verdicts mean nothing.
+# About 70 minutes on 2 cores. Run it on an otherwise idle machine.
 set -euo pipefail  # a run that fails stops the script; compare's verdicts (exit 0 or 1) are recorded
 source "$(dirname "$0")/quick.sh"
 quick_options "$@"; set -- "${args[@]}"
@@ -32,12 +34,6 @@ backends=im2col,numba,stride_tricks
 # --quick leaves numba out: `convbench ab` compiles it afresh in each revision's new worktree (25 s)
 [ "$quick" = 1 ] && backends=im2col,stride_tricks
 ARGS=(--suite seeds,lenet5 --backends "$backends" --threads 2 --quiet "${run_budget[@]}" "${run_scope[@]}")
-for n in R1 R2 R3 R4; do convbench run "${ARGS[@]}" --out "$OUT/$n"; done
-python -c "while True: pass" & SPIN=$!  # a busy neighbour on one core
-trap 'kill $SPIN 2>/dev/null || true' EXIT
-convbench run "${ARGS[@]}" --out "$OUT/R5"
-kill $SPIN
-python "$(dirname "$0")/../tests/slowed.py" im2col 0.25 run "${ARGS[@]}" --out "$OUT/R6"
 verdict() {  # verdict NAME COMMAND...: COMMAND's report to OUT/NAME.md; its exit shown, and fatal above 1
   local status=0
   "${@:2}" > "$OUT/$1.md" || status=$?
@@ -45,18 +41,26 @@ verdict() {  # verdict NAME COMMAND...: COMMAND's report to OUT/NAME.md; its exi
   [ "$status" -le 1 ] || { echo "verify_verdicts.sh: ${*:2} failed" >&2; exit "$status"; }
 }
 compare() { verdict "compare-$1-$2" convbench compare "$OUT/$1" "$OUT/$2" --threshold 0.10; }
-compare R1 R2   # A/A, quiet
-compare R3 R4   # A/A, quiet
-compare R4 R5   # A/A, the second run with one core kept busy
-compare R4 R6   # power: im2col 1.25x slower
+pairs=5
+if [ "$quick" = 1 ]; then pairs=1; fi
+for n in $(seq 1 $((2 * pairs))); do convbench run "${ARGS[@]}" --out "$OUT/R$n"; done
+for n in $(seq 1 2 $((2 * pairs))); do compare "R$n" "R$((n + 1))"; done   # A/A, quiet
+python -c "while True: pass" & SPIN=$!  # a busy neighbour on one core
+trap 'kill $SPIN 2>/dev/null || true' EXIT
+convbench run "${ARGS[@]}" --out "$OUT/L1"
+kill $SPIN
+compare "R$((2 * pairs))" L1   # A/A, the second run with one core kept busy
+for n in 1 2; do  # power: im2col 1.25x slower, each against a quiet run of its own
+  convbench run "${ARGS[@]}" --out "$OUT/P$n"
+  python "$(dirname "$0")/../tests/slowed.py" im2col 0.25 run "${ARGS[@]}" --out "$OUT/S$n"
+  compare "P$n" "S$n"
+  if [ "$quick" = 1 ]; then break; fi
+done
 if [ -n "$SCRATCH" ]; then
-  verdict compare-ab convbench ab HEAD "$SCRATCH" "${ARGS[@]}" --out "$OUT/ab"
+  verdict compare-ab convbench ab HEAD "$SCRATCH" "${ARGS[@]}" --out "$OUT/ab"            # power through ab
+  verdict compare-ab-aa convbench ab HEAD HEAD "${ARGS[@]}" --out "$OUT/ab-aa"            # A/A through ab
 fi
-if [ "$quick" = 0 ]; then  # the same commands once more, for a second reading; --quick checks them once
-  for n in R7 R8 R9; do convbench run "${ARGS[@]}" --out "$OUT/$n"; done
-  python "$(dirname "$0")/../tests/slowed.py" im2col 0.25 run "${ARGS[@]}" --out "$OUT/R10"
-  compare R7 R8   # A/A, quiet
-  compare R9 R10  # power again: im2col 1.25x slower
-fi
-# the pytest-benchmark path: the same code benchmarked twice, compared
-bash "$(dirname "$0")/verify_benchmark_files.sh" "$OUT/benchmark-files" 1 "${quick_flag[@]}"
+# the pytest-benchmark path: the same code benchmarked twice, compared, three times
+bash "$(dirname "$0")/verify_benchmark_files.sh" "$OUT/benchmark-files" "$([ "$quick" = 1 ] && echo 1 || echo 3)" "${quick_flag[@]}"
+# what makes one process run a row at another speed than the next (docs/methodology.md)
+python "$(dirname "$0")/process_spread.py" "$OUT/process-spread.jsonl" "${quick_flag[@]}"
