@@ -2,8 +2,9 @@
 
 ``slow_down(module, fraction)`` wraps the six kernel functions of a backend module so that each
 call, after it returns, spins for ``fraction`` of its own time: a 1.25x slower kernel for
-``fraction=0.25``, whatever the machine's speed. Run as a script it does that and then runs the
-``convbench`` command line in the same process::
+``fraction=0.25``, whatever the machine's speed. Run as a script it writes that wrapper into a
+temporary copy of ``kernels`` and runs the ``convbench`` command line with that copy first on
+``PYTHONPATH``, so that the worker processes a run measures in (``--processes``) are slowed too::
 
     python tests/slowed.py im2col 0.25 run --suite seeds --backends im2col,numba --out B
 
@@ -68,9 +69,20 @@ if __name__ == "__main__":
             f.write(WRITTEN.format(factor=1 + fraction, fraction=fraction, functions=FUNCTIONS))
         sys.exit(0)
 
+    import os
+    import shutil
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
     import kernels
-    from convbench.cli import main
 
     backend, fraction, *argv = sys.argv[1:]
-    slow_down(kernels.get(backend), float(fraction))
-    sys.exit(main(argv))
+    module = Path(kernels.get(backend).__file__)
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / "kernels"
+        shutil.copytree(module.parent, copy, ignore=shutil.ignore_patterns("__pycache__"))
+        with open(copy / module.name, "a", encoding="utf-8") as f:
+            f.write(WRITTEN.format(factor=1 + float(fraction), fraction=float(fraction), functions=FUNCTIONS))
+        path = os.pathsep.join(p for p in (tmp, os.environ.get("PYTHONPATH")) if p)
+        sys.exit(subprocess.call([sys.executable, "-m", "convbench", *argv], env={**os.environ, "PYTHONPATH": path}))

@@ -7,11 +7,14 @@ from convbench.cli.options import threshold
 
 def register(sub) -> None:
     comp = sub.add_parser("compare", help="per-measurement ratios of two runs, with a statistical verdict",
-                          description="Compare NEW with OLD measurement by measurement: the ratio of medians "
-                                      "with a 95%% bootstrap interval from the raw samples, and a verdict: "
-                                      "faster or slower (the whole interval beyond --threshold), same (within "
-                                      "it) or inconclusive (too noisy, contended, or no larger than the "
-                                      "machine's own drift, which the calibration workload measures). Exit "
+                          description="Compare NEW with OLD measurement by measurement: the ratio of their "
+                                      "fastest calls (each process's fastest, geometric mean over the processes "
+                                      "that measured the row) with a 95 % interval over those processes, the "
+                                      "ratio of medians beside it, and a verdict: faster or slower (the whole "
+                                      "interval beyond --threshold, with at least 3 processes a side), same "
+                                      "(within it) or inconclusive (too noisy, too few processes, contended, or "
+                                      "no larger than the machine's own drift, which the calibration workload "
+                                      "measures). Exit "
                                       "status 1 for a significant slowdown beyond --threshold (or a result "
                                       "that became wrong), 2 for bad input, 0 otherwise. OLD and NEW are run "
                                       "directories or pytest-benchmark JSON files.")
