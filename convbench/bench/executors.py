@@ -132,7 +132,9 @@ def measure_cell(plan: Plan, cell: list[tuple], problems: dict) -> dict:
 
     if plan.processes == 1:
         return measure_here(plan, cell, problems, worker=get_worker().address)
-    pool = _pools.setdefault(plan.processes, Processes(plan.processes))
+    if plan.processes not in _pools:  # started once per worker: setdefault would start a pool every cell
+        _pools[plan.processes] = Processes(plan.processes)
+    pool = _pools[plan.processes]
     result = pool.measure(plan, cell, problems)
     for record in result["sessions"]:
         record["worker"] = get_worker().address
