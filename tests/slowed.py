@@ -62,27 +62,38 @@ for _name in {functions!r}:
 """
 
 
+def slowed_env(backend: str, fraction: float, tmp: str) -> dict:
+    """The environment under which every Python process (a run's worker processes too) imports a
+    copy of ``kernels``, written into ``tmp``, whose ``backend`` is ``1 + fraction`` times slower.
+    PYTHONSAFEPATH keeps ``python -m`` from putting the working directory, which may hold the
+    real ``kernels``, ahead of the copy (Python 3.11 and later)."""
+    import os
+    import shutil
+    from pathlib import Path
+
+    import kernels
+
+    module = Path(kernels.get(backend).__file__)
+    copy = Path(tmp) / "kernels"
+    shutil.copytree(module.parent, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    with open(copy / module.name, "a", encoding="utf-8") as f:
+        f.write(WRITTEN.format(factor=1 + fraction, fraction=fraction, functions=FUNCTIONS))
+    path = os.pathsep.join(p for p in (str(tmp), os.environ.get("PYTHONPATH")) if p)
+    return {**os.environ, "PYTHONPATH": path, "PYTHONSAFEPATH": "1"}
+
+
 if __name__ == "__main__":
+    import subprocess
+    import tempfile
+
     if sys.argv[1:2] == ["--write"]:
         path, fraction = sys.argv[2], float(sys.argv[3])
         with open(path, "a", encoding="utf-8") as f:
             f.write(WRITTEN.format(factor=1 + fraction, fraction=fraction, functions=FUNCTIONS))
         sys.exit(0)
-
-    import os
-    import shutil
-    import subprocess
-    import tempfile
-    from pathlib import Path
-
-    import kernels
-
+    if sys.version_info < (3, 11):
+        sys.exit("slowed.py needs Python 3.11 or later (PYTHONSAFEPATH)")
     backend, fraction, *argv = sys.argv[1:]
-    module = Path(kernels.get(backend).__file__)
     with tempfile.TemporaryDirectory() as tmp:
-        copy = Path(tmp) / "kernels"
-        shutil.copytree(module.parent, copy, ignore=shutil.ignore_patterns("__pycache__"))
-        with open(copy / module.name, "a", encoding="utf-8") as f:
-            f.write(WRITTEN.format(factor=1 + float(fraction), fraction=float(fraction), functions=FUNCTIONS))
-        path = os.pathsep.join(p for p in (tmp, os.environ.get("PYTHONPATH")) if p)
-        sys.exit(subprocess.call([sys.executable, "-m", "convbench", *argv], env={**os.environ, "PYTHONPATH": path}))
+        env = slowed_env(backend, float(fraction), tmp)
+        sys.exit(subprocess.call([sys.executable, "-m", "convbench", *argv], env=env))

@@ -9,8 +9,10 @@ import types
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import kernels
+from convbench.bench.child import Child
 
 SLOWED = Path(__file__).with_name("slowed.py")
 sys.path.insert(0, str(SLOWED.parent))
@@ -35,3 +37,17 @@ def test_write_appends_the_same_wrapper_to_a_backend_module(tmp_path):
     x = np.random.default_rng(0).standard_normal((1, 2, 6, 6))
     w = np.random.default_rng(1).standard_normal((3, 2, 3, 3))
     np.testing.assert_allclose(module.conv2d_forward(x, w)[0], kernels.reference.conv2d_forward(x, w)[0], rtol=1e-10)
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="slowed.py's script mode needs PYTHONSAFEPATH (3.11)")
+def test_the_worker_processes_of_a_slowed_run_import_the_slowed_backend(tmp_path, monkeypatch):
+    """Run from the repository's root, where ``python -m`` would put the real ``kernels`` first:
+    a measuring process started under ``slowed_env`` still gets the slowed im2col, and only it."""
+    monkeypatch.chdir(Path(kernels.__file__).parent.parent)
+    child = Child(env=slowed.slowed_env("im2col", 0.25, str(tmp_path)))
+    try:
+        names = {b: child.call(eval, f"__import__('kernels').get('{b}').conv2d_forward.__name__")
+                 for b in ("im2col", "numba")}
+    finally:
+        child.close()
+    assert names == {"im2col": "slower", "numba": "conv2d_forward"}
