@@ -91,3 +91,36 @@ def test_the_command_line_only_parses():
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 30:
                 long.append(f"{path.name}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)")
     assert long == []
+
+
+def _functions(folder: Path):
+    for path in sorted(folder.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                yield path, node
+
+
+def test_no_function_of_convbench_is_longer_than_60_lines():
+    long = [f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)"
+            for path, node in _functions(ROOT / "convbench") if node.end_lineno - node.lineno + 1 > 60]
+    assert long == []
+
+
+def _reads_the_clock_in_a_loop(function: ast.AST) -> bool:
+    """Whether a loop (not its condition) of ``function`` itself reads ``perf_counter``."""
+    for loop in ast.walk(function):
+        if isinstance(loop, (ast.For, ast.While)):
+            for node in (n for statement in loop.body for n in ast.walk(statement)):
+                if isinstance(node, ast.Attribute) and node.attr == "perf_counter":
+                    return True
+    return False
+
+
+def test_the_harness_has_one_timing_loop():
+    """Every measurement of convbench times its calls with ``abworker.call_times``; the only other
+    loop that reads the clock is the trainer's, which adds up its training time as it goes."""
+    loops = {f"{path.stem}.{node.name}" for path, node in _functions(ROOT / "convbench")
+             if _reads_the_clock_in_a_loop(node) and not any(
+                 _reads_the_clock_in_a_loop(inner) for inner in ast.walk(node) if inner is not node
+                 and isinstance(inner, (ast.FunctionDef, ast.AsyncFunctionDef)))}
+    assert loops == {"abworker.call_times", "train._epoch"}

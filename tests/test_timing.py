@@ -18,7 +18,7 @@ def test_statistics():
 
 def test_repeat_runs_exactly_the_rounds_asked_for():
     calls = []
-    assert len(timing.repeat(lambda: calls.append(1), budget=100, rounds=7).times) == 7 == len(calls)
+    assert len(timing.repeat(lambda: calls.append(1), budget=100, calls=7).times) == 7 == len(calls)
 
 
 def test_repeat_fills_the_budget_and_always_runs_once():

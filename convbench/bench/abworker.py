@@ -1,7 +1,8 @@
 """The worker of ``convbench ab``: one per revision, run as a script inside that revision's
 git worktree, speaking JSON lines on stdin and stdout.
 
-It imports nothing of convbench (the runner imports its ``max_relative_error`` instead), only
+It imports nothing of convbench (the harness imports its ``max_relative_error`` and
+``call_times`` instead), only
 the revision's ``kernels`` (the interface of
 INTERFACE.md, which every revision keeps) and numpy, so the same worker drives any commit,
 older or newer than the code that starts it. Requests::
@@ -49,6 +50,24 @@ def _forward(be, p: dict, a: dict):
 def _backward(be, p: dict, a: dict, ctx) -> tuple:
     grads = getattr(be, f"{p['op']}_backward")(a["dy"], ctx)
     return grads if isinstance(grads, tuple) else (grads,)
+
+
+def call_times(fn, seconds: float, exact: bool = False, calls: int | None = None,
+               at_most: int | None = None) -> list[float]:
+    """The harness's one timing loop: the times of back-to-back calls of ``fn`` (perf_counter),
+    exactly ``calls`` of them if given, one if ``exact``, otherwise until ``seconds`` are spent
+    (at least one call, at most ``at_most``). It lives here for the reason ``max_relative_error``
+    does: the worker of any revision times with the same loop as the harness."""
+    times: list[float] = []
+    spent = 0.0
+    while (len(times) < calls if calls is not None else
+           not times or (not exact and spent < seconds and (at_most is None or len(times) < at_most))):
+        start = time.perf_counter()
+        fn()
+        elapsed = time.perf_counter() - start
+        times.append(elapsed)
+        spent += elapsed
+    return times
 
 
 def max_relative_error(got, expected) -> float:
@@ -118,13 +137,7 @@ def _slice(request: dict, calls: dict, threads: _Threads) -> dict:
     make, count, first = calls[request["id"]]
     fn = make(fresh=first < request["seconds"] / 4)
     threads.set(count)
-    times, spent = [], 0.0
-    while not times or (not request["exact"] and spent < request["seconds"]):
-        start = time.perf_counter()
-        fn()
-        elapsed = time.perf_counter() - start
-        times.append(elapsed)
-        spent += elapsed
+    times = call_times(fn, request["seconds"], request["exact"])
     return {"ok": True, "times": times}
 
 

@@ -154,31 +154,10 @@ def compare(old: str | Path, new: str | Path, threshold: float = 0.10,
     drifts = {(m, t): allowance(_calibration(old, raw_a, int(t), m if split_a else None),
                                 _calibration(new, raw_b, int(t), m if split_b else None))
               for m, t in merged[["machine", "threads"]].drop_duplicates().itertuples(index=False)}
-    rows, regressions = [], 0
-    for r in merged.itertuples():
-        if r.status_old == "ok" and r.status_new == "ok":
-            old_samples, new_samples = _samples(r, "old"), _samples(r, "new")
-            if old_samples and new_samples:
-                v = stats.verdict(old_samples, new_samples, threshold, drift=drifts[r.machine, r.threads][0],
-                                  contended=_flag(r, "contended", "old") or _flag(r, "contended", "new"))
-            else:
-                v = stats.Verdict("inconclusive", r.median_s_new / r.median_s_old, float("nan"), float("nan"),
-                                  "no per-turn samples (a schema 1 run): measure again")
-            word, regression = v.word, v.word == "slower"
-            cells = (f"{r.fastest_s_old / scale:.4g}", f"{r.fastest_s_new / scale:.4g}", f"{v.ratio:.3f}", v.interval,
-                     f"{r.median_s_new / r.median_s_old:.3f}")
-            note = v.reason
-        else:
-            word = f"{r.status_old} -> {r.status_new}"
-            regression = r.status_old == "ok" and r.status_new in ("wrong", "error")
-            cells, note = ("-", "-", "-", "-", "-"), ""
-        regressions += regression
-        rows.append({**({"machine": r.machine} if machine_column else {}), "suite": r.suite, "problem": r.problem, "backend": r.backend, "direction": r.direction,
-                     "dtype": r.dtype, "threads": r.threads, f"old fastest ({unit})": cells[0],
-                     f"new fastest ({unit})": cells[1], "new/old": cells[2], "95% interval": cells[3],
-                     "medians new/old": cells[4],
-                     "verdict": word + (" (REGRESSION)" if regression else ""), "why": note})
-    table = pd.DataFrame(rows)
+    judged = [_judge(r, threshold, drifts[r.machine, r.threads][0], unit, scale, machine_column)
+              for r in merged.itertuples()]
+    regressions = sum(regression for _, regression in judged)
+    table = pd.DataFrame([row for row, _ in judged])
     counts = table.verdict.str.replace(" (REGRESSION)", "", regex=False).value_counts()
     contended = int(table.why.str.startswith("contended").sum())
     sides = [machine_line(raw_a), machine_line(raw_b)]
@@ -191,3 +170,27 @@ def compare(old: str | Path, new: str | Path, threshold: float = 0.10,
     if not table.why.astype(bool).any():
         table = table.drop(columns="why")
     return head + "\n\n" + table.to_markdown(index=False) + "\n", regressions
+
+def _judge(r, threshold: float, drift: float, unit: str, scale: float, machine_column: bool) -> tuple[dict, bool]:
+    """One matched pair of rows as a line of the comparison table, and whether it is a regression."""
+    if r.status_old == "ok" and r.status_new == "ok":
+        old_samples, new_samples = _samples(r, "old"), _samples(r, "new")
+        if old_samples and new_samples:
+            v = stats.verdict(old_samples, new_samples, threshold, drift=drift,
+                              contended=_flag(r, "contended", "old") or _flag(r, "contended", "new"))
+        else:
+            v = stats.Verdict("inconclusive", r.median_s_new / r.median_s_old, float("nan"), float("nan"),
+                              "no per-turn samples (a schema 1 run): measure again")
+        word, regression = v.word, v.word == "slower"
+        cells = (f"{r.fastest_s_old / scale:.4g}", f"{r.fastest_s_new / scale:.4g}", f"{v.ratio:.3f}", v.interval,
+                 f"{r.median_s_new / r.median_s_old:.3f}")
+        note = v.reason
+    else:
+        word = f"{r.status_old} -> {r.status_new}"
+        regression = r.status_old == "ok" and r.status_new in ("wrong", "error")
+        cells, note = ("-", "-", "-", "-", "-"), ""
+    return {**({"machine": r.machine} if machine_column else {}), "suite": r.suite, "problem": r.problem,
+            "backend": r.backend, "direction": r.direction, "dtype": r.dtype, "threads": r.threads,
+            f"old fastest ({unit})": cells[0], f"new fastest ({unit})": cells[1], "new/old": cells[2],
+            "95% interval": cells[3], "medians new/old": cells[4],
+            "verdict": word + (" (REGRESSION)" if regression else ""), "why": note}, regression

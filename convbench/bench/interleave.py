@@ -13,28 +13,15 @@ budget rather than ``turns`` of them.
 from __future__ import annotations
 
 import statistics
-import time
 from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
 
 from convbench.bench import stats
+from convbench.bench.abworker import call_times  # noqa: F401 -- the one timing loop, for the measuring code
 from convbench.bench.machine import CpuMeter
 from convbench.bench.stats import MIN_SAMPLES
 
 TURNS = 20
-
-
-def call_times(fn: Callable[[], object], seconds: float, exact: bool) -> list[float]:
-    """Back-to-back calls of ``fn`` for about ``seconds`` (at least one), or one call if ``exact``."""
-    times: list[float] = []
-    spent = 0.0
-    while not times or (not exact and spent < seconds):
-        start = time.perf_counter()
-        fn()
-        elapsed = time.perf_counter() - start
-        times.append(elapsed)
-        spent += elapsed
-    return times
 
 
 @dataclass

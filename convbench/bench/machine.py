@@ -30,6 +30,7 @@ import numpy as np
 import psutil
 from threadpoolctl import threadpool_limits
 
+from convbench.bench.abworker import call_times
 from convbench.bench.timing import usable_cores
 
 CALIBRATION_VERSION = 2
@@ -233,12 +234,7 @@ def calibrate(threads: int = 1, repeats: int = 7) -> dict:
     """
     def fastest(fn) -> float:
         fn()
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
-        return min(times)
+        return min(call_times(fn, 0.0, calls=repeats))
 
     with threadpool_limits(limits=1):
         sgemm = fastest(lambda: _CAL_A @ _CAL_B)

@@ -62,42 +62,54 @@ def write_plots(frame: pd.DataFrame, folder: Path) -> list[Path]:
     ok = frame[(frame.status == "ok") & (frame.direction == DIRECTION)]
     written = []
     for (threads, dtype, suite), rows in ok.groupby(["threads", "dtype", "suite"], sort=False):
-        tag = f"{_file_part(suite)}-{dtype}-{threads}t"
-        title = f"{suite}, {DIRECTION}, {dtype}, {threads} thread(s)"
-        order = list(dict.fromkeys(rows.problem))
-        columns = backends.order(rows.backend)
-        gflops = rows.pivot_table(index="problem", columns="backend", values="gflops").reindex(order)[columns]
+        written += _layer_plots(rows, folder, f"{_file_part(suite)}-{dtype}-{threads}t",
+                                f"{suite}, {DIRECTION}, {dtype}, {threads} thread(s)")
+    return written + _step_plots(frame, folder) + _roofline_plots(frame, folder)
+
+
+def _layer_plots(rows: pd.DataFrame, folder: Path, tag: str, title: str) -> list[Path]:
+    """GFLOP/s, speedup over the baseline and phase shares per layer of one suite, dtype and thread count."""
+    written = []
+    order = list(dict.fromkeys(rows.problem))
+    columns = backends.order(rows.backend)
+    gflops = rows.pivot_table(index="problem", columns="backend", values="gflops").reindex(order)[columns]
+    fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(order) + 3), 4.5))
+    _bars(ax, gflops, "GFLOP/s")
+    if rows.peak_gflops.notna().any():
+        ax.axhline(rows.peak_gflops.median(), color="k", ls="--", lw=1)
+    ax.set_title(f"GFLOP/s per layer: {title}" + (" (dashed: SGEMM peak)" if rows.peak_gflops.notna().any() else ""))
+    written.append(_save(fig, folder / f"gflops-{tag}.png"))
+
+    times = rows.pivot_table(index="problem", columns="backend", values="median_s").reindex(order)
+    baseline = backends.baseline(times.columns)
+    if baseline:
+        speedup = times.rdiv(times[baseline], axis=0).drop(columns=baseline)
         fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(order) + 3), 4.5))
-        _bars(ax, gflops, "GFLOP/s")
-        if rows.peak_gflops.notna().any():
-            ax.axhline(rows.peak_gflops.median(), color="k", ls="--", lw=1)
-        ax.set_title(f"GFLOP/s per layer: {title}" + (" (dashed: SGEMM peak)" if rows.peak_gflops.notna().any() else ""))
-        written.append(_save(fig, folder / f"gflops-{tag}.png"))
+        _bars(ax, speedup[[c for c in columns if c != baseline]], f"speedup over {baseline}")
+        ax.set_title(f"Speedup over {baseline}: {title}")
+        written.append(_save(fig, folder / f"speedup-{tag}.png"))
 
-        times = rows.pivot_table(index="problem", columns="backend", values="median_s").reindex(order)
-        baseline = backends.baseline(times.columns)
-        if baseline:
-            speedup = times.rdiv(times[baseline], axis=0).drop(columns=baseline)
-            fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(order) + 3), 4.5))
-            _bars(ax, speedup[[c for c in columns if c != baseline]], f"speedup over {baseline}")
-            ax.set_title(f"Speedup over {baseline}: {title}")
-            written.append(_save(fig, folder / f"speedup-{tag}.png"))
+    phased = rows[rows.phases.notna()]
+    if len(phased):
+        fig, axes = plt.subplots(1, phased.backend.nunique(), figsize=(12, 4.5), squeeze=False)
+        for ax, (backend, group) in zip(axes[0], phased.groupby("backend")):
+            shares = pd.DataFrame([
+                {**r.phases, "other": max(0.0, r.median_s - sum(r.phases.values()))} for r in group.itertuples()
+            ], index=group.problem).reindex([p for p in order if p in set(group.problem)])
+            shares = shares.div(shares.sum(axis=1), axis=0)
+            shares.plot.bar(stacked=True, ax=ax, width=0.8, fontsize=8)
+            ax.set_title(f"{backend}: share of one call", fontsize=10)
+            ax.set_ylim(0, 1)
+            ax.legend(fontsize=7)
+        fig.suptitle(f"Phase breakdown: {title}")
+        written.append(_save(fig, folder / f"phases-{tag}.png"))
 
-        phased = rows[rows.phases.notna()]
-        if len(phased):
-            fig, axes = plt.subplots(1, phased.backend.nunique(), figsize=(12, 4.5), squeeze=False)
-            for ax, (backend, group) in zip(axes[0], phased.groupby("backend")):
-                shares = pd.DataFrame([
-                    {**r.phases, "other": max(0.0, r.median_s - sum(r.phases.values()))} for r in group.itertuples()
-                ], index=group.problem).reindex([p for p in order if p in set(group.problem)])
-                shares = shares.div(shares.sum(axis=1), axis=0)
-                shares.plot.bar(stacked=True, ax=ax, width=0.8, fontsize=8)
-                ax.set_title(f"{backend}: share of one call", fontsize=10)
-                ax.set_ylim(0, 1)
-                ax.legend(fontsize=7)
-            fig.suptitle(f"Phase breakdown: {title}")
-            written.append(_save(fig, folder / f"phases-{tag}.png"))
+    return written
 
+
+def _step_plots(frame: pd.DataFrame, folder: Path) -> list[Path]:
+    """Where the time of each training step goes, per layer kind."""
+    written = []
     steps = frame[(frame.status == "ok") & (frame.direction == "step")]
     steps = steps.dropna(subset=["conv_s"])  # only convbench step rows carry the time per layer kind
     for (threads, problem), rows in steps.groupby(["threads", "problem"], sort=False):
@@ -118,6 +130,12 @@ def write_plots(frame: pd.DataFrame, folder: Path) -> list[Path]:
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
         written.append(_save(fig, folder / f"step-{_file_part(problem)}-{threads}t.png"))
 
+    return written
+
+
+def _roofline_plots(frame: pd.DataFrame, folder: Path) -> list[Path]:
+    """Achieved GFLOP/s against arithmetic intensity, under the SGEMM and copy roofs."""
+    written = []
     conv = frame[(frame.status == "ok") & (frame.op == "conv2d")].dropna(subset=["peak_gflops", "intensity"])
     for threads, rows in conv.groupby("threads"):
         fig, ax = plt.subplots(figsize=(7, 5))

@@ -313,9 +313,23 @@ def write_report(paths: str | Path | list, plots: bool = True, out: str | Path |
     if frame.empty:
         raise InputError(f"{', '.join(map(str, paths))} holds no measurements yet")
     names = machines(frame)
+    every, every_unit = measurements_table(frame, columns, sort)  # bad --columns/--sort fail before any file is written
+    parts = [f"# convbench report: {path.name}", "", *_preamble(frame, names), *_body(frame, names),
+             "## All measurements", "",
+             f"One row per measurement, times in {every_unit} (`convbench report --columns ... --sort ...`; "
+             f"columns: {', '.join(MEASUREMENT_COLUMNS)}).", "", every.to_markdown(index=False), ""]
+    written = _plots(frame, names, path) if plots else []
+    if written:
+        parts += ["## Plots", ""] + [f"![{p.stem}]({p.relative_to(path).as_posix()})" for p in written] + [""]
+    report = path / "report.md"
+    report.write_text("\n".join(parts))
+    return [report, *written]
+
+
+def _preamble(frame: pd.DataFrame, names: list) -> list[str]:
+    """The machine (or machines), the statuses, how to read a cell, and the flagged share."""
     statuses = frame.status.value_counts()
-    parts = [f"# convbench report: {path.name}", ""]
-    parts += [_machine(frame), ""] if len(names) <= 1 else [
+    parts = [_machine(frame), ""] if len(names) <= 1 else [
         f"{len(names)} machines; each one's tables come from its own rows, the backends of each problem "
         "measured in turns on that machine.", "", _machines_summary(frame).to_markdown(), ""]
     parts += ["Statuses: " + ", ".join(f"{n} {s}" for s, n in statuses.items()) + ".",
@@ -326,35 +340,33 @@ def write_report(paths: str | Path | list, plots: bool = True, out: str | Path |
         marked = int((frame[flag] == True).sum()) if flag in frame else 0  # noqa: E712
         if marked:
             parts += [f"{marked} of {len(frame)} measurement(s) were {flag}.", ""]
-    every, every_unit = measurements_table(frame, columns, sort)  # bad --columns/--sort fail before any file is written
-    written = []
-    if len(names) <= 1:
-        parts += _sections(frame)
-    else:
-        parts += ["## Across machines", ""]
-        for (threads, dtype, suite, direction), rows in frame.groupby(["threads", "dtype", "suite", "direction"], sort=False):
-            table, unit = machines_table(rows)
-            parts += [f"### {suite}, {direction} ({dtype}, {threads} thread{'s' if threads > 1 else ''})", "",
-                      f"Median times in {unit} (ratio to the best on that machine):", "", table.to_markdown(index=False), ""]
-        for name in names:
-            parts += [f"# {name}", "", _machine(frame[frame.machine == name]), ""]
-            parts += _sections(frame[frame.machine == name], prefix=f"{name}: ")
-    parts += ["## All measurements", "",
-              f"One row per measurement, times in {every_unit} (`convbench report --columns ... --sort ...`; "
-              f"columns: {', '.join(MEASUREMENT_COLUMNS)}).", "", every.to_markdown(index=False), ""]
-    if plots:
-        from convbench.bench.plots import write_plots
+    return parts
 
-        images = []
-        for name in names if len(names) > 1 else [None]:
-            rows = frame if name is None else frame[frame.machine == name]
-            folder = path / "plots" if name is None else path / "plots" / _slug(name)
-            images += write_plots(rows, folder)
-        parts += ["## Plots", ""] + [f"![{p.stem}]({p.relative_to(path).as_posix()})" for p in images] + [""]
-        written += images
-    report = path / "report.md"
-    report.write_text("\n".join(parts))
-    return [report, *written]
+
+def _body(frame: pd.DataFrame, names: list) -> list[str]:
+    """One machine's sections, or a table across machines followed by each machine's sections."""
+    if len(names) <= 1:
+        return _sections(frame)
+    parts = ["## Across machines", ""]
+    for (threads, dtype, suite, direction), rows in frame.groupby(["threads", "dtype", "suite", "direction"], sort=False):
+        table, unit = machines_table(rows)
+        parts += [f"### {suite}, {direction} ({dtype}, {threads} thread{'s' if threads > 1 else ''})", "",
+                  f"Median times in {unit} (ratio to the best on that machine):", "", table.to_markdown(index=False), ""]
+    for name in names:
+        parts += [f"# {name}", "", _machine(frame[frame.machine == name]), ""]
+        parts += _sections(frame[frame.machine == name], prefix=f"{name}: ")
+    return parts
+
+
+def _plots(frame: pd.DataFrame, names: list, path: Path) -> list[Path]:
+    """The plots of each machine's rows, in plots/ (one machine) or plots/MACHINE/."""
+    from convbench.bench.plots import write_plots
+
+    images = []
+    for name in names if len(names) > 1 else [None]:
+        rows = frame if name is None else frame[frame.machine == name]
+        images += write_plots(rows, path / "plots" if name is None else path / "plots" / _slug(name))
+    return images
 
 
 def _slug(name: str) -> str:

@@ -1,7 +1,7 @@
 """Careful timing: explicit threads, adaptive repeats, robust statistics, and the machine's peaks.
 
 Like ``timeit``'s autorange and ``torch.utils.benchmark``: the caller warms the function up,
-then it repeats until a time budget is spent (or exactly ``rounds`` times), and the median and
+then it repeats until a time budget is spent (or exactly ``calls`` times), and the median and
 the interquartile range describe the result; a measurement whose IQR exceeds 10 % of its median
 is flagged noisy (``convbench.bench.stats.is_noisy``).
 """
@@ -20,6 +20,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from convbench.bench import limits, probes, stats
+from convbench.bench.abworker import call_times
 
 
 @dataclass(frozen=True)
@@ -44,17 +45,9 @@ class Timing:
         return stats.is_noisy(self.times)
 
 
-def repeat(fn: Callable[[], object], budget: float, rounds: int | None = None, max_rounds: int = 10_000) -> Timing:
-    """Time ``fn`` exactly ``rounds`` times, or until ``budget`` seconds are spent (at least once)."""
-    times: list[float] = []
-    spent = 0.0
-    while (len(times) < rounds) if rounds else (not times or (spent < budget and len(times) < max_rounds)):
-        start = time.perf_counter()
-        fn()
-        elapsed = time.perf_counter() - start
-        times.append(elapsed)
-        spent += elapsed
-    return Timing(tuple(times))
+def repeat(fn: Callable[[], object], budget: float, calls: int | None = None, max_calls: int = 10_000) -> Timing:
+    """Time ``fn`` exactly ``calls`` times, or until ``budget`` seconds are spent (at least once)."""
+    return Timing(tuple(call_times(fn, budget, calls=calls, at_most=max_calls)))
 
 
 def timed(fn: Callable[[], object]) -> tuple[float, object]:

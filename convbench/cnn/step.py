@@ -182,38 +182,12 @@ def measure_steps(backends: list[str], model: str, batch_size: int, dtype: str, 
     reference = build_model(model, kernels.reference, seed=seed, dtype="float64")
     expected = reference.train_step(x.astype(np.float64), y, SGD(**sgd_settings(model)))[0]
     results: dict[str, dict] = {}
-    steps, first, timed, estimates = {}, {}, {}, {}
+    steps, timed = {}, {}
     for backend in backends:
-        try:
-            # a loop-bound backend (naive) is estimated from fewer images before any whole step;
-            # the others' first step is the bound, and where it passes the limit (compiling
-            # counts in it) their second step decides
-            loop_bound = kernels.traits(backend).work is not None
-            estimate = estimate_step_seconds(backend, model, batch_size, dtype, seed, max_time) if loop_bound else None
-            if estimate is None or estimate <= max_time:
-                step = _step_function(backend, model, x, y, dtype, seed)
-                with timing.one_pool(backend):
-                    warm_up = step(False)  # numba compiles here
-                    if warm_up["step"] > max_time:
-                        estimate = step(False)["step"]
-            if estimate is not None and estimate > max_time:
-                how = "estimated from steps on fewer images" if loop_bound else "its second step"
-                results[backend] = {"status": "skipped", "estimate_s": estimate, "reason": (
-                    f"{estimate:.1f} s per step ({how}); over the {max_time:g} s limit (--max-time)")}
-                continue
-        except kernels.BackendUnavailable as exc:
-            results[backend] = {"status": "unavailable", "reason": str(exc)}
-            continue
-        except Exception as exc:  # recorded, and the run goes on
-            results[backend] = {"status": "error", "reason": f"{type(exc).__name__}: {exc}"}
-            continue
-        error = abs(warm_up["loss"] - expected) / abs(expected)
-        if not error <= TOLERANCE[dtype]:
-            results[backend] = {"status": "wrong", "max_rel_err": error, "reason": (
-                f"first-step loss {warm_up['loss']:.6g} vs the reference's {expected:.6g}")}
-            continue
-        steps[backend], first[backend], timed[backend] = step, (warm_up["step"], error), []
-        estimates[backend] = estimate
+        results[backend] = _first_step(backend, model, batch_size, x, y, dtype, seed, max_time, expected)
+        if results[backend]["status"] == "ok":
+            steps[backend], timed[backend] = results[backend].pop("step"), []
+
     def turn_of(backend: str) -> Callable[[float, bool], list[float]]:
         def one_turn(seconds: float, exact: bool) -> list[float]:
             plain_steps, instrumented = [], []
@@ -231,19 +205,52 @@ def measure_steps(backends: list[str], model: str, batch_size: int, dtype: str, 
     entries = [Entry(backend, turn_of(backend)) for backend in steps]
     interleave(entries, budget, rounds or SLICES, exact=rounds is not None, between=between, settle=quiesce)
     for entry in entries:
-        backend = entry.key
         if entry.error is not None:
-            results[backend] = {"status": "error", "reason": f"{type(entry.error).__name__}: {entry.error}"}
-            continue
-        turns = timed[backend]
-        keys = [key for key in turns[0][0] if key not in ("step", "loss")]
-        fields = {"step": entry.summary(), **{key: timing_fields(
-            [[float(np.median([s[key] for s in turn])) for turn in turns]],
-            [[min(s[key] for s in turn) for turn in turns]], [entry.calls]) for key in keys}}
-        results[backend] = {"status": "ok", "calls": sum(entry.calls), "fields": fields, "meter": entry.meter,
-                            "first_call_s": first[backend][0], "max_rel_err": first[backend][1],
-                            "estimate_s": estimates[backend]}
+            results[entry.key] = {"status": "error", "reason": f"{type(entry.error).__name__}: {entry.error}"}
+        else:
+            results[entry.key].update(calls=sum(entry.calls), fields=_step_fields(entry, timed[entry.key]),
+                                      meter=entry.meter)
     return {backend: results[backend] for backend in backends}
+
+
+def _first_step(backend: str, model: str, batch_size: int, x, y, dtype: str, seed: int, max_time: float,
+                expected: float) -> dict:
+    """A backend's first step, checked against the reference's loss: ``{"status": "ok", "step":
+    the step function, ...}``, or why it will not be timed (skipped, unavailable, error, wrong)."""
+    try:
+        # a loop-bound backend (naive) is estimated from fewer images before any whole step;
+        # the others' first step is the bound, and where it passes the limit (compiling
+        # counts in it) their second step decides
+        loop_bound = kernels.traits(backend).work is not None
+        estimate = estimate_step_seconds(backend, model, batch_size, dtype, seed, max_time) if loop_bound else None
+        if estimate is None or estimate <= max_time:
+            step = _step_function(backend, model, x, y, dtype, seed)
+            with timing.one_pool(backend):
+                warm_up = step(False)  # numba compiles here
+                if warm_up["step"] > max_time:
+                    estimate = step(False)["step"]
+        if estimate is not None and estimate > max_time:
+            how = "estimated from steps on fewer images" if loop_bound else "its second step"
+            return {"status": "skipped", "estimate_s": estimate,
+                    "reason": f"{estimate:.1f} s per step ({how}); over the {max_time:g} s limit (--max-time)"}
+    except kernels.BackendUnavailable as exc:
+        return {"status": "unavailable", "reason": str(exc)}
+    except Exception as exc:  # recorded, and the run goes on
+        return {"status": "error", "reason": f"{type(exc).__name__}: {exc}"}
+    error = abs(warm_up["loss"] - expected) / abs(expected)
+    if not error <= TOLERANCE[dtype]:
+        return {"status": "wrong", "max_rel_err": error,
+                "reason": f"first-step loss {warm_up['loss']:.6g} vs the reference's {expected:.6g}"}
+    return {"status": "ok", "step": step, "first_call_s": warm_up["step"], "max_rel_err": error, "estimate_s": estimate}
+
+
+def _step_fields(entry: Entry, turns: list[list[dict]]) -> dict:
+    """The timing fields of the plain step (the entry's own) and of each part the instrumented
+    steps of each turn split it into."""
+    keys = [key for key in turns[0][0] if key not in ("step", "loss")]
+    return {"step": entry.summary(), **{key: timing_fields(
+        [[float(np.median([s[key] for s in turn])) for turn in turns]],
+        [[min(s[key] for s in turn) for turn in turns]], [entry.calls]) for key in keys}}
 
 
 def measure_step(backend: str, model: str, batch_size: int, dtype: str, budget: float,

@@ -170,30 +170,14 @@ def train(config: TrainConfig, progress: Callable[[dict], None] | None = None, r
     labels = data.y_train
     if config.model == "seed000" and len(data.classes) != 2:
         raise DataError(f"seed000 is a two-class model: give --classes A,B; got {len(data.classes)} classes")
-    model = build_model(config.model, kernels.get(config.backend), seed=config.seed, dtype=config.dtype,
-                        **({"freeze_conv": config.freeze_conv, "freeze_dense": config.freeze_dense}
-                           if config.model == "seed000" else {}))
-    outputs = model.forward(data.x_train[:1]).shape[1]
-    known = 2 if outputs == 1 else outputs  # one sigmoid output tells two classes apart
-    for what, y in (("training", labels), ("validation", data.y_val), ("test", y_test)):
-        if len(y) and not 0 <= int(y.max()) < known:
-            raise DataError(f"{source}: a {what} label is {int(y.max())}, but {config.model} tells {known} "
-                            f"classes (0 to {known - 1}) apart; choose the classes with --classes")
+    model = _checked_model(config, data, y_test, source)
     optimizer = SGD(config.lr, config.momentum, config.decay)
     rng = np.random.default_rng(config.seed + 1)
     per_epoch = -(-len(labels) // config.batch_size)
     total = config.iterations or config.epochs * per_epoch
     history, curve, steps, train_s, epoch = [], [], 0, 0.0, 0
     if resume:
-        state, arrays = load_checkpoint(checkpoint)
-        for i, layer in enumerate(model.layers):
-            for key, w in layer.params.items():
-                w[...] = arrays[f"param:{i}.{key}"]
-        optimizer.restore(model.layers, {k.removeprefix("velocity:"): v for k, v in arrays.items()
-                                         if k.startswith("velocity:")}, state["sgd_t"])
-        rng.bit_generator.state = state["rng"]
-        history, steps, train_s, epoch = state["history"], state["steps"], state["train_s"], state["epoch"]
-        curve = state.get("curve", [])
+        history, steps, train_s, epoch, curve = _restore(checkpoint, model, optimizer, rng)
     result = {} if result is None else result
     result.update({"model": config.model, "backend": config.backend, "config": asdict(config), "data": source,
                    "classes": list(data.classes), "iterations": total, "history": history, "curve": curve})
@@ -201,24 +185,7 @@ def train(config: TrainConfig, progress: Callable[[dict], None] | None = None, r
         while steps < total:
             epoch += 1
             order = rng.permutation(len(labels))
-            sums = {"loss": 0.0, "accuracy": 0.0, "steps": 0}
-            for start in range(0, len(order), config.batch_size):
-                if steps == total:
-                    break
-                index = order[start : start + config.batch_size]
-                t0 = time.perf_counter()
-                with np.errstate(all="ignore"):  # an overflow is caught below, as a loss that is not finite
-                    loss, accuracy = model.train_step(data.x_train[index], labels[index], optimizer)
-                train_s += time.perf_counter() - t0
-                if not np.isfinite(loss):
-                    raise Diverged(f"training diverged at step {steps + 1}: the loss is {loss} (lr {config.lr:g}, "
-                                   f"momentum {config.momentum:g}); try a smaller --lr")
-                steps += 1
-                sums["loss"] += loss
-                sums["accuracy"] += accuracy
-                sums["steps"] += 1
-                curve.append([steps, float(loss), float(accuracy)])
-                progress({"event": "step", "step": steps, "total": total, "loss": loss, "accuracy": accuracy})
+            sums, steps, train_s = _epoch(model, optimizer, data, order, config, steps, total, train_s, curve, progress)
             val_loss, val_accuracy = evaluate(model, data.x_val, data.y_val)
             history.append({"epoch": epoch, "step": steps, "train_loss": sums["loss"] / sums["steps"],
                             "train_accuracy": sums["accuracy"] / sums["steps"],
@@ -234,6 +201,58 @@ def train(config: TrainConfig, progress: Callable[[dict], None] | None = None, r
     result["step_ms_mean"] = 1e3 * train_s / steps
     result["wall_s"] = time.perf_counter() - started
     return result
+
+
+def _checked_model(config: TrainConfig, data, y_test, source: str):
+    """The model to train, after checking that every label is one of the classes it tells apart."""
+    model = build_model(config.model, kernels.get(config.backend), seed=config.seed, dtype=config.dtype,
+                        **({"freeze_conv": config.freeze_conv, "freeze_dense": config.freeze_dense}
+                           if config.model == "seed000" else {}))
+    outputs = model.forward(data.x_train[:1]).shape[1]
+    known = 2 if outputs == 1 else outputs  # one sigmoid output tells two classes apart
+    for what, y in (("training", data.y_train), ("validation", data.y_val), ("test", y_test)):
+        if len(y) and not 0 <= int(y.max()) < known:
+            raise DataError(f"{source}: a {what} label is {int(y.max())}, but {config.model} tells {known} "
+                            f"classes (0 to {known - 1}) apart; choose the classes with --classes")
+    return model
+
+
+def _restore(checkpoint: Path, model, optimizer: SGD, rng) -> tuple:
+    """Put a checkpoint's weights, velocities and random state back; return its history, steps,
+    training seconds, epoch and curve."""
+    state, arrays = load_checkpoint(checkpoint)
+    for i, layer in enumerate(model.layers):
+        for key, w in layer.params.items():
+            w[...] = arrays[f"param:{i}.{key}"]
+    optimizer.restore(model.layers, {k.removeprefix("velocity:"): v for k, v in arrays.items()
+                                     if k.startswith("velocity:")}, state["sgd_t"])
+    rng.bit_generator.state = state["rng"]
+    return state["history"], state["steps"], state["train_s"], state["epoch"], state.get("curve", [])
+
+
+def _epoch(model, optimizer: SGD, data, order, config: TrainConfig, steps: int, total: int, train_s: float,
+           curve: list, progress: Callable[[dict], None]) -> tuple[dict, int, float]:
+    """One pass over ``order`` in batches (stopping at ``total`` steps): the sums of loss and
+    accuracy, the steps so far and the training seconds so far."""
+    sums = {"loss": 0.0, "accuracy": 0.0, "steps": 0}
+    for start in range(0, len(order), config.batch_size):
+        if steps == total:
+            break
+        index = order[start : start + config.batch_size]
+        t0 = time.perf_counter()
+        with np.errstate(all="ignore"):  # an overflow is caught below, as a loss that is not finite
+            loss, accuracy = model.train_step(data.x_train[index], data.y_train[index], optimizer)
+        train_s += time.perf_counter() - t0
+        if not np.isfinite(loss):
+            raise Diverged(f"training diverged at step {steps + 1}: the loss is {loss} (lr {config.lr:g}, "
+                           f"momentum {config.momentum:g}); try a smaller --lr")
+        steps += 1
+        sums["loss"] += loss
+        sums["accuracy"] += accuracy
+        sums["steps"] += 1
+        curve.append([steps, float(loss), float(accuracy)])
+        progress({"event": "step", "step": steps, "total": total, "loss": loss, "accuracy": accuracy})
+    return sums, steps, train_s
 
 
 def default_out(model: str, backend: str, resume: bool) -> Path:
