@@ -119,3 +119,61 @@ def test_several_processes_per_side_are_one_row_each_with_their_samples(repo, tm
         assert len({s["worker"] for s in sessions}) == 2
     assert (out / "worker-a2.log").exists() and (out / "worker-b2.log").exists()
     assert "2 process(es) on a side" not in capsys.readouterr().out  # a same needs no third
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    """kernels/ and convbench/ at two commits; the second's im2col forward is wrong, and its
+    network code says so on the worker's stderr when imported."""
+    path = tmp_path_factory.mktemp("project")
+    for package in ("kernels", "convbench"):
+        source = Path(__import__(package).__file__).parent
+        shutil.copytree(source, path / package, ignore=shutil.ignore_patterns("__pycache__"))
+    git(path, "init", "-q")
+    git(path, "add", ".")
+    git(path, "commit", "-q", "-m", "first")
+    with open(path / "kernels" / "im2col.py", "a") as f:
+        f.write(WRONG_FORWARD)
+    with open(path / "convbench" / "cnn" / "step.py", "a") as f:
+        f.write("\nprint('the second commit network code', file=__import__('sys').stderr)\n")
+    git(path, "commit", "-q", "-am", "second: wrong im2col")
+    return path
+
+
+STEP_ARGS = ["--model", "lenet5", "--batch", "4", "--backends", "im2col,stride_tricks", "--threads", "1",
+             "--turns", "4", "--budget", "0.05"]
+
+
+def test_training_steps_of_two_commits_each_with_its_own_network_and_kernels(project, tmp_path, capsys):
+    out = tmp_path / "ab"
+    assert main(["ab", "HEAD~1", "HEAD", "--repo", str(project), "--out", str(out), "--quiet", *STEP_ARGS]) == 1
+    assert "ok -> wrong (REGRESSION)" in capsys.readouterr().out
+    a, b = rows(out, "a"), rows(out, "b")
+    assert {(r["problem"], r["direction"], r["backend"], r["status"]) for r in a} == {
+        ("lenet5-b4", "step", "im2col", "ok"), ("lenet5-b4", "step", "stride_tricks", "ok")}
+    assert {r["backend"]: r["status"] for r in b} == {"im2col": "wrong", "stride_tricks": "ok"}
+    assert all(r["turns"] == 4 and r["suite"] == "step" for r in a)
+    assert "the second commit network code" in (out / "worker-b.log").read_text()
+    assert "the second commit network code" not in (out / "worker-a.log").read_text()
+
+
+def test_an_ab_of_steps_reads_like_a_step_run(project, tmp_path, capsys):
+    """ab's step rows compare with `convbench step`'s: same suite, problem and direction."""
+    out = tmp_path / "ab"
+    assert main(["ab", "HEAD~1", "HEAD~1", "--repo", str(project), "--out", str(out), "--quiet", *STEP_ARGS]) == 0
+    assert "2 measurements compared" in capsys.readouterr().out
+    step = tmp_path / "step"
+    assert main(["step", "--model", "lenet5", "--batch-size", "4", "--backends", "im2col", "--threads", "1",
+                 "--rounds", "3", "--out", str(step), "--quiet"]) == 0
+    mine = {(r["suite"], r["problem"], r["direction"]) for r in rows(step.parent, step.name)}
+    assert ("step", "lenet5-b4", "step") in mine
+    assert {(r["suite"], r["problem"], r["direction"]) for r in rows(out, "a")} <= mine
+
+
+@pytest.mark.parametrize("option", [["--suite", "seeds"], ["--directions", "forward"], ["--match", "conv"],
+                                    ["--ops", "conv2d"]])
+def test_model_refuses_the_options_that_choose_layers(project, tmp_path, capsys, option):
+    assert main(["ab", "HEAD", "HEAD", "--repo", str(project), "--out", str(tmp_path / "x"), "--model", "lenet5",
+                 *option]) == 2
+    err = capsys.readouterr().err
+    assert f"{option[0]} choose layers" in err and err.count("\n") == 1 and not (tmp_path / "x").exists()

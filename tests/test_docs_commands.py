@@ -61,7 +61,7 @@ convbench() {  # every convbench command at the budgets of the measuring scripts
     *" --resume "*) ;;  # a saved plan keeps its own budgets
     *) case "${1:-}" in
          run|ab) extra=("${run_budget[@]}")
-                 case " $* " in *" --match "*) ;; *) extra+=("${run_scope[@]}") ;; esac ;;
+                 case " $* " in *" --match "*|*" --model "*) ;; *) extra+=("${run_scope[@]}") ;; esac ;;
          step) extra=("${step_budget[@]}") ;;
          train) extra=("${train_budget[@]}") ;;
        esac ;;

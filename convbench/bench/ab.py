@@ -24,7 +24,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -37,6 +37,44 @@ from convbench.bench.runner import TOLERANCE, Plan
 
 WORKER = Path(__file__).with_name("abworker.py")
 SIDES = ("a", "b")
+
+
+@dataclass(frozen=True)
+class Step:
+    """One training step of ``model`` at ``batch`` images, as ``convbench step`` measures it: in
+    ab, each revision's own network code on its own kernels (rows of direction ``step``)."""
+
+    model: str
+    batch: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.model}-b{self.batch}"
+
+    def row(self, direction: str) -> dict:
+        return {"problem": self.name, "op": "train_step", "N": self.batch, "repeat": 1}
+
+    def request(self) -> dict:
+        return {"step": {"model": self.model, "batch": self.batch}}
+
+    def directions(self, plan: Plan, dtype: str) -> list[str]:
+        return ["step"]
+
+
+class Layer:
+    """A conv or pooling problem of the plan, in the form ``Step`` has."""
+
+    def __init__(self, problem):
+        self.problem, self.name = problem, problem.name
+
+    def row(self, direction: str) -> dict:
+        return {**self.problem.record(), "descriptor": self.problem.descriptor(), "flops": self.problem.flops(direction)}
+
+    def request(self) -> dict:
+        return {"problem": asdict(self.problem)}
+
+    def directions(self, plan: Plan, dtype: str) -> list[str]:
+        return [d for d in plan.directions if self.problem.wants(d, dtype)]
 
 
 class AbError(Exception):
@@ -139,8 +177,9 @@ def _slicer(worker: Worker, ident: int) -> Callable[[float, bool], list[float]]:
 
 
 def run_ab(repo: Path, revisions: tuple[str, str], plan: Plan, out: Path,
-           on_group: Callable[[str], None] | None = None) -> tuple[Path, Path]:
-    """Measure ``plan`` on both revisions in turns, by ``plan.processes`` pairs of workers one
+           on_group: Callable[[str], None] | None = None, steps: list[Step] | None = None) -> tuple[Path, Path]:
+    """Measure ``plan`` (or, given ``steps``, those training steps with the plan's backends, dtypes,
+    threads and budget) on both revisions in turns, by ``plan.processes`` pairs of workers one
     pair after another (each pair its share of every row's turns and budget, a sample of the
     processes either revision can run in); write ``out/a`` and ``out/b``; return them."""
     on_group = on_group or (lambda label: None)
@@ -148,12 +187,13 @@ def run_ab(repo: Path, revisions: tuple[str, str], plan: Plan, out: Path,
     out.mkdir(parents=True, exist_ok=True)
     runs = [RunDirectory(out / side) for side in SIDES]
     for run, side, revision, commit in zip(runs, SIDES, revisions, commits):
-        run.create({"command": "ab", "side": side, "revision": revision, "commit": commit, "plan": asdict(plan)})
+        run.create({"command": "ab", "side": side, "revision": revision, "commit": commit, "plan": asdict(plan),
+                    **({"steps": [asdict(step) for step in steps]} if steps else {})})
     with worktrees(repo, commits) as roots, _pairs(roots, out, plan.processes) as pairs:
         metadata = {**machine_metadata(), "allocator": ALLOCATOR_ENV}  # the workers' malloc thresholds
         sessions = [[run.start_session({**metadata, "git_commit": commit, "revision": revision, "worker": w.process.pid})
                      for run, revision, commit, w in zip(runs, revisions, commits, pair)] for pair in pairs]
-        for threads, dtype, suite, problem in _groups(plan):
+        for threads, dtype, suite, problem in _groups(plan, steps):
             on_group(f"{suite}/{problem.name} {dtype} {threads}t")
             rows: dict[tuple, list[dict]] = {}
             for pair, pair_sessions in zip(pairs, sessions):
@@ -182,14 +222,15 @@ def _pairs(roots: list[Path], out: Path, count: int) -> Iterator[list[list[Worke
             worker.close()
 
 
-def _groups(plan: Plan) -> Iterator[tuple]:
-    """(threads, dtype, suite, problem) for every problem that asks for one of the plan's directions."""
-    problems = plan.problems()
+def _groups(plan: Plan, steps: list[Step] | None = None) -> Iterator[tuple]:
+    """(threads, dtype, suite, what) for every training step of ``steps``, or else for every
+    problem of the plan that asks for one of its directions (``what``: a ``Step`` or ``Layer``)."""
+    targets = [("step", step) for step in steps] if steps else [(suite, Layer(p)) for suite, p in plan.problems()]
     for threads in plan.threads:
         for dtype in plan.dtypes:
-            for suite, problem in problems:
-                if any(problem.wants(d, dtype) for d in plan.directions):
-                    yield threads, dtype, suite, problem
+            for suite, what in targets:
+                if what.directions(plan, dtype):
+                    yield threads, dtype, suite, what
 
 
 def _calibrate(runs: list[RunDirectory], sessions: list[list[str]], threads: int) -> dict:
@@ -208,10 +249,9 @@ def _measure_group(plan: Plan, workers: list[Worker], runs: list[RunDirectory], 
     calibration = _calibrate(runs, [sessions], threads)
     entries, rows = [], []
     for backend in plan.backends:
-        for direction in [d for d in plan.directions if problem.wants(d, dtype)]:
-            base = {"suite": suite, **problem.record(), "descriptor": problem.descriptor(), "backend": backend,
-                    "dtype": dtype, "threads": threads, "direction": direction,
-                    "calibration_s": calibration["index_s"], "flops": problem.flops(direction)}
+        for direction in problem.directions(plan, dtype):
+            base = {"suite": suite, **problem.row(direction), "backend": backend, "dtype": dtype, "threads": threads,
+                    "direction": direction, "calibration_s": calibration["index_s"]}
             pair = _setup_pair(plan, workers, sessions, base, problem, rows)
             if len(pair) == 1:  # the other side cannot run it: time this one alone
                 entry, row = pair[0]
@@ -229,7 +269,7 @@ def _measure_group(plan: Plan, workers: list[Worker], runs: list[RunDirectory], 
         entry = measured.get((side, row["backend"], row["direction"]))
         if entry is not None and "status" not in row:
             row.update(_measured(entry, threads))
-            if row["status"] == "ok":
+            if row["status"] == "ok" and "flops" in row:
                 row["gflops"] = row["flops"] / row["median_s"] / 1e9
         row["time"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     return rows
@@ -242,9 +282,9 @@ def _setup_pair(plan: Plan, workers: list[Worker], sessions: list[str], base: di
     pair = []
     for side, worker, session in zip(SIDES, workers, sessions):
         ident = worker.next_id()
-        answer = worker.ask({"op": "setup", "id": ident, "problem": asdict(problem), "backend": base["backend"],
+        answer = worker.ask({"op": "setup", "id": ident, **problem.request(), "backend": base["backend"],
                              "dtype": base["dtype"], "threads": base["threads"], "direction": base["direction"],
-                             "seed": plan.seed})
+                             "seed": plan.seed, "max_time": plan.max_time})
         row = {"schema": SCHEMA, "session": session, **base}
         if answer["ok"] and not answer["max_rel_err"] <= TOLERANCE[base["dtype"]]:
             answer = {"ok": False, "status": "wrong", "max_rel_err": answer["max_rel_err"],

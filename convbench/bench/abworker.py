@@ -1,14 +1,18 @@
 """The worker of ``convbench ab``: one per revision, run as a script inside that revision's
 git worktree, speaking JSON lines on stdin and stdout.
 
-It imports nothing of convbench (the harness imports its ``max_relative_error`` and
-``call_times`` instead), only
+It imports nothing of the harness's convbench (the harness imports its ``max_relative_error``
+and ``call_times`` instead), only
 the revision's ``kernels`` (the interface of
 INTERFACE.md, which every revision keeps) and numpy, so the same worker drives any commit,
-older or newer than the code that starts it. Requests::
+older or newer than the code that starts it; a training step imports the revision's own
+``convbench.cnn.step`` too, from the revision's worktree, so a step compares the revision's
+network code as well as its kernels. Requests::
 
     {"op": "setup", "id": ID, "problem": {...}, "backend": B, "dtype": D, "threads": T,
      "direction": DIR, "seed": S}      -> {"ok": true, "max_rel_err": E, "first_s": F}
+    {"op": "setup", "id": ID, "step": {"model": M, "batch": N}, "backend": B, "dtype": D,
+     "threads": T, "seed": S, "max_time": SECONDS}  -> the same, for one training step
     {"op": "slice", "id": ID, "seconds": S, "exact": false}  -> {"ok": true, "times": [...]}
     {"op": "quit"}
 
@@ -102,9 +106,37 @@ class _Threads:
             numba.set_num_threads(count)
 
 
+def _setup_step(request: dict, calls: dict, threads: _Threads) -> dict:
+    """A training step of the revision's own network code (``convbench.cnn.step.step_call``, imported
+    from the revision's worktree, like its kernels) on its kernels."""
+    import importlib
+
+    import kernels
+
+    try:
+        step_call = importlib.import_module("convbench.cnn.step").step_call
+    except (ImportError, AttributeError):
+        return {"ok": False, "status": "unavailable",
+                "reason": "this revision has no convbench.cnn.step.step_call: its training steps cannot be timed by ab"}
+    try:
+        kernels.get(request["backend"])
+    except kernels.BackendUnavailable as exc:
+        return {"ok": False, "status": "unavailable", "reason": str(exc)}
+    threads.set(request["threads"])  # after kernels.get, which may import numba
+    call, first, error = step_call(request["step"]["model"], request["backend"], request["step"]["batch"],
+                                   request["dtype"], request["seed"], request["max_time"])
+    if call is None:
+        return {"ok": False, "status": "skipped", "reason": f"{first:.1f} s per step (estimated from steps on "
+                                                           "fewer images); over --max-time"}
+    calls[request["id"]] = (lambda fresh: call, request["threads"], first)
+    return {"ok": True, "max_rel_err": error, "first_s": first}
+
+
 def _setup(request: dict, calls: dict, threads: _Threads) -> dict:
     import kernels
 
+    if "step" in request:
+        return _setup_step(request, calls, threads)
     p, dtype, direction = request["problem"], request["dtype"], request["direction"]
     try:
         be = kernels.get(request["backend"])

@@ -5,7 +5,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from convbench.cli.options import Defaults, plan_arguments, threshold
+from convbench.cli.options import Defaults, names, plan_arguments, threshold
+from convbench.cnn.models import MODELS
+
+LAYER_OPTIONS = ("suite", "ops", "directions", "match")  # what a training step (--model) has no use for
 
 
 def register(sub) -> None:
@@ -20,6 +23,10 @@ def register(sub) -> None:
     ab.add_argument("rev_a", metavar="REV_A", help="the baseline revision (a commit, branch or tag)")
     ab.add_argument("rev_b", metavar="REV_B", help="the revision to judge")
     plan_arguments(ab)
+    ab.add_argument("--model", type=names("--model", lambda: list(MODELS), example="lenet5"),
+                    help=f"comma-separated: {', '.join(MODELS)}; time these models' whole training steps "
+                         "(each revision's own network code on its own kernels; --batch sets the batch, "
+                         "default each model's own) instead of a suite's layers")
     ab.add_argument("--repo", default=".", metavar="DIR", help="the git repository (default: the current folder)")
     ab.add_argument("--out", metavar="DIR", help="where OUT/a and OUT/b go (default ab-REV_A-REV_B; must not exist)")
     ab.add_argument("--threshold", type=threshold, default=0.10, help="compare's threshold, from 0 to 10 (default 0.10)")
@@ -28,23 +35,28 @@ def register(sub) -> None:
 
 
 def _checked(args):
-    """(the two commits, the plan, its problems, the output folder), every input read and
-    checked before any worktree or worker is made."""
-    from convbench.bench.ab import AbError, resolve
+    """(the two commits, the plan, what is measured (problems or steps), the output folder, the
+    steps or None), every input read and checked before any worktree or worker is made."""
+    from convbench.bench.ab import AbError, Step, resolve
     from convbench.bench.runs import writable_folder
     from convbench.cli.options import UsageError
     from convbench.cli.run import plan_from
+    from convbench.cnn.models import model_spec
 
     out = Path(args.out or "ab-" + "-".join(re.sub(r"[^A-Za-z0-9_.-]", "_", r) for r in (args.rev_a, args.rev_b)))
+    given = [f"--{name}" for name in LAYER_OPTIONS if getattr(args, name) is not None]
+    if args.model and given:
+        raise UsageError(f"--model times whole training steps; {', '.join(given)} choose layers: give one or the other")
     try:
         commits = [resolve(Path(args.repo), r) for r in (args.rev_a, args.rev_b)]
         plan = plan_from(args)
-        problems = plan.problems()
+        steps = [Step(m, args.batch or model_spec(m).batch_size) for m in args.model] if args.model else None
+        targets = steps or plan.problems()
     except (AbError, ValueError) as exc:
         raise UsageError(str(exc)) from None
     if out.exists():
         raise UsageError(f"--out {out} already exists; choose another")
-    return commits, plan, problems, writable_folder(out)
+    return commits, plan, targets, writable_folder(out), steps
 
 
 def execute(args) -> int:
@@ -53,16 +65,17 @@ def execute(args) -> int:
     from convbench.cli.options import say
     from convbench.cli.progress import progress
 
-    commits, plan, problems, out = _checked(args)
+    commits, plan, targets, out, steps = _checked(args)
     if commits[0] == commits[1]:
         say(f"convbench ab: {args.rev_a} and {args.rev_b} are one commit ({commits[0][:10]}): an A/A run, "
             "whose verdicts should all be same or inconclusive")
-    groups = len(problems) * len(plan.dtypes) * len(plan.threads)
+    groups = len(targets) * len(plan.dtypes) * len(plan.threads)
     kept = lambda: f"the problems finished so far are in {out}/a and {out}/b"
     with progress(f"convbench ab {commits[0][:10]} {commits[1][:10]}", args.quiet, kept, total=groups,
                   unit="problem") as bar:
         try:
-            a, b = run_ab(Path(args.repo), (args.rev_a, args.rev_b), plan, out, lambda label: _group_done(bar, label))
+            a, b = run_ab(Path(args.repo), (args.rev_a, args.rev_b), plan, out, lambda label: _group_done(bar, label),
+                          steps)
         except AbError as exc:
             say(f"convbench ab: {exc}")
             return 1

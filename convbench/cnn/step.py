@@ -179,8 +179,7 @@ def measure_steps(backends: list[str], model: str, batch_size: int, dtype: str, 
     step, which gives the split by part and layer kind.
     """
     x, y = digits_batch(model, batch_size, dtype)
-    reference = build_model(model, kernels.reference, seed=seed, dtype="float64")
-    expected = reference.train_step(x.astype(np.float64), y, SGD(**sgd_settings(model)))[0]
+    expected = _reference_loss(model, x, y, seed)
     results: dict[str, dict] = {}
     steps, timed = {}, {}
     for backend in backends:
@@ -252,6 +251,35 @@ def _step_fields(entry: Entry, turns: list[list[dict]]) -> dict:
         [[float(np.median([s[key] for s in turn])) for turn in turns]],
         [[min(s[key] for s in turn) for turn in turns]], [entry.calls]) for key in keys}}
 
+
+def _reference_loss(model: str, x, y, seed: int) -> float:
+    """The loss of the first training step of the float64 reference network on ``x, y``."""
+    reference = build_model(model, kernels.reference, seed=seed, dtype="float64")
+    return reference.train_step(x.astype(np.float64), y, SGD(**sgd_settings(model)))[0]
+
+
+def step_call(model: str, backend: str, batch_size: int, dtype: str, seed: int = 0,
+              max_time: float = MAX_TIME) -> tuple[Callable[[], object] | None, float, float]:
+    """One plain training step of ``model`` on ``backend`` as a call to time (what ``convbench
+    ab``'s worker times in each revision), after a first step: (the call, the first step's
+    seconds, its loss's relative error against the float64 reference's). A loop-bound backend
+    whose step is estimated (from steps on fewer images) to pass ``max_time`` gets no call:
+    (None, the estimate, nan)."""
+    if kernels.traits(backend).work is not None:
+        estimate = estimate_step_seconds(backend, model, batch_size, dtype, seed, max_time)
+        if estimate > max_time:
+            return None, estimate, float("nan")
+    x, y = digits_batch(model, batch_size, dtype)
+    step = _step_function(backend, model, x, y, dtype, seed)
+
+    def call() -> None:
+        with timing.one_pool(backend):
+            step(False)
+
+    with timing.one_pool(backend):
+        first = step(False)  # numba compiles here
+    expected = _reference_loss(model, x, y, seed)
+    return call, first["step"], abs(first["loss"] - expected) / abs(expected)
 
 def measure_step(backend: str, model: str, batch_size: int, dtype: str, budget: float,
                  rounds: int | None, seed: int = 0) -> dict:
