@@ -128,6 +128,7 @@ CHECKS = [  # (compare file under verdicts/, what it checks, runs), as scripts/v
     ("compare-P2-S2.md", "power: the same again", "P2 vs S2"),
     ("compare-ab.md", "power: `convbench ab HEAD SLOWED`", "ab/a vs ab/b"),
     ("compare-ab-aa.md", "A/A: `convbench ab HEAD HEAD`", "ab-aa/a vs ab-aa/b"),
+    ("compare-ab-steps.md", "A/A: `convbench ab HEAD HEAD --model lenet5` (steps)", "ab-steps/a vs ab-steps/b"),
     *((f"benchmark-files/compare-bench-{n}.md", "pytest-benchmark A/A, `-k seed002`", f"bench-{n}a vs bench-{n}b")
       for n in (1, 2, 3)),
 ]

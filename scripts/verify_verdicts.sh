@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The measuring code verified like a kernel: A/A five times on a quiet machine, A/A with a busy
 # neighbour, a 1.25x slowdown of one backend caught by two runs (twice) and by `convbench ab`,
-# A/A through `convbench ab`, the pytest-benchmark path three times, and what makes processes
+# A/A through `convbench ab` (layers and LeNet-5 training steps), the pytest-benchmark path three times, and what makes processes
 # differ (scripts/process_spread.py). Every run measures each row in 3 processes (the default).
 # Usage: bash scripts/verify_verdicts.sh OUT [--slowed | SCRATCH_REVISION] [--quick]
 #   OUT (must not exist) receives the run directories and compare-*.md;
@@ -59,6 +59,8 @@ done
 if [ -n "$SCRATCH" ]; then
   verdict compare-ab convbench ab HEAD "$SCRATCH" "${ARGS[@]}" --out "$OUT/ab"            # power through ab
   verdict compare-ab-aa convbench ab HEAD HEAD "${ARGS[@]}" --out "$OUT/ab-aa"            # A/A through ab
+  verdict compare-ab-steps convbench ab HEAD HEAD --model lenet5 --backends "$backends" --threads 2 --quiet \
+    "${step_budget[@]}" --out "$OUT/ab-steps"                                                  # A/A of training steps
 fi
 # the pytest-benchmark path: the same code benchmarked twice, compared, three times
 bash "$(dirname "$0")/verify_benchmark_files.sh" "$OUT/benchmark-files" "$([ "$quick" = 1 ] && echo 1 || echo 3)" "${quick_flag[@]}"
