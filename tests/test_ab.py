@@ -177,3 +177,19 @@ def test_model_refuses_the_options_that_choose_layers(project, tmp_path, capsys,
                  *option]) == 2
     err = capsys.readouterr().err
     assert f"{option[0]} choose layers" in err and err.count("\n") == 1 and not (tmp_path / "x").exists()
+
+
+def test_a_step_call_leaves_the_thread_pool_context_to_its_slice(monkeypatch):
+    """ab's worker enters ``pool()`` once around a slice of calls: threadpoolctl's limits cost
+    1.4 ms to enter (numba's steps), which inside every timed call would be timed too."""
+    from convbench.bench import timing
+    from convbench.cnn import step
+
+    result = step.step_call("lenet5", "im2col", 2, "float32")
+    entered = []
+    monkeypatch.setattr(timing, "one_pool", lambda backend: entered.append(backend))
+    for _ in range(3):
+        result["call"]()
+    assert result["status"] == "ok" and entered == []
+    result["pool"]()
+    assert entered == ["im2col"]

@@ -298,7 +298,7 @@ def _setup_pair(plan: Plan, workers: list[Worker], sessions: list[str], base: di
             meter = CpuMeter(pids=[w.process.pid for w in workers] + [os.getpid()])
             pair.append((Entry((side, base["backend"], base["direction"]), _slicer(worker, ident), meter), row))
         else:
-            row.update(status=answer["status"], reason=answer["reason"])
+            row.update({k: answer[k] for k in ("status", "reason", "max_rel_err") if k in answer})
             rows.append((side, row))
     return pair
 

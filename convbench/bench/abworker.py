@@ -21,6 +21,7 @@ A failure answers ``{"ok": false, "status": "error" | "unavailable", "reason": .
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -106,43 +107,37 @@ class _Threads:
             numba.set_num_threads(count)
 
 
-def _setup_step(request: dict, calls: dict, threads: _Threads) -> dict:
+def _setup_step(request: dict, calls: dict) -> dict:
     """A training step of the revision's own network code (``convbench.cnn.step.step_call``, imported
-    from the revision's worktree, like its kernels) on its kernels."""
+    from the revision's worktree, like its kernels) on its kernels, with ``convbench step``'s
+    first-step checks. Its slices run inside the step's thread-pool context, entered once a slice."""
     import importlib
-
-    import kernels
 
     try:
         step_call = importlib.import_module("convbench.cnn.step").step_call
     except (ImportError, AttributeError):
         return {"ok": False, "status": "unavailable",
                 "reason": "this revision has no convbench.cnn.step.step_call: its training steps cannot be timed by ab"}
-    try:
-        kernels.get(request["backend"])
-    except kernels.BackendUnavailable as exc:
-        return {"ok": False, "status": "unavailable", "reason": str(exc)}
-    threads.set(request["threads"])  # after kernels.get, which may import numba
-    call, first, error = step_call(request["step"]["model"], request["backend"], request["step"]["batch"],
-                                   request["dtype"], request["seed"], request["max_time"])
-    if call is None:
-        return {"ok": False, "status": "skipped", "reason": f"{first:.1f} s per step (estimated from steps on "
-                                                           "fewer images); over --max-time"}
-    calls[request["id"]] = (lambda fresh: call, request["threads"], first)
-    return {"ok": True, "max_rel_err": error, "first_s": first}
+    result = step_call(request["step"]["model"], request["backend"], request["step"]["batch"], request["dtype"],
+                       request["seed"], request["max_time"])
+    if result["status"] != "ok":
+        return {"ok": False, **{k: v for k, v in result.items() if k in ("status", "reason", "max_rel_err")}}
+    call = result["call"]
+    calls[request["id"]] = (lambda fresh: call, request["threads"], result["first_call_s"], result["pool"])
+    return {"ok": True, "max_rel_err": result["max_rel_err"], "first_s": result["first_call_s"]}
 
 
 def _setup(request: dict, calls: dict, threads: _Threads) -> dict:
     import kernels
 
-    if "step" in request:
-        return _setup_step(request, calls, threads)
-    p, dtype, direction = request["problem"], request["dtype"], request["direction"]
     try:
         be = kernels.get(request["backend"])
     except kernels.BackendUnavailable as exc:
         return {"ok": False, "status": "unavailable", "reason": str(exc)}
     threads.set(request["threads"])  # after kernels.get, which may import numba
+    if "step" in request:
+        return _setup_step(request, calls)
+    p, dtype, direction = request["problem"], request["dtype"], request["direction"]
     arrays = _inputs(p, dtype, request["seed"])
     start = time.perf_counter()
     y, ctx = _forward(be, p, arrays)
@@ -161,15 +156,16 @@ def _setup(request: dict, calls: dict, threads: _Threads) -> dict:
                 "backward": lambda: _backward(be, p, a, c),
                 "forward+backward": lambda: _backward(be, p, a, _forward(be, p, a)[1])}[direction]
 
-    calls[request["id"]] = (make, request["threads"], first)
+    calls[request["id"]] = (make, request["threads"], first, contextlib.nullcontext)
     return {"ok": True, "max_rel_err": error, "first_s": first}
 
 
 def _slice(request: dict, calls: dict, threads: _Threads) -> dict:
-    make, count, first = calls[request["id"]]
+    make, count, first, pool = calls[request["id"]]
     fn = make(fresh=first < request["seconds"] / 4)
     threads.set(count)
-    times = call_times(fn, request["seconds"], request["exact"])
+    with pool():
+        times = call_times(fn, request["seconds"], request["exact"])
     return {"ok": True, "times": times}
 
 

@@ -21,7 +21,8 @@ import numpy as np
 
 import kernels
 from convbench.bench import limits, timing
-from convbench.bench.interleave import Entry, call_times, interleave, timing_fields
+from convbench.bench.abworker import call_times
+from convbench.bench.interleave import Entry, interleave, timing_fields
 from convbench.bench.machine import calibrate, quiesce, steady_allocator
 from convbench.bench.results import SCHEMA, RunDirectory, machine_metadata
 from convbench.bench.runner import DTYPES, MAX_TIME, TOLERANCE, all_backends, check_backends
@@ -259,27 +260,18 @@ def _reference_loss(model: str, x, y, seed: int) -> float:
 
 
 def step_call(model: str, backend: str, batch_size: int, dtype: str, seed: int = 0,
-              max_time: float = MAX_TIME) -> tuple[Callable[[], object] | None, float, float]:
-    """One plain training step of ``model`` on ``backend`` as a call to time (what ``convbench
-    ab``'s worker times in each revision), after a first step: (the call, the first step's
-    seconds, its loss's relative error against the float64 reference's). A loop-bound backend
-    whose step is estimated (from steps on fewer images) to pass ``max_time`` gets no call:
-    (None, the estimate, nan)."""
-    if kernels.traits(backend).work is not None:
-        estimate = estimate_step_seconds(backend, model, batch_size, dtype, seed, max_time)
-        if estimate > max_time:
-            return None, estimate, float("nan")
+              max_time: float = MAX_TIME) -> dict:
+    """A training step of ``model`` on ``backend`` to time (what ``convbench ab``'s worker times in
+    each revision): ``convbench step``'s first step and its checks (``_first_step``), and where
+    its status is ok, ``call`` (one plain step) and ``pool`` (the thread-pool context the calls
+    are to run in: ``timing.one_pool``, entered once around many calls, not once a call)."""
     x, y = digits_batch(model, batch_size, dtype)
-    step = _step_function(backend, model, x, y, dtype, seed)
+    result = _first_step(backend, model, batch_size, x, y, dtype, seed, max_time, _reference_loss(model, x, y, seed))
+    if result["status"] == "ok":
+        step = result.pop("step")
+        result.update(call=lambda: step(False), pool=lambda: timing.one_pool(backend))
+    return result
 
-    def call() -> None:
-        with timing.one_pool(backend):
-            step(False)
-
-    with timing.one_pool(backend):
-        first = step(False)  # numba compiles here
-    expected = _reference_loss(model, x, y, seed)
-    return call, first["step"], abs(first["loss"] - expected) / abs(expected)
 
 def measure_step(backend: str, model: str, batch_size: int, dtype: str, budget: float,
                  rounds: int | None, seed: int = 0) -> dict:
