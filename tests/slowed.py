@@ -62,6 +62,12 @@ for _name in {functions!r}:
 """
 
 
+def write(path, fraction: float) -> None:
+    """Append the wrapper to the backend module at ``path``: every call ``1 + fraction`` times slower."""
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(WRITTEN.format(factor=1 + fraction, fraction=fraction, functions=FUNCTIONS))
+
+
 def slowed_env(backend: str, fraction: float, tmp: str) -> dict:
     """The environment under which every Python process (a run's worker processes too) imports a
     copy of ``kernels``, written into ``tmp``, whose ``backend`` is ``1 + fraction`` times slower.
@@ -76,8 +82,7 @@ def slowed_env(backend: str, fraction: float, tmp: str) -> dict:
     module = Path(kernels.get(backend).__file__)
     copy = Path(tmp) / "kernels"
     shutil.copytree(module.parent, copy, ignore=shutil.ignore_patterns("__pycache__"))
-    with open(copy / module.name, "a", encoding="utf-8") as f:
-        f.write(WRITTEN.format(factor=1 + fraction, fraction=fraction, functions=FUNCTIONS))
+    write(copy / module.name, fraction)
     path = os.pathsep.join(p for p in (str(tmp), os.environ.get("PYTHONPATH")) if p)
     return {**os.environ, "PYTHONPATH": path, "PYTHONSAFEPATH": "1"}
 
@@ -87,9 +92,7 @@ if __name__ == "__main__":
     import tempfile
 
     if sys.argv[1:2] == ["--write"]:
-        path, fraction = sys.argv[2], float(sys.argv[3])
-        with open(path, "a", encoding="utf-8") as f:
-            f.write(WRITTEN.format(factor=1 + fraction, fraction=fraction, functions=FUNCTIONS))
+        write(sys.argv[2], float(sys.argv[3]))
         sys.exit(0)
     if sys.version_info < (3, 11):
         sys.exit("slowed.py needs Python 3.11 or later (PYTHONSAFEPATH)")

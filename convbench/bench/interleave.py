@@ -17,7 +17,6 @@ from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
 
 from convbench.bench import stats
-from convbench.bench.abworker import call_times  # noqa: F401 -- the one timing loop, for the measuring code
 from convbench.bench.machine import CpuMeter
 from convbench.bench.stats import MIN_SAMPLES
 

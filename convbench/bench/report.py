@@ -319,7 +319,7 @@ def write_report(paths: str | Path | list, plots: bool = True, out: str | Path |
              f"One row per measurement, times in {every_unit} (`convbench report --columns ... --sort ...`; "
              f"columns: {', '.join(MEASUREMENT_COLUMNS)}).", "", every.to_markdown(index=False), ""]
     written = _plots(frame, names, path) if plots else []
-    if written:
+    if plots:
         parts += ["## Plots", ""] + [f"![{p.stem}]({p.relative_to(path).as_posix()})" for p in written] + [""]
     report = path / "report.md"
     report.write_text("\n".join(parts))

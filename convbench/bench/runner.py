@@ -36,8 +36,8 @@ import psutil
 
 import kernels
 from convbench.bench import limits, stats, timing
-from convbench.bench.abworker import max_relative_error
-from convbench.bench.interleave import TURNS, Entry, call_times, interleave
+from convbench.bench.abworker import call_times, max_relative_error
+from convbench.bench.interleave import TURNS, Entry, interleave
 from convbench.bench.machine import calibrate, quiesce, steady_allocator
 from convbench.bench.problems import DIRECTIONS, OPS, Problem
 from convbench.bench.results import SCHEMA, RunDirectory, machine_metadata, machine_name
