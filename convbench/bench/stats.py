@@ -38,7 +38,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.stats
 from numpy.typing import ArrayLike
 
 NOISY_SPREAD = 0.10  # relative IQR (IQR / median) above which a measurement is noisy
@@ -134,6 +133,8 @@ def ratio_interval(old: Samples | ArrayLike, new: Samples | ArrayLike,
         return ratio, float("nan"), float("nan")
     if not (a.var() > 0 or b.var() > 0):  # identical processes: the interval is the point
         return ratio, ratio, ratio
+    import scipy.stats  # here, not at the top: half a second off the start of every command
+
     low, high = scipy.stats.ttest_ind(b, a, equal_var=False).confidence_interval(confidence)
     return ratio, float(np.exp(low)), float(np.exp(high))
 
