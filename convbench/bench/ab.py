@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from convbench.bench import abworker
 from convbench.bench.executors import merge_rows
 from convbench.bench.interleave import Entry, interleave, paired
 from convbench.bench.stats import MIN_SAMPLES
@@ -298,7 +299,7 @@ def _setup_pair(plan: Plan, workers: list[Worker], sessions: list[str], base: di
             meter = CpuMeter(pids=[w.process.pid for w in workers] + [os.getpid()])
             pair.append((Entry((side, base["backend"], base["direction"]), _slicer(worker, ident), meter), row))
         else:
-            row.update({k: answer[k] for k in ("status", "reason", "max_rel_err") if k in answer})
+            row.update({k: answer[k] for k in abworker.FAILURE_FIELDS if k in answer})
             rows.append((side, row))
     return pair
 

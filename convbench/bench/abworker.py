@@ -107,6 +107,9 @@ class _Threads:
             numba.set_num_threads(count)
 
 
+FAILURE_FIELDS = ("status", "reason", "max_rel_err")  # what a setup that gives no call tells its row
+
+
 def _setup_step(request: dict, calls: dict) -> dict:
     """A training step of the revision's own network code (``convbench.cnn.step.step_call``, imported
     from the revision's worktree, like its kernels) on its kernels, with ``convbench step``'s
@@ -121,7 +124,7 @@ def _setup_step(request: dict, calls: dict) -> dict:
     result = step_call(request["step"]["model"], request["backend"], request["step"]["batch"], request["dtype"],
                        request["seed"], request["max_time"])
     if result["status"] != "ok":
-        return {"ok": False, **{k: v for k, v in result.items() if k in ("status", "reason", "max_rel_err")}}
+        return {"ok": False, **{k: v for k, v in result.items() if k in FAILURE_FIELDS}}
     call = result["call"]
     calls[request["id"]] = (lambda fresh: call, request["threads"], result["first_call_s"], result["pool"])
     return {"ok": True, "max_rel_err": result["max_rel_err"], "first_s": result["first_call_s"]}
