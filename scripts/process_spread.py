@@ -5,16 +5,18 @@ processes set beside the spread within each.
     python scripts/process_spread.py OUT.jsonl [--processes 8] [--quick]
 
 A process warms the row up and takes 20 turns of about 50 ms (each turn on fresh copies of the
-inputs, as ``convbench run`` does), keeping each turn's fastest call; its speed is the median of
+inputs at random offsets, as ``convbench run`` does), keeping each turn's fastest call; its speed is the median of
 those. The conditions:
 
 - ``as run``: as ``convbench run`` measures (glibc's malloc thresholds fixed, numba and the BLAS
-  told the thread count);
+  told the thread count, every input copied to a random 16-byte offset within a page each turn by
+  ``abworker.fresh_inputs``);
 - ``1 thread``: the same on one thread;
 - ``BLAS told only``: numba never told the thread count (threadpoolctl limits the BLAS only);
 - ``BLAS threads sleep``: ``OPENBLAS_THREAD_TIMEOUT=4``, OpenBLAS's helper threads sleep at once
   after a call instead of spinning;
-- ``random offsets``: every input copied to a random 16-byte offset (0 to 1 KiB) each turn.
+- ``plain copies``: the inputs copied each turn wherever the allocator puts them (convbench
+  before it randomised the offsets).
 
 One JSON line per row and condition goes to OUT.jsonl; ``scripts/docs_figures.py`` renders them
 in docs/methodology.md.
@@ -31,15 +33,16 @@ import sys
 
 ROWS = [  # (suite, problem, backend, direction, threads, conditions)
     ("seeds", "seed003_conv2", "im2col", "forward", 2,
-     ("as run", "1 thread", "BLAS told only", "BLAS threads sleep", "random offsets")),
-    ("lenet5", "conv1", "numba", "forward", 2, ("as run", "random offsets")),
-    ("seeds", "seed001_conv", "numba", "backward", 2, ("as run", "random offsets")),
+     ("as run", "1 thread", "BLAS told only", "BLAS threads sleep", "plain copies")),
+    ("lenet5", "conv1", "numba", "forward", 2, ("as run", "plain copies")),
+    ("seeds", "seed001_conv", "numba", "backward", 2, ("as run", "plain copies")),
 ]
 
 CHILD = r'''
 import json, sys, time
 import numpy as np
 from threadpoolctl import threadpool_limits
+from convbench.bench.abworker import fresh_inputs
 from convbench.bench.machine import steady_allocator
 from convbench.bench import timing
 from convbench.bench.suites import load_suite
@@ -51,17 +54,9 @@ steady_allocator()
 problem = next(p for p in load_suite(suite) if p.name == name)
 be = kernels.get(backend)
 base = problem.inputs("float32", 0)
-rng = np.random.default_rng()
 
 def fresh():
-    if condition != "random offsets":
-        return {k: v.copy() for k, v in base.items()}
-    arrays = {}
-    for k, v in base.items():
-        start = 16 * int(rng.integers(0, 64))
-        arrays[k] = np.empty(v.nbytes + 1024, np.uint8)[start:start + v.nbytes].view(v.dtype).reshape(v.shape)
-        arrays[k][...] = v
-    return arrays
+    return {k: v.copy() for k, v in base.items()} if condition == "plain copies" else fresh_inputs(base)
 
 limit = threadpool_limits(threads) if condition == "BLAS told only" else timing.threads(threads)
 fastest = []

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from convbench.bench import stats
+from convbench.bench.abworker import PAGE, fresh_inputs
 from convbench.bench.interleave import Entry, interleave, paired, rotation, turns_order
 from convbench.bench.machine import CpuMeter
 
@@ -109,3 +111,20 @@ def test_every_slice_is_settled_first_outside_its_accounting():
     interleave(entries, budget=1.0, turns=3, exact=True, settle=lambda: seen.append("settle"))
     assert seen == ["settle", "A", "settle", "B", "settle", "B", "settle", "A", "settle", "A", "settle", "B"]
     assert all(e.meter.wall < 0.5 for e in entries)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_fresh_inputs_are_equal_copies_at_varying_16_byte_offsets_within_a_page(dtype):
+    rng = np.random.default_rng(0)
+    arrays = {"x": rng.standard_normal((2, 3, 5, 7)).astype(dtype), "b": rng.standard_normal(3).astype(dtype)}
+    offsets = set()
+    for _ in range(20):
+        fresh = fresh_inputs(arrays)
+        for key, a in arrays.items():
+            copy = fresh[key]
+            assert copy.flags.c_contiguous and copy.flags.writeable and copy.flags.aligned
+            assert copy.dtype == a.dtype and copy.shape == a.shape and np.array_equal(copy, a)
+            assert not np.shares_memory(copy, a)
+            assert copy.ctypes.data % 16 == 0
+            offsets.add(copy.ctypes.data % PAGE)
+    assert len(offsets) > 20  # 40 draws of 256 offsets: all but impossible to repeat this much

@@ -25,7 +25,6 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 from convbench.bench import abworker
@@ -33,7 +32,7 @@ from convbench.bench.executors import merge_rows
 from convbench.bench.interleave import Entry, interleave, paired
 from convbench.bench.stats import MIN_SAMPLES
 from convbench.bench.machine import ALLOCATOR_ENV, CpuMeter, calibrate, quiesce
-from convbench.bench.results import SCHEMA, RunDirectory, machine_metadata
+from convbench.bench.results import RunDirectory, machine_metadata, make_row
 from convbench.bench.runner import TOLERANCE, Plan
 
 WORKER = Path(__file__).with_name("abworker.py")
@@ -248,45 +247,37 @@ def _measure_group(plan: Plan, workers: list[Worker], runs: list[RunDirectory], 
     """One problem's rows from one pair of workers: (side, row) each, timed ones with this pair's
     share of the turns and the budget."""
     calibration = _calibrate(runs, [sessions], threads)
-    entries, rows = [], []
+    entries, rows, timed = [], [], []  # timed: (entry, (session, base, setup fields)) of each side set up
     for backend in plan.backends:
         for direction in problem.directions(plan, dtype):
             base = {"suite": suite, **problem.row(direction), "backend": backend, "dtype": dtype, "threads": threads,
                     "direction": direction, "calibration_s": calibration["index_s"]}
             pair = _setup_pair(plan, workers, sessions, base, problem, rows)
+            timed += pair
             if len(pair) == 1:  # the other side cannot run it: time this one alone
-                entry, row = pair[0]
                 idle = Entry(("idle", backend, direction), lambda seconds, exact: [0.0])
-                pair.insert(SIDES.index(entry.key[0]) ^ 1, (idle, None))
+                pair.insert(SIDES.index(pair[0][0].key[0]) ^ 1, (idle, None))
             entries += [entry for entry, _ in pair]
-            rows += [(entry.key[0], row) for entry, row in pair if row is not None]
     share = plan.processes
     interleave(entries, plan.budget / share, _even(math.ceil((plan.rounds or plan.turns) / share)),
                exact=plan.rounds is not None, order=paired, between=lambda: _calibrate(runs, [sessions], threads),
                settle=lambda: quiesce(pids=tuple(w.process.pid for w in workers)),
                least=_even(math.ceil(MIN_SAMPLES / share)))
-    measured = {entry.key: entry for entry in entries}
-    for side, row in rows:
-        entry = measured.get((side, row["backend"], row["direction"]))
-        if entry is not None and "status" not in row:
-            row.update(_measured(entry, threads))
-            if row["status"] == "ok" and "flops" in row:
-                row["gflops"] = row["flops"] / row["median_s"] / 1e9
-        row["time"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    return rows
+    return rows + [(entry.key[0], make_row(session, base, **_measured(entry, threads), **setup))
+                   for entry, (session, base, setup) in timed]
 
 
 def _setup_pair(plan: Plan, workers: list[Worker], sessions: list[str], base: dict, problem,
-                rows: list) -> list[tuple[Entry, dict]]:
-    """Both sides of one backend and direction set up and checked: (entry, row) for each side that
-    can be timed; a side that cannot gets its row (wrong, skipped, error) in ``rows``."""
+                rows: list) -> list[tuple[Entry, tuple]]:
+    """Both sides of one backend and direction set up and checked: (entry, (session, base, setup
+    fields)) for each side that can be timed; a side that cannot gets its row (wrong, skipped,
+    error) in ``rows``."""
     pair = []
     for side, worker, session in zip(SIDES, workers, sessions):
         ident = worker.next_id()
         answer = worker.ask({"op": "setup", "id": ident, **problem.request(), "backend": base["backend"],
                              "dtype": base["dtype"], "threads": base["threads"], "direction": base["direction"],
                              "seed": plan.seed, "max_time": plan.max_time})
-        row = {"schema": SCHEMA, "session": session, **base}
         if answer["ok"] and not answer["max_rel_err"] <= TOLERANCE[base["dtype"]]:
             answer = {"ok": False, "status": "wrong", "max_rel_err": answer["max_rel_err"],
                       "reason": f"max relative error {answer['max_rel_err']:.3g} "
@@ -295,12 +286,12 @@ def _setup_pair(plan: Plan, workers: list[Worker], sessions: list[str], base: di
             answer = {"ok": False, "status": "skipped",
                       "reason": f"the first call took {answer['first_s']:.1f} s; over --max-time"}
         if answer["ok"]:
-            row.update(max_rel_err=answer["max_rel_err"], first_call_s=answer["first_s"])
             meter = CpuMeter(pids=[w.process.pid for w in workers] + [os.getpid()])
-            pair.append((Entry((side, base["backend"], base["direction"]), _slicer(worker, ident), meter), row))
+            entry = Entry((side, base["backend"], base["direction"]), _slicer(worker, ident), meter)
+            pair.append((entry, (session, base, {"max_rel_err": answer["max_rel_err"], "first_call_s": answer["first_s"]})))
         else:
-            row.update({k: answer[k] for k in abworker.FAILURE_FIELDS if k in answer})
-            rows.append((side, row))
+            failure = {k: answer[k] for k in abworker.FAILURE_FIELDS if k in answer}
+            rows.append((side, make_row(session, base, **failure)))
     return pair
 
 

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 from convbench.bench.child import Child
 from convbench.bench.interleave import timing_fields
 from convbench.bench.machine import ALLOCATOR_ENV
+from convbench.bench.results import with_rates
 from convbench.bench.runner import Plan, Runner, row_key, window_label, windows
 
 if TYPE_CHECKING:
@@ -171,8 +172,4 @@ def merge_rows(rows: list[dict]) -> dict:
         values = [r[name] for r in rows if r.get(name) is not None]
         if values:
             merged[name] = max(values) if name != "cpu_per_wall" else median(values)
-    if first.get("flops"):
-        merged["gflops"] = first["flops"] / merged["median_s"] / 1e9
-        if first.get("peak_gflops"):
-            merged["pct_of_peak"] = 100 * merged["gflops"] / first["peak_gflops"]
-    return merged
+    return with_rates(merged)

@@ -50,6 +50,24 @@ LOCK = ".lock"  # held by the process writing the run (filelock)
 SCHEMA = 3
 
 
+def make_row(session: str, base: dict, status: str, **fields) -> dict:
+    """A results row: the one way every command makes one (the runner, training steps, ``ab``).
+    ``base`` says what was measured, ``fields`` what came of it; the row gets the schema, its
+    session, the time it was written and, where it is timed, its rates (``with_rates``)."""
+    return with_rates({"schema": SCHEMA, "session": session, **base, "status": status, **fields,
+                       "time": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+
+
+def with_rates(row: dict) -> dict:
+    """``row`` with ``gflops`` and ``pct_of_peak`` (of its session's SGEMM peak) from its flops and
+    median, where it is timed and has them; rows merged from several processes get them again."""
+    if row["status"] == "ok" and row.get("flops"):
+        row["gflops"] = row["flops"] / row["median_s"] / 1e9
+        if row.get("peak_gflops"):
+            row["pct_of_peak"] = 100 * row["gflops"] / row["peak_gflops"]
+    return row
+
+
 def _versions() -> dict:
     from importlib import metadata
 

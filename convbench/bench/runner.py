@@ -29,18 +29,17 @@ import traceback
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
 
 import numpy as np
 import psutil
 
 import kernels
 from convbench.bench import limits, stats, timing
-from convbench.bench.abworker import call_times, max_relative_error
+from convbench.bench.abworker import call_times, fresh_inputs, max_relative_error
 from convbench.bench.interleave import TURNS, Entry, interleave
 from convbench.bench.machine import calibrate, quiesce, steady_allocator
 from convbench.bench.problems import DIRECTIONS, OPS, Problem
-from convbench.bench.results import SCHEMA, RunDirectory, machine_metadata, machine_name
+from convbench.bench.results import RunDirectory, machine_metadata, machine_name, make_row
 from convbench.bench.suites import load_suite
 from kernels import phases
 
@@ -238,12 +237,11 @@ class _Contender:
 
     def slice(self, direction: str, seconds: float, exact: bool) -> list[float]:
         """One turn's calls. Unless a forward call is too slow to repeat, they run on fresh copies
-        of the inputs (and a fresh forward pass for the backward), so that where the arrays happen
-        to lie in memory varies from turn to turn and shows in the samples instead of biasing a
-        whole run (Curtsinger and Berger's Stabilizer, in miniature)."""
+        of the inputs at random offsets (``abworker.fresh_inputs``; and a fresh forward pass for
+        the backward)."""
         fn = self.calls[direction]
         if self.first["forward"] < seconds / 4:
-            arrays = {k: v.copy() for k, v in self.arrays.items()}
+            arrays = fresh_inputs(self.arrays)
             ctx = self.problem.forward(self.be, arrays)[1] if direction == "backward" else None
             fn = _calls(self.problem, self.be, arrays, ctx)[direction]
         return call_times(fn, seconds, exact)
@@ -349,13 +347,7 @@ class Runner:
         return self.run.add_calibration(self.session, calibrate(threads))
 
     def _emit(self, base: dict, direction: str, status: str, **fields) -> None:
-        problem_flops = fields.pop("flops")
-        row = {"schema": SCHEMA, "session": self.session, **base, "direction": direction, "status": status,
-               "flops": problem_flops, **fields,
-               "time": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-        if status == "ok":
-            row["gflops"] = problem_flops / row["median_s"] / 1e9
-            row["pct_of_peak"] = 100 * row["gflops"] / base["peak_gflops"]
+        row = make_row(self.session, {**base, "direction": direction}, status, **fields)
         self.run.append(row)
         self.on_row(row)
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 
 import numpy as np
 
@@ -24,7 +23,7 @@ from convbench.bench import limits, timing
 from convbench.bench.abworker import call_times
 from convbench.bench.interleave import Entry, interleave, timing_fields
 from convbench.bench.machine import calibrate, quiesce, steady_allocator
-from convbench.bench.results import SCHEMA, RunDirectory, machine_metadata
+from convbench.bench.results import RunDirectory, machine_metadata, make_row
 from convbench.bench.runner import DTYPES, MAX_TIME, TOLERANCE, all_backends, check_backends
 from convbench.cnn.data import embedded_digits, prepare
 from convbench.cnn.layers import SGD
@@ -253,6 +252,19 @@ def _step_fields(entry: Entry, turns: list[list[dict]]) -> dict:
         [[min(s[key] for s in turn) for turn in turns]], [entry.calls]) for key in keys}}
 
 
+def _step_fields_of(result: dict, part: str, threads: int) -> dict:
+    """What ``measure_steps``' result for one backend tells the row of one part of its step."""
+    if result["status"] != "ok":
+        return {"reason": result["reason"], "max_rel_err": result.get("max_rel_err"),
+                "estimate_s": result.get("estimate_s")}
+    fields = {**result["fields"][part], "max_rel_err": result["max_rel_err"], "estimate_s": result["estimate_s"],
+              **result["meter"].record(threads)}
+    if part == "step":  # PyTorch's step is not split by layer kind: None there
+        fields.update({f"{k}_s": result["fields"].get(f"{k}_s", {}).get("median_s") for k in KINDS},
+                      first_call_s=result["first_call_s"])
+    return fields
+
+
 def _reference_loss(model: str, x, y, seed: int) -> float:
     """The loss of the first training step of the float64 reference network on ``x, y``."""
     reference = build_model(model, kernels.reference, seed=seed, dtype="float64")
@@ -322,25 +334,14 @@ def _run_steps_on(run: RunDirectory, metadata: dict, models: list[tuple[str, int
             between = lambda: run.add_calibration(session, calibrate(threads))  # noqa: E731
             for backend, result in measure_steps(pending, model, batch, dtype, budget, rounds, between=between,
                                                    max_time=max_time).items():
-                base = {"schema": SCHEMA, "session": session, "calibration_s": calibration["index_s"],
-                        "suite": "step", "problem": problem, "op": "train_step", "N": batch, "repeat": 1,
-                        "backend": backend, "dtype": dtype, "threads": threads,
-                        "peak_gflops": peak, "bandwidth_gbs": bandwidth}
+                base = {"calibration_s": calibration["index_s"], "suite": "step", "problem": problem,
+                        "op": "train_step", "N": batch, "repeat": 1, "backend": backend, "dtype": dtype,
+                        "threads": threads, "peak_gflops": peak, "bandwidth_gbs": bandwidth}
                 for part in PARTS:
                     if (problem, backend, part) in done:
                         continue  # written before a kill: each row exactly once
-                    row = {**base, "direction": part, "status": result["status"],
-                           "time": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-                    if result["status"] == "ok":
-                        row.update(**result["fields"][part], max_rel_err=result["max_rel_err"],
-                                   estimate_s=result["estimate_s"], **result["meter"].record(threads))
-                        if part == "step":
-                            # PyTorch's step is not split by layer kind: None there
-                            row.update({f"{k}_s": result["fields"].get(f"{k}_s", {}).get("median_s") for k in KINDS},
-                                       first_call_s=result["first_call_s"])
-                    else:
-                        row.update(reason=result["reason"], max_rel_err=result.get("max_rel_err"),
-                                   estimate_s=result.get("estimate_s"))
+                    row = make_row(session, {**base, "direction": part}, result["status"],
+                                   **_step_fields_of(result, part, threads))
                     run.append(row)
                     on_row(row)
         run.add_calibration(session, calibrate(threads))
