@@ -45,5 +45,5 @@ convbench step --model lenet5 --backends numba --rounds 1 --out "$(mktemp -d)/wa
 rm -rf "$out"
 mv "$work" "$out"
 runs="seeds lenet5-b64 resnet18-b8 resnet18-b1 step-2t step-1t numba-first-step"
-for r in $runs; do convbench report "$out/$r" > /dev/null; done
+for r in $runs; do convbench report "$out/$r" "${report_budget[@]}" > /dev/null; done
 convbench targets $(for r in $runs; do echo "$out/$r"; done) --out "$out"

@@ -6,10 +6,10 @@
 #                                              # and the budgets below (empty without --quick);
 #                                              # --help prints the script's header, an unknown
 #                                              # option stops it (exit 2)
-QUICK_MATCH='^(seed002_.*|conv2|pool2|layer4_conv_s2)$'  # two layers of seeds and of lenet5, one of resnet18
+QUICK_MATCH='^(seed002_.*|conv2|layer4_conv_s2)$'  # seed002's conv and pool, one layer of lenet5 and of resnet18
 
 quick_options() {
-    quick=0; args=(); quick_flag=(); run_budget=(); run_scope=(); step_budget=(); train_budget=(); pytest_budget=(); overhead_budget=()
+    quick=0; args=(); quick_flag=(); run_budget=(); report_budget=(); run_scope=(); step_budget=(); train_budget=(); pytest_budget=(); overhead_budget=()
     local a
     for a in "$@"; do
         case "$a" in
@@ -22,8 +22,10 @@ quick_options() {
     done
     if [ "$quick" = 1 ]; then
         quick_flag=(--quick)  # for the scripts it runs
-        run_budget=(--rounds 2 --max-time 0.05 --window 0.2)  # convbench run and ab
+        run_budget=(--rounds 2 --max-time 0.05 --window 0.2 --processes 2)  # convbench run and ab: 2 processes
+        # still take the path of several (rows merged, verdicts over processes) at two-thirds of the default's cost
         run_scope=(--match "$QUICK_MATCH")
+        report_budget=(--no-plots)  # for measure_targets.sh's seven reports; reproduce.sh's keep their plots
         step_budget=(--rounds 1 --max-time 2)  # leaves out naive's LeNet-5 step at batch 64 (5 s)
         train_budget=(--iterations 20 --holdout 20 --val-fraction 0.002)  # about 20 images each to test and
         # validate on: naive's forward pass takes 55 ms an image, and 20 steps see 80 images
