@@ -22,8 +22,7 @@ quick_options() {
     done
     if [ "$quick" = 1 ]; then
         quick_flag=(--quick)  # for the scripts it runs
-        run_budget=(--rounds 2 --max-time 0.05 --window 0.2 --processes 2)  # convbench run and ab: 2 processes
-        # still take the path of several (rows merged, verdicts over processes) at two-thirds of the default's cost
+        run_budget=(--rounds 2 --max-time 0.05 --window 0.2)  # convbench run and ab
         run_scope=(--match "$QUICK_MATCH")
         report_budget=(--no-plots)  # for measure_targets.sh's seven reports; reproduce.sh's keep their plots
         step_budget=(--rounds 1 --max-time 2)  # leaves out naive's LeNet-5 step at batch 64 (5 s)
