@@ -97,9 +97,9 @@ _rng = None
 def fresh_inputs(arrays: dict) -> dict:
     """New copies of ``arrays``, each starting at a random 16-byte offset within a page: the
     harness's one way of laying out a turn's inputs (the runner's and this worker's), so that
-    where the buffers lie, which can move a row by a third (docs/methodology.md), varies from
-    turn to turn and shows in the samples instead of biasing a whole process (Curtsinger and
-    Berger's STABILIZER, for the inputs)."""
+    where the buffers lie varies from turn to turn and shows in the samples instead of biasing
+    a whole process (Curtsinger and Berger's STABILIZER, for the inputs). It does not remove the
+    per-process speed states docs/methodology.md measures; the several processes carry those."""
     import numpy as np
 
     global _rng

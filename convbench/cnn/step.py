@@ -252,7 +252,7 @@ def _step_fields(entry: Entry, turns: list[list[dict]]) -> dict:
         [[min(s[key] for s in turn) for turn in turns]], [entry.calls]) for key in keys}}
 
 
-def _step_fields_of(result: dict, part: str, threads: int) -> dict:
+def _part_fields(result: dict, part: str, threads: int) -> dict:
     """What ``measure_steps``' result for one backend tells the row of one part of its step."""
     if result["status"] != "ok":
         return {"reason": result["reason"], "max_rel_err": result.get("max_rel_err"),
@@ -341,7 +341,7 @@ def _run_steps_on(run: RunDirectory, metadata: dict, models: list[tuple[str, int
                     if (problem, backend, part) in done:
                         continue  # written before a kill: each row exactly once
                     row = make_row(session, {**base, "direction": part}, result["status"],
-                                   **_step_fields_of(result, part, threads))
+                                   **_part_fields(result, part, threads))
                     run.append(row)
                     on_row(row)
         run.add_calibration(session, calibrate(threads))
