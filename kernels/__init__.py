@@ -60,6 +60,7 @@ class BackendUnavailable(ImportError):
 
 
 IntPair = int | tuple[int, int]  # one value for both spatial dimensions, or (h, w)
+Padding = IntPair | tuple[int, int, int, int]  # or (top, bottom, left, right)
 
 
 @runtime_checkable
@@ -68,7 +69,7 @@ class Backend(Protocol):
 
     Shapes, stated once: ``x`` is (N, C, H, W); a conv's ``w`` is (K, C // groups, R, S) and
     ``b`` (K,) or None; a conv's output is (N, K, Ho, Wo) and a pool's (N, C, Ho, Wo), with
-    ``Ho = (H + 2*ph - dh*(R-1) - 1) // sh + 1`` (``output_size``; likewise ``Wo``; a pool has
+    ``Ho = (H + top + bottom - dh*(R-1) - 1) // sh + 1`` (``output_size``; likewise ``Wo``; a pool has
     dh = 1 and (R, S) = ``kernel_size``). ``dy`` has the output's shape and every gradient its
     input's. Arrays are float32 or float64, all of one dtype; results are fresh arrays of it.
     Bad shapes raise ``ShapeError`` naming the argument, other dtypes ``TypeError``; a stride,
@@ -80,7 +81,7 @@ class Backend(Protocol):
     description: str
 
     def conv2d_forward(self, x: NDArray[np.floating], w: NDArray[np.floating], b: NDArray[np.floating] | None = None,
-                       *, stride: IntPair = 1, padding: IntPair = 0, dilation: IntPair = 1,
+                       *, stride: IntPair = 1, padding: Padding = 0, dilation: IntPair = 1,
                        groups: int = 1) -> tuple[NDArray[np.floating], Context]:
         """2-D cross-correlation, as ``torch.nn.functional.conv2d``.
 
@@ -89,8 +90,9 @@ class Backend(Protocol):
         x : (N, C, H, W) array
         w : (K, C // groups, R, S) array
         b : (K,) array or None
-        stride, padding, dilation : int or (h, w)
-            Zero padding on both sides.
+        stride, dilation : int or (h, w)
+        padding : int, (h, w) or (top, bottom, left, right)
+            Zeros around x: the same on both sides of an axis, or each side its own.
         groups : int
             Divides both C and K; ``groups == C == K`` is a depthwise convolution.
 
@@ -124,11 +126,12 @@ class Backend(Protocol):
         """
 
     def maxpool2d_forward(self, x: NDArray[np.floating], kernel_size: IntPair, *, stride: IntPair | None = None,
-                          padding: IntPair = 0) -> tuple[NDArray[np.floating], Context]:
+                          padding: Padding = 0) -> tuple[NDArray[np.floating], Context]:
         """Max pooling of ``x`` (N, C, H, W) over ``kernel_size`` windows.
 
-        ``kernel_size``, ``stride`` and ``padding`` are an int or (h, w); ``stride=None`` is the
-        window; the padding is -inf and at most half the window. Returns ``y`` (N, C, Ho, Wo) and
+        ``kernel_size`` and ``stride`` are an int or (h, w); ``stride=None`` is the window;
+        ``padding`` is an int, (h, w) or (top, bottom, left, right), of -inf, each side at most
+        half the window. Returns ``y`` (N, C, Ho, Wo) and
         the ``Context`` for ``maxpool2d_backward``.
         """
 
@@ -137,7 +140,7 @@ class Backend(Protocol):
         of its maxima in row-major order (a NaN wins); overlapping windows accumulate."""
 
     def avgpool2d_forward(self, x: NDArray[np.floating], kernel_size: IntPair, *, stride: IntPair | None = None,
-                          padding: IntPair = 0) -> tuple[NDArray[np.floating], Context]:
+                          padding: Padding = 0) -> tuple[NDArray[np.floating], Context]:
         """Average pooling, with the arguments and results of ``maxpool2d_forward``; the padding
         is zeros and counts in the divisor (``count_include_pad=True`` in PyTorch terms)."""
 

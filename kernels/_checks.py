@@ -22,7 +22,8 @@ class ShapeError(ValueError):
 
 @dataclass(frozen=True)
 class ConvProblem:
-    """A validated conv2d call: sizes, parameters as (h, w) pairs, dtype and output size."""
+    """A validated conv2d call: sizes, parameters as (h, w) pairs (the padding as (top, bottom,
+    left, right)), dtype and output size."""
 
     N: int
     C: int
@@ -32,7 +33,7 @@ class ConvProblem:
     R: int
     S: int
     stride: tuple[int, int]
-    padding: tuple[int, int]
+    padding: tuple[int, int, int, int]  # (top, bottom, left, right)
     dilation: tuple[int, int]
     groups: int
     dtype: np.dtype
@@ -47,7 +48,8 @@ class ConvProblem:
 
 @dataclass(frozen=True)
 class PoolProblem:
-    """A validated pooling call: sizes, parameters as (h, w) pairs, dtype and output size."""
+    """A validated pooling call: sizes, parameters as (h, w) pairs (the padding as (top, bottom,
+    left, right)), dtype and output size."""
 
     N: int
     C: int
@@ -55,7 +57,7 @@ class PoolProblem:
     W: int
     kernel_size: tuple[int, int]
     stride: tuple[int, int]
-    padding: tuple[int, int]
+    padding: tuple[int, int, int, int]  # (top, bottom, left, right)
     dtype: np.dtype
     out_h: int
     out_w: int
@@ -106,6 +108,29 @@ def pair(value: object, arg: str, minimum: int) -> tuple[int, int]:
     return result
 
 
+def sides(value: object, arg: str = "padding") -> tuple[int, int, int, int]:
+    """Return ``value`` (an int, an (h, w) pair or a (top, bottom, left, right) 4-tuple of ints)
+    as (top, bottom, left, right), each at least 0 and at most ``LARGEST``."""
+    if isinstance(value, (tuple, list)) and len(value) == 4 and all(map(_is_int, value)):
+        result = tuple(int(v) for v in value)
+        if min(result) < 0:
+            raise ShapeError(f"{arg} must be >= 0; got {value!r}")
+        if max(result) > LARGEST:
+            raise ShapeError(f"{arg} must be at most 2**31 - 1; got {value!r}")
+        return result
+    if not (_is_int(value) or isinstance(value, (tuple, list)) and len(value) == 2):
+        raise ShapeError(f"{arg} must be an int, an (h, w) pair or a (top, bottom, left, right) 4-tuple of ints; "
+                         f"got {value!r}")
+    h, w = pair(value, arg, 0)
+    return (h, h, w, w)
+
+
+def padded_size(p) -> tuple[int, int]:
+    """The height and width of problem ``p``'s padded input."""
+    top, bottom, left, right = p.padding
+    return p.H + top + bottom, p.W + left + right
+
+
 def _array(value: object, arg: str, ndim: int, layout: str) -> np.ndarray:
     if not isinstance(value, np.ndarray):
         raise TypeError(f"{arg} must be a numpy.ndarray; got {type(value).__name__}")
@@ -128,10 +153,12 @@ def _common_dtype(**arrays: np.ndarray | None) -> np.dtype:
     raise TypeError(f"{subject} {verb} float32 or float64; got {listing}")
 
 
-def output_size(size: int, pad: int, kernel: int, dilation: int = 1, stride: int = 1) -> int:
+def output_size(size: int, pad, kernel: int, dilation: int = 1, stride: int = 1) -> int:
     """One spatial dimension of a conv's or pool's output: floor rounding, zero padding ``pad`` on
-    both sides (``Ho = (H + 2*ph - dh*(R-1) - 1) // sh + 1``); below 1 when the kernel does not fit."""
-    return (size + 2 * pad - dilation * (kernel - 1) - 1) // stride + 1
+    both sides or ``pad = (before, after)`` (``Ho = (H + top + bottom - dh*(R-1) - 1) // sh + 1``);
+    below 1 when the kernel does not fit."""
+    before, after = (pad, pad) if _is_int(pad) else pad
+    return (size + before + after - dilation * (kernel - 1) - 1) // stride + 1
 
 
 def check_conv2d(x, w, b, stride, padding, dilation, groups) -> ConvProblem:
@@ -142,7 +169,7 @@ def check_conv2d(x, w, b, stride, padding, dilation, groups) -> ConvProblem:
         b = _array(b, "b", 1, "(K,)")
     dtype = _common_dtype(x=x, w=w, b=b)
     stride = pair(stride, "stride", 1)
-    padding = pair(padding, "padding", 0)
+    padding = sides(padding)
     dilation = pair(dilation, "dilation", 1)
     if not _is_int(groups) or not 1 <= groups <= LARGEST:
         raise ShapeError(f"groups must be an int >= 1; got {groups!r}")
@@ -160,12 +187,12 @@ def check_conv2d(x, w, b, stride, padding, dilation, groups) -> ConvProblem:
         )
     if b is not None and b.shape != (K,):
         raise ShapeError(f"b must have shape (K,) = ({K},); got shape {b.shape}")
-    out_h = output_size(H, padding[0], R, dilation[0], stride[0])
-    out_w = output_size(W, padding[1], S, dilation[1], stride[1])
+    out_h = output_size(H, padding[:2], R, dilation[0], stride[0])
+    out_w = output_size(W, padding[2:], S, dilation[1], stride[1])
     if out_h < 1 or out_w < 1:
         raise ShapeError(
             f"w's dilated kernel ({dilation[0] * (R - 1) + 1}, {dilation[1] * (S - 1) + 1}) is "
-            f"larger than the padded input x ({H + 2 * padding[0]}, {W + 2 * padding[1]})"
+            f"larger than the padded input x ({H + padding[0] + padding[1]}, {W + padding[2] + padding[3]})"
         )
     return ConvProblem(
         N, C, H, W, K, R, S, stride, padding, dilation, groups, dtype, b is not None, out_h, out_w
@@ -178,18 +205,18 @@ def check_pool2d(x, kernel_size, stride, padding) -> PoolProblem:
     dtype = _common_dtype(x=x)
     kernel_size = pair(kernel_size, "kernel_size", 1)
     stride = kernel_size if stride is None else pair(stride, "stride", 1)
-    padding = pair(padding, "padding", 0)
-    if padding[0] > kernel_size[0] // 2 or padding[1] > kernel_size[1] // 2:
+    given, padding = padding, sides(padding)
+    if max(padding[:2]) > kernel_size[0] // 2 or max(padding[2:]) > kernel_size[1] // 2:
         raise ShapeError(
-            f"padding must be at most half of kernel_size {kernel_size}; got padding {padding}"
+            f"padding must be at most half of kernel_size {kernel_size} on each side; got padding {given!r}"
         )
     N, C, H, W = x.shape
-    out_h = output_size(H, padding[0], kernel_size[0], 1, stride[0])
-    out_w = output_size(W, padding[1], kernel_size[1], 1, stride[1])
+    out_h = output_size(H, padding[:2], kernel_size[0], 1, stride[0])
+    out_w = output_size(W, padding[2:], kernel_size[1], 1, stride[1])
     if out_h < 1 or out_w < 1:
         raise ShapeError(
             f"kernel_size {kernel_size} is larger than the padded input x "
-            f"({H + 2 * padding[0]}, {W + 2 * padding[1]})"
+            f"({H + padding[0] + padding[1]}, {W + padding[2] + padding[3]})"
         )
     return PoolProblem(N, C, H, W, kernel_size, stride, padding, dtype, out_h, out_w)
 

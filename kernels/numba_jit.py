@@ -48,7 +48,7 @@ from numba.core import cgutils, errors
 from numba.extending import intrinsic
 
 from kernels._arrays import crop, finite_pair, pad, padded_zeros
-from kernels._checks import Context, check_backward, check_conv2d, check_pool2d
+from kernels._checks import Context, check_backward, check_conv2d, check_pool2d, padded_size
 from kernels.traits import Traits
 
 name = "numba"
@@ -192,9 +192,9 @@ def _blocked(w, groups):
 
 
 def _tiles_forward(x, w, p):
-    (ph, pw), sw, dw = p.padding, p.stride[1], p.dilation[1]
+    (top, _, left, _), (rows, width), sw, dw = p.padding, padded_size(p), p.stride[1], p.dilation[1]
     columns = (_round_up(p.out_w, TILE_PIXELS) - 1) * sw + (p.S - 1) * dw + 1  # every tile in bounds
-    xt = _channels_last(x, p.groups, (p.N, p.H + 2 * ph, max(columns, p.W + 2 * pw)), (ph, pw))
+    xt = _channels_last(x, p.groups, (p.N, rows, max(columns, width)), (top, left))
     y = np.empty(p.y_shape, dtype=p.dtype)
     with _slp():
         _tile_forward(xt, _blocked(w, p.groups), y, 0, 0, *p.stride, *p.dilation)
@@ -205,10 +205,13 @@ def _tiles_input_gradient(dy, w, p):
     """dx as a 'full' correlation: dy spread by the stride and padded by the kernel's reach,
     against the weights flipped in R and S with their channel axes swapped. Only the pixels
     inside the padding are computed."""
-    (ph, pw), (dh, dw), G = p.padding, p.dilation, p.groups
+    (ph, _, pw, _), (dh, dw), G = p.padding, p.dilation, p.groups
     reach_h, reach_w = (p.R - 1) * dh, (p.S - 1) * dw
-    columns = _round_up(p.W, TILE_PIXELS) + pw + reach_w
-    spread = _channels_last(dy, G, (p.N, p.H + ph + reach_h, columns), (reach_h, reach_w), p.stride)
+    # rows and columns up to the last of dx plus the top and left padding, and at least every one
+    # dy reaches (past dx's, where bottom or right padding reads no input)
+    rows = max(p.H + ph, (p.out_h - 1) * p.stride[0] + 1) + reach_h
+    columns = max(_round_up(p.W, TILE_PIXELS) + pw, (p.out_w - 1) * p.stride[1] + 1) + reach_w
+    spread = _channels_last(dy, G, (p.N, rows, columns), (reach_h, reach_w), p.stride)
     Kg, Cg = p.K // G, p.C // G
     flipped = w[:, :, ::-1, ::-1].reshape(G, Kg, Cg, p.R, p.S).transpose(0, 2, 1, 3, 4).reshape(p.C, Kg, p.R, p.S)
     dx = np.empty((p.N, p.C, p.H, p.W), dtype=p.dtype)

@@ -30,13 +30,19 @@ def _tap(p, r: int, s: int) -> tuple[slice, slice]:
 
 
 def _pad(x, padding, value: float = 0.0):
-    ph, pw = padding
-    return np.pad(x.astype(np.float64), ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=value)
+    """x in float64 with (top, bottom, left, right) rows and columns of ``value`` around it."""
+    top, bottom, left, right = padding
+    return np.pad(x.astype(np.float64), ((0, 0), (0, 0), (top, bottom), (left, right)), constant_values=value)
+
+
+def _padded_zeros(p):
+    top, bottom, left, right = p.padding
+    return np.zeros((p.N, p.C, p.H + top + bottom, p.W + left + right))
 
 
 def _unpad(xpad, p):
-    ph, pw = p.padding
-    return xpad[:, :, ph : ph + p.H, pw : pw + p.W].astype(p.dtype)
+    top, _, left, _ = p.padding
+    return xpad[:, :, top : top + p.H, left : left + p.W].astype(p.dtype)
 
 
 def _contract(subscripts: str, a, b):
@@ -108,7 +114,7 @@ def maxpool2d_backward(dy, ctx):
     p = check_backward(dy, ctx, name, "maxpool2d")
     argmax = ctx.saved["argmax"]
     R, S = p.kernel_size
-    dxpad = np.zeros((p.N, p.C, p.H + 2 * p.padding[0], p.W + 2 * p.padding[1]))
+    dxpad = _padded_zeros(p)
     for r in range(R):
         for s in range(S):
             tap = (slice(None), slice(None), *_tap(p, r, s))
@@ -131,7 +137,7 @@ def avgpool2d_forward(x, kernel_size, *, stride=None, padding=0):
 def avgpool2d_backward(dy, ctx):
     p = check_backward(dy, ctx, name, "avgpool2d")
     R, S = p.kernel_size
-    dxpad = np.zeros((p.N, p.C, p.H + 2 * p.padding[0], p.W + 2 * p.padding[1]))
+    dxpad = _padded_zeros(p)
     for r in range(R):
         for s in range(S):
             dxpad[(slice(None), slice(None), *_tap(p, r, s))] += dy.astype(np.float64) / (R * S)

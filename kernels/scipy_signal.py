@@ -53,7 +53,7 @@ from kernels._arrays import (
     tap_weight_gradient,
     taps,
 )
-from kernels._checks import Context, check_backward, check_conv2d, check_pool2d
+from kernels._checks import Context, check_backward, check_conv2d, check_pool2d, padded_size
 from kernels.traits import Traits
 
 name = "scipy"
@@ -357,11 +357,11 @@ def avgpool2d_forward(x, kernel_size, *, stride=None, padding=0):
 def avgpool2d_backward(dy, ctx):
     p = check_backward(dy, ctx, name, "avgpool2d")
     R, S = p.kernel_size
-    ph, pw = p.padding
+    (ph, _, pw, _), (Hp, Wp) = p.padding, padded_size(p)
     # dx[q] is the stride-spread gradient summed over the R x S positions ending at q, over R*S:
     # spread dy, shift it by (R-1, S-1), and the window starting at q collects it.
     dy_up = _spread(dy, p.stride)
-    shifted = np.zeros((p.N, p.C, p.H + 2 * ph + R - 1, p.W + 2 * pw + S - 1), dtype=p.dtype)
+    shifted = np.zeros((p.N, p.C, Hp + R - 1, Wp + S - 1), dtype=p.dtype)
     shifted[:, :, R - 1 : R - 1 + dy_up.shape[2], S - 1 : S - 1 + dy_up.shape[3]] = dy_up
     sums = _window_sums(shifted, (R, S))
     starts = sums[:, :, R // 2 :, S // 2 :]  # the window starting at q is reported at q + R//2

@@ -30,7 +30,7 @@ from kernels._arrays import (
     tap_input_gradient,
     taps,
 )
-from kernels._checks import Context, check_backward, check_conv2d, check_pool2d
+from kernels._checks import Context, check_backward, check_conv2d, check_pool2d, padded_size
 from kernels.phases import span
 from kernels.traits import Traits
 
@@ -94,7 +94,7 @@ def _input_gradient(dy, kernel, p, dilation, groups):
     block's spread dy and view built for it, with no more values than im2col's column matrix
     (C*R*S per output pixel); the kernel is rotated and laid out for the product once.
     """
-    (R, S), (dh, dw), (ph, pw) = kernel.shape[-2:], dilation, p.padding
+    (R, S), (dh, dw), (ph, _, pw, _) = kernel.shape[-2:], dilation, p.padding
     border = (dh * (R - 1), dw * (S - 1))
     G, Kg, Cg = kernel.shape[:3]
     K, Ho, Wo = dy.shape[1:]
@@ -109,7 +109,7 @@ def _input_gradient(dy, kernel, p, dilation, groups):
     for top in range(0, p.H, height):
         rows = min(height, p.H - top)
         with span("spread"):  # only the rows and columns of dxpad that are not padding are needed
-            z = _spread_rows(dy, p.stride, border, (ph + top, ph + top + rows + border[0]), p.W + 2 * pw + border[1])
+            z = _spread_rows(dy, p.stride, border, (ph + top, ph + top + rows + border[0]), padded_size(p)[1] + border[1])
         view = windows(z[:, :, :, pw:], groups, (rows, p.W), (R, S), (1, 1), dilation)
         with span("product"):
             if rotated.ndim == 3:

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import math
 from importlib import metadata
 from types import ModuleType
 
 import numpy as np
 
-from kernels._checks import Context, check_backward, check_conv2d, check_pool2d
+from kernels._checks import Context, check_backward, check_conv2d, check_pool2d, output_size
 
 if importlib.util.find_spec("torch") is None:  # the registry reports the backend unavailable, with this
     raise ImportError("No module named 'torch'")
@@ -47,8 +48,21 @@ def _numpy(t) -> np.ndarray | None:
 def conv2d_forward(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1):
     p = check_conv2d(x, w, b, stride, padding, dilation, groups)
     inputs = (_tensor(x), _tensor(w), None if b is None else _tensor(b))
-    y = torch().nn.functional.conv2d(*inputs, stride=p.stride, padding=p.padding, dilation=p.dilation, groups=p.groups)
+    xt, padding = _padded(inputs[0], p)
+    y = torch().nn.functional.conv2d(xt, *inputs[1:], stride=p.stride, padding=padding, dilation=p.dilation,
+                                     groups=p.groups)
     return _numpy(y), Context(name, "conv2d", p, {"inputs": inputs, "y": y})
+
+
+def _padded(xt, p, value: float = 0.0):
+    """(input, padding) for a torch function, which takes the same padding on both sides of an
+    axis: ``p``'s top and left there when the same at the bottom and right gives the same output
+    (the rows beyond the last window are read by none), else an explicit ``F.pad`` first."""
+    top, bottom, left, right = p.padding
+    (R, S), (dh, dw) = getattr(p, "kernel_size", None) or (p.R, p.S), getattr(p, "dilation", (1, 1))
+    if (output_size(p.H, top, R, dh, p.stride[0]), output_size(p.W, left, S, dw, p.stride[1])) == (p.out_h, p.out_w):
+        return xt, (top, left)
+    return torch().nn.functional.pad(xt, (left, right, top, bottom), value=value), (0, 0)
 
 
 def conv2d_backward(dy, ctx, *, need_dx=True):
@@ -63,7 +77,8 @@ def conv2d_backward(dy, ctx, *, need_dx=True):
 def _pool_forward(op: str, fn, x, kernel_size, stride, padding):
     p = check_pool2d(x, kernel_size, stride, padding)
     xt = _tensor(x)
-    y = fn(xt, p.kernel_size, stride=p.stride, padding=p.padding)
+    padded, padding = _padded(xt, p, -math.inf if op == "maxpool2d" else 0.0)
+    y = fn(padded, p.kernel_size, stride=p.stride, padding=padding)
     return _numpy(y), Context(name, op, p, {"x": xt, "y": y})
 
 

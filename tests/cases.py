@@ -51,6 +51,8 @@ INEXACT_FLOAT32 = 1e-5  # float32 conv2d of a backend whose sums are not direct 
 
 
 def _hw(pair) -> str:
+    if isinstance(pair, tuple) and len(pair) == 4:  # (top, bottom, left, right) padding
+        return "_".join(map(str, pair))
     h, w = pair if isinstance(pair, tuple) else (pair, pair)
     return f"{h}" if h == w else f"{h}x{w}"
 
@@ -65,7 +67,7 @@ class ConvCase:
     R: int
     S: int
     stride: int | tuple[int, int] = 1
-    padding: int | tuple[int, int] = 0
+    padding: int | tuple[int, int] | tuple[int, int, int, int] = 0
     dilation: int | tuple[int, int] = 1
     groups: int = 1
     bias: bool = True
@@ -92,7 +94,7 @@ class PoolCase:
     W: int
     kernel_size: int | tuple[int, int]
     stride: int | tuple[int, int] | None = None
-    padding: int | tuple[int, int] = 0
+    padding: int | tuple[int, int] | tuple[int, int, int, int] = 0
 
     @property
     def id(self) -> str:
@@ -130,6 +132,12 @@ CONV_CASES = [
     ConvCase(1, 3, 6, 7, 6, 3, 2, padding=1, groups=3),  # depthwise, channel multiplier 2
     ConvCase(2, 8, 8, 8, 8, 3, 3, padding=1),  # a small ResNet-style layer
     ConvCase(2, 6, 9, 10, 20, 3, 3, stride=2, padding=1, groups=2),  # channels enough for numba's tiles
+    # (top, bottom, left, right): TensorFlow's "SAME" at stride 2 pads more at the end
+    ConvCase(2, 3, 8, 9, 4, 3, 3, stride=2, padding=(0, 1, 1, 1)),
+    ConvCase(1, 2, 7, 6, 3, 3, 3, padding=(2, 0, 0, 1), dilation=2, bias=False),
+    ConvCase(2, 6, 9, 10, 20, 3, 3, stride=2, padding=(1, 0, 0, 2), groups=2),  # numba's tiles
+    ConvCase(1, 4, 3, 3, 8, 1, 1, padding=(0, 2, 0, 1)),  # outputs that read only the bottom padding
+    ConvCase(1, 3, 5, 6, 3, 3, 3, stride=(2, 1), padding=(1, 2, 2, 0), groups=3),  # depthwise
 ]
 
 POOL_CASES = [
@@ -146,6 +154,8 @@ POOL_CASES = [
     PoolCase(1, 1, 5, 5, 2),  # batch 1, 2x2 / 2 on an odd size
     PoolCase(2, 2, 9, 9, 4, stride=3, padding=2),
     PoolCase(2, 2, 10, 10, 3, stride=(2, 1), padding=(0, 1)),
+    PoolCase(2, 2, 7, 8, 3, stride=2, padding=(0, 1, 1, 0)),  # (top, bottom, left, right)
+    PoolCase(1, 2, 5, 6, (2, 3), stride=(1, 2), padding=(1, 0, 0, 1)),
 ]
 
 

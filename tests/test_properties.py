@@ -22,10 +22,10 @@ def conv_problems(draw):
     groups = draw(st.integers(1, 3))
     R, S = draw(st.integers(1, 4)), draw(st.integers(1, 4))
     stride, dilation = draw(pairs), draw(st.tuples(st.integers(1, 2), st.integers(1, 2)))
-    padding = draw(st.tuples(st.integers(0, 2), st.integers(0, 2)))
+    padding = draw(st.tuples(*[st.integers(0, 2)] * 4))  # (top, bottom, left, right)
     # smallest image whose padded size still holds the dilated kernel
-    min_h = max(1, dilation[0] * (R - 1) + 1 - 2 * padding[0])
-    min_w = max(1, dilation[1] * (S - 1) + 1 - 2 * padding[1])
+    min_h = max(1, dilation[0] * (R - 1) + 1 - padding[0] - padding[1])
+    min_w = max(1, dilation[1] * (S - 1) + 1 - padding[2] - padding[3])
     return ConvCase(
         N=draw(st.integers(1, 2)),
         C=groups * draw(st.integers(1, 3)),
@@ -40,8 +40,8 @@ def conv_problems(draw):
 @st.composite
 def pool_problems(draw):
     R, S = draw(st.integers(1, 4)), draw(st.integers(1, 4))
-    padding = (draw(st.integers(0, R // 2)), draw(st.integers(0, S // 2)))
-    min_h, min_w = max(1, R - 2 * padding[0]), max(1, S - 2 * padding[1])
+    padding = tuple(draw(st.integers(0, half)) for half in (R // 2, R // 2, S // 2, S // 2))  # each side
+    min_h, min_w = max(1, R - padding[0] - padding[1]), max(1, S - padding[2] - padding[3])
     return PoolCase(
         N=draw(st.integers(1, 2)),
         C=draw(st.integers(1, 3)),

@@ -15,10 +15,12 @@ FD_CONV_CASES = [
     ConvCase(2, 2, 5, 6, 3, 3, 2, stride=(2, 1), padding=(1, 0), dilation=(1, 2)),
     ConvCase(1, 4, 6, 6, 4, 3, 3, stride=1, padding=1, dilation=2, groups=2),
     ConvCase(1, 3, 5, 5, 3, 2, 2, stride=2, padding=1, groups=3),
+    ConvCase(1, 2, 6, 5, 2, 3, 3, stride=2, padding=(0, 1, 2, 0)),  # (top, bottom, left, right)
 ]
 FD_POOL_CASES = [
     PoolCase(2, 2, 7, 7, 3, stride=2),
     PoolCase(1, 2, 6, 5, (2, 3), stride=(1, 2), padding=(1, 1)),
+    PoolCase(1, 2, 6, 7, 3, stride=2, padding=(1, 0, 0, 1)),
 ]
 
 
@@ -30,14 +32,14 @@ def conv_arrays(case, rng):
 
 
 def conv_by_definition(x, w, b, stride, padding, dilation, groups):
-    """The interface's formula, one scalar at a time."""
-    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    """The interface's formula, one scalar at a time; ``padding`` is (top, bottom, left, right)."""
+    (sh, sw), (top, bottom, left, right), (dh, dw) = stride, padding, dilation
     N, C, H, W = x.shape
     K, Cg, R, S = w.shape
-    xpad = np.zeros((N, C, H + 2 * ph, W + 2 * pw))
-    xpad[:, :, ph : ph + H, pw : pw + W] = x
-    Ho = (H + 2 * ph - dh * (R - 1) - 1) // sh + 1
-    Wo = (W + 2 * pw - dw * (S - 1) - 1) // sw + 1
+    xpad = np.zeros((N, C, H + top + bottom, W + left + right))
+    xpad[:, :, top : top + H, left : left + W] = x
+    Ho = (H + top + bottom - dh * (R - 1) - 1) // sh + 1
+    Wo = (W + left + right - dw * (S - 1) - 1) // sw + 1
     y = np.zeros((N, K, Ho, Wo))
     for n, k, i, j in itertools.product(range(N), range(K), range(Ho), range(Wo)):
         g = k // (K // groups)
@@ -53,6 +55,8 @@ def test_conv_forward_is_the_definition(case):
     x, w, b = conv_arrays(case, np.random.default_rng(0))
     y, _ = reference.conv2d_forward(x, w, b, **case.params)
     pairs = {k: (v, v) if isinstance(v, int) else v for k, v in case.params.items() if k != "groups"}
+    padding = pairs["padding"]  # as (top, bottom, left, right)
+    pairs["padding"] = padding if len(padding) == 4 else (padding[0], padding[0], padding[1], padding[1])
     np.testing.assert_allclose(y, conv_by_definition(x, w, b, **pairs, groups=case.groups), rtol=1e-12)
 
 
