@@ -196,10 +196,10 @@ SUITES = {  # a suite file's text -> what the one line says
                                   "c1,conv2d,1,1,8,8,2,3,3,1,0,1,1,1,7\n", "15 fields where the header has 14"),
     "a row with a field missing": ("name,op,N,C,H,W,K,R,S,stride,padding,dilation,groups,repeat\n"
                                    "c1,conv2d,1,1,8,8,2,3,3,1,0,1,1\n", "fewer fields where the header has 14"),
-    "an empty file": ("", "holds no problems"),
-    "only comments": ("# nothing here\n", "holds no problems"),
+    "an empty file": ("", "holds no problem convbench can run"),
+    "only comments": ("# nothing here\n", "holds no problem convbench can run"),
     "only float64 problems": ("--dt=f64 mb1ic1ih8oc1kh3\n", "outside --directions"),
-    "a pooling algorithm before a convolution": ("--alg=max mb1ic1ih8oc1kh3\n", "--alg=max is a pooling algorithm"),
+    "only 3-D problems": ("ic3id4oc4kd3\n", "holds no problem convbench can run: skipped 1 3-D descriptor(s)"),
     "more memory than the machine's": ("name,op,N,C,H,W,K,R,S,stride,padding,dilation,groups,repeat\n"
                                        "c1,conv2d,1,1,4,4,1,1,1,1,100000,1,1,1\n", "GiB of memory per call"),
 }

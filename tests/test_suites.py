@@ -64,12 +64,22 @@ def test_batch_override():
     assert {p.N for p in load_suite("resnet18", batch=8)} == {8}
 
 
+def _tight(p: Problem) -> tuple[int, int, int, int]:
+    """p's padding with the bottom and right cut to what the output reads, as benchdnn derives
+    them from the output size (a padded row no window reaches is the same problem)."""
+    top, _, left, _ = p.sides
+    ends = [(out - 1) * s + d * (k - 1) + 1 - size - near for out, s, d, k, size, near in (
+        (p.out_h, p.stride[0], p.dilation[0], p.R, p.H, top), (p.out_w, p.stride[1], p.dilation[1], p.S, p.W, left))]
+    return (top, max(ends[0], 0), left, max(ends[1], 0))
+
+
 def test_every_shipped_problem_round_trips_through_its_benchdnn_descriptor():
     for suite in suite_names():
         for p in load_suite(suite):
             alg = "avg_p" if p.op == "avgpool2d" else "max"
             again = parse_descriptor(p.descriptor(), alg=alg)
-            assert again == Problem(**{**p.__dict__, "repeat": 1}), p.descriptor()
+            assert again == Problem(**{**p.__dict__, "repeat": 1, "padding": _tight(p)}), p.descriptor()
+            assert (again.out_h, again.out_w, again.flops("forward")) == (p.out_h, p.out_w, p.flops("forward"))
 
 
 def test_resnet_descriptor():
@@ -79,16 +89,18 @@ def test_resnet_descriptor():
 
 
 def test_descriptor_details():
-    p = parse_descriptor("g32ic32ih112iw100oc32kh3sh2ph1dh1")
+    p = parse_descriptor("g32ic32ih112iw100oc32kh3kw3sh2sw2ph1pw1dh1dw1")
     assert (p.groups, p.N, p.W, p.dilation, p.stride) == (32, 2, 100, (2, 2), (2, 2))  # mb defaults to 2
-    assert p.name == "g32ic32ih112iw100oc32kh3sh2ph1dh1"
+    assert p.name == "g32ic32ih112iw100oc32kh3kw3sh2sw2ph1pw1dh1dw1"
+    with pytest.raises(SuiteError, match="'kw' was not specified"):  # a width given in part takes no height fields
+        parse_descriptor("g32ic32ih112iw100oc32kh3sh2ph1dh1")
 
 
 def test_benchdnn_batch_file(tmp_path):
     path = tmp_path / "shapes.txt"
     path.write_text('# a comment\n--dir=FWD_B\nmb1ic3ih224oc64kh7sh2ph3n"conv1"  # trailing\n\n'
                     '--alg=avg_p --mb=4\nic512ih7kh7sh7n"gap"\n--reset\nic64ih112kh3sh2ph1n"pool"\n')
-    conv, gap, pool = read_benchdnn(path)
+    conv, gap, pool = read_benchdnn(path).problems
     assert (conv.name, conv.op, conv.out_h, conv.directions) == ("conv1", "conv2d", 112, ("forward",))
     assert (gap.op, gap.N, gap.out_h, gap.directions) == ("avgpool2d", 4, 1, ("forward",))  # options persist
     assert (pool.op, pool.N, pool.out_h, pool.directions) == ("maxpool2d", 2, 56, ())  # until --reset
@@ -97,7 +109,7 @@ def test_benchdnn_batch_file(tmp_path):
 def test_options_and_a_descriptor_share_a_line(tmp_path):
     path = tmp_path / "pools.txt"
     path.write_text('--alg=max mb1ic64ih112oh56kh3sh2ph1n"pool"\n--mb=0 --alg=avg_p ic8ih8kh2n"avg"\n')
-    pool, avg = read_benchdnn(path)
+    pool, avg = read_benchdnn(path).problems
     assert (pool.name, pool.op, pool.out_h) == ("pool", "maxpool2d", 56)
     assert (avg.name, avg.op) == ("avg", "avgpool2d")
 
@@ -105,7 +117,7 @@ def test_options_and_a_descriptor_share_a_line(tmp_path):
 def test_dir_and_dt_choose_what_is_measured(tmp_path):
     path = tmp_path / "conv.txt"
     path.write_text('--dir=BWD_D --dt=f32\nmb1ic3ih8oc4kh3n"c1"\n--dir=FWD_D,BWD_WB --cfg=f64\nmb1ic3ih8oc4kh3n"c2"\n')
-    c1, c2 = read_benchdnn(path)
+    c1, c2 = read_benchdnn(path).problems
     assert (c1.directions, c1.dtypes) == (("backward",), ("float32",))
     assert (c2.directions, c2.dtypes) == (("forward", "backward"), ("float64",))
     plan = Plan(suites=[str(path)], backends=["im2col"], dtypes=["float32", "float64"], threads=[1])
@@ -114,20 +126,13 @@ def test_dir_and_dt_choose_what_is_measured(tmp_path):
 
 
 @pytest.mark.parametrize("text, message", [
-    ('--dt=bf16\nmb1ic3ih8oc4kh3\n', r"f.txt:1: option '--dt=bf16' does not map .* \(it takes f32, f64\)"),
-    ('--dir=BWD_X\nmb1ic3ih8oc4kh3\n', r"f.txt:1: option '--dir=BWD_X' does not map"),
-    ('\n--skip-impl=ref mb1ic3ih8oc4kh3\n', r"f.txt:2: option '--skip-impl=ref' does not map .* \(supported:"),
-    ('mb1ic1ih8oc1kh3n"same"\nmb2ic3ih16oc4kh5n"same"\n', r"f.txt:2: the name 'same' was already used at .*f.txt:1"),
-    ('mb1ic1ih8oc1kh3\nmb1ic1ih8oc1kh3\n', r"f.txt:2: the name 'mb1ic1ih8oc1kh3' was already used"),
-    ("# header\nmb8ic64ih56oc64kh3zz1\n", r"f.txt:2: unknown field 'zz'"),
-    ("# header\nmb8ic64ih56oc64kh3ph1oh55\n", r"f.txt:2: field 'oh' is 55 but the other fields give 56"),
-    ("# header\nmb8ih56oc64kh3\n", r"f.txt:2: field 'ic' is required"),
-    ("# header\nmb8ic64ih56oc64kh3 ph1\n", r"f.txt:2: one descriptor per line, after the options"),
-    ("# header\nmb8ic64ih56oc64kh3kh3\n", r"f.txt:2: field 'kh' appears twice"),
-    ("# header\nmb8ic64ih5oc64kh9\n", r"f.txt:2: mb8ic64ih5oc64kh9: the kernel is larger than the padded input"),
-    ("# header\nmb8ic64ih56oc64kh3sh0\n", r"f.txt:2: field 'sh' must be between 1 and 2,147,483,647; got 0"),
+    ('--dir=BWD_X\nmb1ic3ih8oc4kh3\n', r"f.txt:1: option '--dir=BWD_X': benchdnn has no direction 'BWD_X'"),
+    ("# header\nmb8ic64ih56oc64kh3zz1\n", r"f.txt:2: unrecognized pattern in 'mb8ic64ih56oc64kh3zz1' starting from 'zz1'"),
+    ("# header\nmb8ih56oc64kh3\n", r"f.txt:2: 'ic' was not specified or set to 0"),
+    ("# header\nmb8ic64ih5oc64kh9\n", r"f.txt:2: 'oh' was not specified and the other fields give -3"),
+    ("# header\nmb8ic64ih56oc64kh3sh0\n", r"f.txt:2: 'sh' was not specified or set to 0"),
     ("# header\nmb8ic64ih56oc64kh3g3\n", r"f.txt:2: .*groups=3 must divide C=64 and K=64"),
-    ("# header\nic64ih56kh3dh1\n", r"f.txt:2: field 'dh' does not apply to pooling"),
+    ("# header\nic64ih56kh3dh1\n", r"f.txt:2: ic64ih56kh3dh1: a pooling descriptor \(no 'oc'\) takes no dilation"),
 ])
 def test_bad_batch_file_lines_name_the_line_and_field(tmp_path, text, message):
     path = tmp_path / "f.txt"
@@ -139,8 +144,8 @@ def test_bad_batch_file_lines_name_the_line_and_field(tmp_path, text, message):
 def test_unsupported_pooling_algorithm(tmp_path):
     path = tmp_path / "pools.txt"
     path.write_text("--alg=avg_np\nic8ih8kh2\n")
-    with pytest.raises(SuiteError, match=r"pools.txt:1: option '--alg=avg_np' does not map onto convbench's interface"):
-        read_benchdnn(path)
+    (kind,) = read_benchdnn(path).skipped
+    assert kind.startswith("problem(s) under --alg=avg_np, an algorithm convbench does not know (it takes direct, ")
 
 
 @pytest.mark.parametrize("row, message", [
@@ -174,7 +179,7 @@ def test_unknown_suite_lists_the_shipped_ones():
     (b"\xef\xbb\xbfname,op,N,C,H,W,K,R,S,stride,padding,dilation,groups,repeat\nc1,conv2d,1,1,8,8,2,3,3,1,0,1,1,1\n", None),
     (b"name,op,N,C,H,W,K,R,S,stride,padding,dilation,groups,repeat\n" + b"c" * 11_000_000 + b",conv2d\n",
      r"garbage.txt: not a readable CSV \(field larger than field limit"),
-    (b"mb1ic1ih8oc1kh3" + b"x" * 5_000_000 + b"\n", r"garbage.txt:1: cannot read 'x"),
+    (b"mb1ic1ih8oc1kh3" + b"x" * 5_000_000 + b"\n", r"garbage.txt:1: unrecognized pattern in 'mb1ic1ih8oc1kh3x"),
 ])
 def test_a_suite_file_of_any_content_gives_one_bounded_line(tmp_path, content, message):
     path = tmp_path / "garbage.txt"

@@ -34,8 +34,9 @@ def _inputs(p: dict, dtype: str, seed: int) -> dict:
     import numpy as np
 
     rng = np.random.default_rng(seed)
-    ho = (p["H"] + 2 * p["padding"][0] - p["dilation"][0] * (p["R"] - 1) - 1) // p["stride"][0] + 1
-    wo = (p["W"] + 2 * p["padding"][1] - p["dilation"][1] * (p["S"] - 1) - 1) // p["stride"][1] + 1
+    pad = p["padding"] if len(p["padding"]) == 4 else [p["padding"][0]] * 2 + [p["padding"][1]] * 2  # (t, b, l, r)
+    ho = (p["H"] + pad[0] + pad[1] - p["dilation"][0] * (p["R"] - 1) - 1) // p["stride"][0] + 1
+    wo = (p["W"] + pad[2] + pad[3] - p["dilation"][1] * (p["S"] - 1) - 1) // p["stride"][1] + 1
     arrays = {"x": rng.standard_normal((p["N"], p["C"], p["H"], p["W"])).astype(dtype),
               "dy": rng.standard_normal((p["N"], p["K"], ho, wo)).astype(dtype)}
     if p["op"] == "conv2d":

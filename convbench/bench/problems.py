@@ -27,7 +27,11 @@ OPS = ("conv2d", "maxpool2d", "avgpool2d")
 DIRECTIONS = ("forward", "backward", "forward+backward")
 
 
-def _hw(value: tuple[int, int]) -> str:
+def _hw(value: tuple) -> str:
+    """(h, w) as ``h`` or ``hxw``; a (top, bottom, left, right) padding as ``top/bottom`` for an
+    axis whose two sides differ (``0/1x1``: top 0, bottom 1, left and right 1)."""
+    if len(value) == 4:
+        value = tuple(str(a) if a == b else f"{a}/{b}" for a, b in (value[:2], value[2:]))
     return str(value[0]) if value[0] == value[1] else f"{value[0]}x{value[1]}"
 
 
@@ -45,7 +49,7 @@ class Problem:
     R: int
     S: int
     stride: tuple[int, int] = (1, 1)
-    padding: tuple[int, int] = (0, 0)
+    padding: tuple[int, ...] = (0, 0)  # (h, w), or (top, bottom, left, right) where the sides differ
     dilation: tuple[int, int] = (1, 1)
     groups: int = 1
     repeat: int = 1
@@ -53,6 +57,9 @@ class Problem:
     dtypes: tuple[str, ...] = ()  # the only dtypes to measure (a benchdnn --dt); () for any
 
     def __post_init__(self):
+        top, bottom, left, right = self.sides
+        if (top, left) == (bottom, right):  # one spelling for each padding
+            object.__setattr__(self, "padding", (top, left))
         if self.op not in OPS:
             raise ValueError(f"op must be one of {', '.join(OPS)}; got {self.op!r}")
         if self.op != "conv2d" and (self.K != self.C or self.dilation != (1, 1) or self.groups != 1):
@@ -63,12 +70,19 @@ class Problem:
             raise ValueError(f"{self.name}: the kernel is larger than the padded input")
 
     @property
+    def sides(self) -> tuple[int, int, int, int]:
+        """The padding as (top, bottom, left, right)."""
+        if len(self.padding) == 4:
+            return tuple(self.padding)
+        return (self.padding[0], self.padding[0], self.padding[1], self.padding[1])
+
+    @property
     def out_h(self) -> int:
-        return kernels.output_size(self.H, self.padding[0], self.R, self.dilation[0], self.stride[0])
+        return kernels.output_size(self.H, self.sides[:2], self.R, self.dilation[0], self.stride[0])
 
     @property
     def out_w(self) -> int:
-        return kernels.output_size(self.W, self.padding[1], self.S, self.dilation[1], self.stride[1])
+        return kernels.output_size(self.W, self.sides[2:], self.S, self.dilation[1], self.stride[1])
 
     def worth_timing(self, backend: str) -> bool:
         """False where one call of ``backend`` is too slow to time repeatedly (its declared cost
@@ -108,19 +122,21 @@ class Problem:
         output and its gradient, the filters, and an im2col column matrix (C/g*R*S x N*Ho*Wo,
         what the GEMM backends allocate). A problem over the machine's memory is refused before
         anything is allocated (``convbench.bench.runner``)."""
-        padded = self.N * self.C * (self.H + 2 * self.padding[0]) * (self.W + 2 * self.padding[1])
+        top, bottom, left, right = self.sides
+        padded = self.N * self.C * (self.H + top + bottom) * (self.W + left + right)
         y = self.N * self.K * self.out_h * self.out_w
         w = self.K * (self.C // self.groups) * self.R * self.S if self.op == "conv2d" else 0
         columns = (self.C // self.groups if self.op == "conv2d" else self.C) * self.R * self.S * self.N * self.out_h * self.out_w
         return itemsize * (2 * padded + 2 * y + 2 * w + columns)
 
     def descriptor(self) -> str:
-        """The problem in oneDNN benchdnn's notation (dilation there counts from 0)."""
+        """The problem in oneDNN benchdnn's notation (dilation there counts from 0; the padding at
+        the bottom and right follows from the output size there)."""
         text = f"mb{self.N}ic{self.C}ih{self.H}iw{self.W}"
         if self.op == "conv2d":
             text = (f"g{self.groups}" if self.groups > 1 else "") + text + f"oc{self.K}"
         text += f"oh{self.out_h}ow{self.out_w}kh{self.R}kw{self.S}sh{self.stride[0]}sw{self.stride[1]}"
-        text += f"ph{self.padding[0]}pw{self.padding[1]}"
+        text += f"ph{self.sides[0]}pw{self.sides[2]}"
         if self.dilation != (1, 1):
             text += f"dh{self.dilation[0] - 1}dw{self.dilation[1] - 1}"
         return text + f'n"{self.name}"'
@@ -128,7 +144,8 @@ class Problem:
     def identity(self) -> str:
         """Everything that decides what is measured: the descriptor, and any directions or dtypes
         the problem is limited to."""
-        return " ".join([self.descriptor(), *(f"--dir={d}" for d in self.directions),
+        sides = [f"--padding={','.join(map(str, self.padding))}"] if len(self.padding) == 4 else []
+        return " ".join([self.descriptor(), *sides, *(f"--dir={d}" for d in self.directions),
                          *(f"--dt={d}" for d in self.dtypes)])
 
     def short(self) -> str:

@@ -40,7 +40,7 @@ from convbench.bench.interleave import TURNS, Entry, interleave
 from convbench.bench.machine import calibrate, quiesce, steady_allocator
 from convbench.bench.problems import DIRECTIONS, OPS, Problem
 from convbench.bench.results import RunDirectory, machine_metadata, machine_name, make_row
-from convbench.bench.suites import load_suite
+from convbench.bench.suites import read_suite
 from kernels import phases
 
 TOLERANCE = {"float32": 1e-4, "float64": 1e-10}  # relative to the largest reference value
@@ -98,6 +98,7 @@ class Plan:
     max_time: float = MAX_TIME
     seed: int = 0
     processes: int = field(default_factory=default_processes)
+    strict: bool = False  # refuse a benchdnn file that holds what convbench cannot run (else: skip, counted)
     # "suite/name" -> the problem as first resolved (``Problem.identity``): a suite file edited
     # between a run and its --resume is refused instead of mixing two shapes under one name.
     resolved: dict[str, str] | None = None
@@ -124,10 +125,19 @@ class Plan:
             limits.whole("batch", self.batch)
 
     def problems(self) -> list[tuple[str, Problem]]:
-        """(suite, problem) pairs selected by ops and match, in suite order."""
+        """(suite, problem) pairs selected by ops and match, in suite order; read once (a warning
+        for each kind of line a benchdnn file holds that convbench cannot run)."""
+        if getattr(self, "_chosen", None) is None:
+            self._chosen = self._choose()
+        return self._chosen
+
+    def _choose(self) -> list[tuple[str, Problem]]:
         chosen = []
         for suite in self.suites:
-            for problem in load_suite(suite, self.batch):
+            reading = read_suite(suite, self.batch, self.strict)
+            for line in reading.lines():
+                warnings.warn(f"{suite}: {line}", stacklevel=4)
+            for problem in reading.problems:
                 if problem.op in self.ops and (self.match is None or re.search(self.match, problem.name)):
                     chosen.append((suite, problem))
         if not chosen:

@@ -173,6 +173,7 @@ def plan_arguments(command: argparse.ArgumentParser) -> None:
     add("--threads", type=wholes("--threads"), help="comma-separated thread counts to sweep, e.g. 1,2; default all cores")
     add("--match", metavar="REGEX", help="only problems whose name matches")
     add("--batch", type=whole("--batch"), metavar="N", help="override every problem's batch size")
+    add("--strict", action="store_true", default=None, help="refuse a benchdnn file with lines convbench cannot run")
     add("--budget", type=seconds("--budget"), metavar="SECONDS", help="repeat each measurement for about this long; default 1")
     add("--rounds", type=whole("--rounds", 1, limits.MAX_ROUNDS), metavar="N", help="exactly N turns of one call each instead of a time budget")
     add("--turns", type=whole("--turns", 1, limits.MAX_TURNS), metavar="N", help="the budget is spent in N "

@@ -5,7 +5,7 @@ from __future__ import annotations
 from convbench.cli.options import Defaults, plan_arguments
 
 PLAN_OPTIONS = ("suite", "backends", "ops", "directions", "dtype", "threads", "match", "batch",
-                "budget", "rounds", "turns", "window", "max_time", "processes")
+                "budget", "rounds", "turns", "window", "max_time", "processes", "strict")
 
 
 def register(sub) -> None:
@@ -34,7 +34,7 @@ def plan_from(args):
         ("backends", "backends"), ("ops", "ops"), ("directions", "directions"), ("dtypes", "dtype"),
         ("threads", "threads"), ("match", "match"), ("batch", "batch"), ("budget", "budget"),
         ("rounds", "rounds"), ("turns", "turns"), ("window", "window"), ("max_time", "max_time"),
-        ("processes", "processes"))}
+        ("processes", "processes"), ("strict", "strict"))}
     return Plan(suites=args.suite or ["seeds"], **{k: v for k, v in given.items() if v is not None})
 
 
