@@ -31,15 +31,16 @@ step() {
     local dir=$work/$1; shift
     if [ -f "$dir/plan.json" ]; then convbench step --out "$dir" --resume --quiet; else convbench step --out "$dir" --quiet "$@" "${step_budget[@]}"; fi
 }
-dirs="--ops conv2d --directions forward,forward+backward --threads 1,2"
+dirs="--ops conv2d --directions forward,forward+backward --threads $sweep"
 run seeds --suite seeds $dirs --backends $ours
 run lenet5-b64 --suite lenet5 --batch 64 $dirs --backends $ours
 run resnet18-b8 --suite resnet18 --batch 8 $dirs --backends $ours
-run resnet18-b1 --suite resnet18 --ops conv2d --directions forward+backward --threads 1,2 --backends scipy,torch
+run resnet18-b1 --suite resnet18 --ops conv2d --directions forward+backward --threads "$sweep" --backends scipy,torch
 step step-2t --model seed002,lenet5 --threads 2 --backends $ours
 step step-1t --model seed002,lenet5 --threads 1 --backends $ours
-# numba's first lenet5 step in a fresh process, once its cache is warm (the warm-up run is thrown away)
-convbench step --model lenet5 --backends numba --rounds 1 --out "$(mktemp -d)/warm" --quiet
+# numba's first lenet5 step in a fresh process, once its cache is warm (the warm-up run is thrown away;
+# --quick's step-2t has just warmed it)
+[ "$quick" = 1 ] || convbench step --model lenet5 --backends numba --rounds 1 --out "$(mktemp -d)/warm" --quiet
 [ -f "$work/numba-first-step/plan.json" ] || convbench step --model lenet5 --backends numba --rounds 3 --out "$work/numba-first-step" --quiet
 
 rm -rf "$out"

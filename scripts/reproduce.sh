@@ -50,11 +50,11 @@ part() {  # part NAME COMMAND...: run COMMAND once for NAME (skipped when a resu
 }
 suites() {
     convbench run --suite seeds,lenet5,resnet18 --backends all --threads 2 --out "$work/suites" --quiet "${run_budget[@]}" "${run_scope[@]}"
-    convbench report "$work/suites" > /dev/null
+    convbench report "$work/suites" "${report_budget[@]}" > /dev/null
 }
 steps() {
     convbench step --model seed002,lenet5 --backends all --out "$work/steps" --quiet "${step_budget[@]}"
-    convbench report "$work/steps" > /dev/null
+    convbench report "$work/steps" "${report_budget[@]}" > /dev/null
 }
 mnist() {
     for b in numba im2col stride_tricks scipy naive; do

@@ -54,7 +54,7 @@ MNIST = ROOT.parent / "shared" / "data" / "mnist-t10k"
 SMALL = r"""
 export QUICK_SH="$PWD/scripts/quick.sh"
 convbench() {  # every convbench command at the budgets of the measuring scripts' --quick
-  local quick args quick_flag run_budget report_budget run_scope step_budget train_budget pytest_budget overhead_budget
+  local quick args quick_flag run_budget report_budget run_scope step_budget train_budget pytest_budget overhead_budget sweep
   source "$QUICK_SH"; quick_options --quick
   local extra=()
   case " $* " in
