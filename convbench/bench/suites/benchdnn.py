@@ -15,10 +15,11 @@ place, as benchdnn's settings carry through it):
 - the repeat count of a name, ``n"resnet_50:res2a_branch2b*3"``, is the layer's ``repeat``.
 
 What convbench cannot run is skipped and counted, one line each kind (``Reading.skipped``): 3-D
-descriptors, other data types, attributes, ``--alg=wino``, an empty batch, options it does not
-know. Settings of benchdnn's own harness and memory layouts change nothing convbench measures
-(it measures NCHW): they are counted as ignored (``Reading.ignored``). ``strict=True`` refuses
-the file at the first of either instead.
+descriptors, other data types, attributes, ``--alg=wino``, a negative padding, sizes over
+2**31 - 1, an empty batch, options it does not know; ``strict=True`` refuses the file at the
+first instead. Settings of benchdnn's own harness and memory layouts change nothing convbench
+measures (it measures NCHW): they are counted as ignored (``Reading.ignored``). A line benchdnn
+itself refuses is refused, naming the line.
 """
 
 from __future__ import annotations
