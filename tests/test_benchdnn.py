@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from convbench.bench.problems import Problem
 from convbench.bench.report import duration, summary_table
 from convbench.bench.results import load_results
+from convbench.bench.runner import Plan
 from convbench.bench.suites import SuiteError, parse_descriptor, read_benchdnn, read_suite
 from convbench.bench.suites.descriptor import FIELDS, DescriptorError, parse
 from convbench.cli import main
@@ -226,3 +227,16 @@ def test_the_coverage_script_reads_a_folder_of_shapes_files(tmp_path):
     assert summary.startswith(f"1 files, {len(LINES)} descriptors: {planar} 1-D and 2-D, {planar} of them read as "
                               f"benchdnn reads them (100.00%)")
     assert f"{refused} that benchdnn refuses" in summary
+
+
+def test_problems_the_plan_leaves_out_are_named_before_it_starts(tmp_path):
+    """A float32 run of a file with a --cfg=f64 block says which problems it leaves out and why;
+    a file's skipped lines are warned of too, one line each kind."""
+    path = _file(tmp_path, '--cfg=f64 ic3ih8oc4kh3n"d"\n--reset ic3ih8oc4kh3n"f"\nic3id4oc4kd3\n')
+    with pytest.warns(UserWarning) as caught:
+        chosen = Plan(suites=[str(path)], backends=["im2col"], threads=[1]).problems()
+    assert [p.name for _, p in chosen] == ["f"]
+    messages = [str(w.message) for w in caught]
+    assert f"{path}: skipped 1 3-D descriptor(s) (convbench runs 1-D and 2-D) (first at {path}:3)" in messages
+    assert any(m.startswith("1 problem(s) ask only for directions or dtypes outside this run and are left out: "
+                            f"{path}/d") for m in messages)
