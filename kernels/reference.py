@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kernels._checks import Context, check_backward, check_conv2d, check_pool2d
+from kernels._checks import Context, check_backward, check_conv2d, check_pool2d, padded_size
 
 name = "reference"
 description = "float64 shift-and-add written from the definition; the ground truth"
@@ -36,8 +36,7 @@ def _pad(x, padding, value: float = 0.0):
 
 
 def _padded_zeros(p):
-    top, bottom, left, right = p.padding
-    return np.zeros((p.N, p.C, p.H + top + bottom, p.W + left + right))
+    return np.zeros((p.N, p.C, *padded_size(p)))
 
 
 def _unpad(xpad, p):

@@ -32,14 +32,9 @@ from convbench.bench.suites.descriptor import DescriptorError, parse  # noqa: E4
 
 def _fields(text: str) -> dict | None:
     try:
-        d = parse(text)
+        return parse(text).desc_t()
     except DescriptorError:
         return None
-    out = {"g": d.g, "has_groups": d.has_groups, "mb": d.mb, "ic": d.ic, "oc": d.oc, "ndims": d.ndims, "name": d.name}
-    for a, axis in (("d", d.depth), ("h", d.height), ("w", d.width)):
-        out.update({"i" + a: axis.i, "o" + a: axis.o, "k" + a: axis.k, "s" + a: axis.s, "p" + a: axis.p,
-                    "p" + a + "_r": axis.p_r, "d" + a: axis.d})
-    return out
 
 
 def survey(path: Path) -> dict:

@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import csv
 import re
-from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 
 from convbench.bench.errors import clip
-from convbench.bench.limits import MAX_SIZE
 from convbench.bench.problems import OPS, Problem
-from convbench.bench.suites.benchdnn import Reading, SuiteError, parse_descriptor, read_benchdnn, read_text
+from convbench.bench.suites.benchdnn import Reading, parse_descriptor, read_benchdnn
+from convbench.bench.suites.files import SuiteError, integer, read_text
 
 __all__ = ["Reading", "SuiteError", "load_suite", "parse_descriptor", "read_benchdnn", "read_csv", "read_suite",
            "suite_names"]
@@ -38,21 +37,11 @@ def suite_names() -> list[str]:
                   if p.name.endswith(".csv"))
 
 
-def _int(text: str, where: str, field: str, minimum: int) -> int:
-    try:
-        value = int(text)
-    except (TypeError, ValueError):
-        raise SuiteError(f"{where}: field {field!r} must be an integer; got {clip(repr(text), 80)}") from None
-    if not minimum <= value <= MAX_SIZE:
-        raise SuiteError(f"{where}: field {field!r} must be between {minimum} and {MAX_SIZE:,}; got {clip(str(value), 40)}")
-    return value
-
-
 def _pair(text: str, where: str, field: str, minimum: int) -> tuple[int, int]:
     parts = str(text).lower().split("x")
     if len(parts) > 2:
         raise SuiteError(f"{where}: field {field!r} must be an int or HxW; got {clip(repr(text), 80)}")
-    values = [_int(p, where, field, minimum) for p in parts]
+    values = [integer(p, where, field, minimum) for p in parts]
     return (values[0], values[-1])
 
 
@@ -90,7 +79,7 @@ def _read_rows(path, reader: csv.DictReader) -> list[Problem]:
         seen.add(name)
         if row["op"] not in OPS:
             raise SuiteError(f"{where}: field 'op' must be one of {', '.join(OPS)}; got {clip(repr(row['op']), 80)}")
-        ints = {f: _int(row[f], where, f, 1) for f in ("N", "C", "H", "W", "K", "R", "S", "groups", "repeat")}
+        ints = {f: integer(row[f], where, f, 1) for f in ("N", "C", "H", "W", "K", "R", "S", "groups", "repeat")}
         problems.append(_problem(
             where, name=name, op=row["op"], **ints,
             stride=_pair(row["stride"], where, "stride", 1),

@@ -28,10 +28,11 @@ import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from convbench.bench.errors import InputError, clip
+from convbench.bench.errors import clip
 from convbench.bench.limits import MAX_SIZE
 from convbench.bench.problems import Problem
 from convbench.bench.suites.descriptor import Axis, Descriptor, DescriptorError, parse
+from convbench.bench.suites.files import SuiteError, integer, read_text
 
 MAX_DEPTH = 16  # --batch files within --batch files
 DIRECTIONS = {"FWD_D": "forward", "FWD_B": "forward", "FWD_I": "forward",
@@ -46,10 +47,6 @@ IGNORED = ("--mode", "--engine", "--skip-impl", "--impl", "--ctx-init", "--ctx-e
            "--fix-times-per-prb", "--perf-template", "--memory-kind", "--canonical", "--verbose", "-v",
            "--start", "--cold-cache", "--mode-modifier", "--bia-dt", "--stag", "--wtag", "--dtag", "--strides")
 _NAME_REPEAT = re.compile(r"\*(\d+)$")
-
-
-class SuiteError(InputError):
-    """A suite file or descriptor that cannot be read; the message names the line and the field."""
 
 
 @dataclass
@@ -141,7 +138,7 @@ class _Reader:
         elif key == "--batch":
             self.include(path.parent / value, where, stack)
         elif key == "--mb":
-            state.mb = tuple(_int(v, where, "--mb", 0) for v in _list(value, option, where))
+            state.mb = tuple(integer(v, where, "--mb", 0) for v in _list(value, option, where))
         elif key == "--dir":
             values = [v.upper() for v in _list(value, option, where)]
             unknown = [v for v in values if v not in DIRECTIONS]
@@ -230,16 +227,6 @@ def _union(a: tuple[str, ...], b: tuple[str, ...]) -> tuple[str, ...]:
     return () if not a or not b else tuple(dict.fromkeys(a + b))  # () already means every one
 
 
-def _int(text: str, where: str, field: str, minimum: int) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise SuiteError(f"{where}: {field} must be an integer; got {clip(repr(text), 80)}") from None
-    if not minimum <= value <= MAX_SIZE:
-        raise SuiteError(f"{where}: {field} must be between {minimum} and {MAX_SIZE:,}; got {clip(str(value), 40)}")
-    return value
-
-
 def _name(desc: Descriptor, text: str) -> str:
     name = desc.name[1:-1] if len(desc.name) >= 2 and desc.name[0] == desc.name[-1] == '"' else desc.name
     return name or text
@@ -288,17 +275,6 @@ def _repeat(name: str) -> int:
     """The count a benchdnn name ends with (``"resnet_50:res2a_branch2b*3"``), else 1."""
     match = _NAME_REPEAT.search(name)
     return min(int(match[1]), MAX_SIZE) if match and int(match[1]) > 0 else 1
-
-
-def read_text(path: str | Path) -> str:
-    """A suite file's text (a byte-order mark dropped); SuiteError naming it if it is not text."""
-    try:
-        return Path(path).read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise SuiteError(f"{path}: not a text file (byte {exc.start} is not UTF-8); a suite is a CSV "
-                         "or a benchdnn batch file") from None
-    except OSError as exc:
-        raise SuiteError(f"{path}: cannot read it ({exc.strerror or exc})") from None
 
 
 def read_benchdnn(path: str | Path, text: str | None = None, strict: bool = False, batch: int | None = None) -> Reading:

@@ -74,9 +74,15 @@ class Descriptor:
     width: Axis
     name: str
 
-    @property
-    def spatial(self) -> int:
-        return self.ndims - 2
+    def desc_t(self) -> dict:
+        """The fields as benchdnn's desc_t names them (``ih``, ``ph_r``, ...), to compare a reading
+        with benchdnn's (tests/benchdnn_oracle.py, scripts/benchdnn_coverage.py)."""
+        fields = {"g": self.g, "has_groups": self.has_groups, "mb": self.mb, "ic": self.ic, "oc": self.oc,
+                  "ndims": self.ndims, "name": self.name}
+        for a, axis in zip(AXES, (self.depth, self.height, self.width)):
+            fields.update({"i" + a: axis.i, "o" + a: axis.o, "k" + a: axis.k, "s" + a: axis.s, "p" + a: axis.p,
+                           "p" + a + "_r": axis.p_r, "d" + a: axis.d})
+        return fields
 
 
 def _c_div(a: int, b: int) -> int:
