@@ -58,7 +58,7 @@ def test_a_child_that_dies_is_a_clear_error():
 
 
 @pytest.mark.subprocess
-def test_a_run_in_three_processes_keeps_each_processes_samples(tmp_path):
+def test_a_run_in_three_processes_keeps_each_processes_samples_taken_in_turns(tmp_path):
     out = tmp_path / "run"
     assert main(["run", "--suite", "seeds", "--match", "^seed001_(conv|pool)$", "--backends", "im2col",
                  "--directions", "forward", "--threads", "1", "--rounds", "6", "--processes", "3",
@@ -69,5 +69,10 @@ def test_a_run_in_three_processes_keeps_each_processes_samples(tmp_path):
     for row in rows:
         assert row["processes"] == 3 and [len(p) for p in row["turn_fastest_s"]] == [2, 2, 2]
         assert sorted(row["sessions"]) == sorted(sessions) and row["max_rel_err"] < 1e-4
-    assert {c["session"] for c in RunDirectory(out).calibrations()} == set(sessions)
+    calibrations = sorted(RunDirectory(out).calibrations(), key=lambda c: c["time"])
+    assert {c["session"] for c in calibrations} == set(sessions)
+    # the processes take turns: each readies the cell, then each takes one turn, then each again
+    # (every turn calibrates first), rather than one process taking all of its turns at once
+    order = [c["session"] for c in calibrations]
+    assert [len(set(order[i:i + 3])) for i in range(0, 9, 3)] == [3, 3, 3]
     assert main(["compare", str(out), str(out)]) == 0  # three processes a side: a verdict can be given

@@ -8,10 +8,13 @@ run directory would have received: the process's session, its calibrations and i
 A process has a speed of its own (docs/methodology.md measures how much: where its buffers
 landed, whether a thread pool left spinning slows the next call), which every turn of that
 process shares. So with ``plan.processes`` above 1, ``Processes`` measures each cell in that
-many worker processes, one after another, each taking its share of the turns and the budget,
-and ``merge_rows`` makes one row of their rows, keeping the samples process by process: the
+many worker processes, each taking its share of the turns and the budget. They take their
+turns in rotation, one turn of every entry each, because the machine has states of its own that
+last seconds (on a shared virtual machine, the two cores' joint speed halves for 5-20 s at a
+time): measured one process after another, such a state fell on one process's whole share and
+made it look like that process's speed. ``merge_rows`` makes one row of their rows, keeping the samples process by process: the
 verdicts treat the process as the unit (``convbench.bench.stats``). The workers live as long as
-the run; the order they take a cell in rotates from cell to cell.
+the run.
 
 The Dask cluster path (``convbench.bench.cluster``) sends ``measure_cell`` to its workers, which
 measure a cell the same way on their machines.
@@ -26,8 +29,8 @@ from statistics import median
 from typing import TYPE_CHECKING
 
 from convbench.bench.child import Child
-from convbench.bench.interleave import timing_fields
-from convbench.bench.machine import ALLOCATOR_ENV
+from convbench.bench.interleave import rotation, timing_fields
+from convbench.bench.machine import ALLOCATOR_ENV, quiesce
 from convbench.bench.results import with_rates
 from convbench.bench.runner import Plan, Runner, row_key, window_label, windows
 
@@ -59,13 +62,14 @@ class Collector:
 
 
 _opened: dict[str, tuple] = {}  # in a measuring process: plan's thread counts -> (session record, peaks)
+_cell: dict = {}  # in a measuring process: the cell it is measuring part by part (``start_cell``)
 
 
-def measure_here(plan: Plan, cell: list[tuple], problems: dict, **session: object) -> dict:
-    """Measure one cell (a window: [(group, wanted)]) in this process; returns its session's record
-    (under ``sessions``, a list of one), its calibrations and its rows. A process opens one
-    session (the machine's metadata and peaks, ``session`` among them) the first time it sees a
-    plan's thread counts, and names it in every row it measures after."""
+def start_cell(plan: Plan, cell: list[tuple], problems: dict, **session: object) -> None:
+    """Check and warm up every backend of one cell (a window: [(group, wanted)]) in this process,
+    ready for ``cell_turns``. A process opens one session (the machine's metadata and peaks,
+    ``session`` among them) the first time it sees a plan's thread counts, and names it in every
+    row it measures after."""
     sink = Collector()
     runner = Runner(plan, sink)
     key = json.dumps(plan.threads)
@@ -75,22 +79,54 @@ def measure_here(plan: Plan, cell: list[tuple], problems: dict, **session: objec
     else:
         record = runner.open_session(**session)
         _opened[key] = (record, runner.peaks)
-    runner.measure(dict(cell), problems)
-    return {"sessions": [record], "calibrations": sink.calibrations, "rows": sink.measurements}
+    _cell.update(runner=runner, sink=sink, record=record, window=cell,
+                 entries=runner.prepare(cell, problems))
+
+
+def cell_turns(which: range | None = None) -> None:
+    """The started cell's turns ``which`` (default: all); then this process waits until its thread
+    pools sleep, so that they do not spin into the next process's turn."""
+    _cell["runner"].take_turns(_cell["entries"], _cell["window"], which)
+    quiesce()
+
+
+def end_cell() -> dict:
+    """The started cell's rows: its session's record (under ``sessions``, a list of one), its
+    calibrations and its rows."""
+    runner, sink = _cell["runner"], _cell["sink"]
+    runner.finish(_cell["entries"], _cell["window"])
+    result = {"sessions": [_cell["record"]], "calibrations": sink.calibrations, "rows": sink.measurements}
+    _cell.clear()
+    return result
+
+
+def measure_here(plan: Plan, cell: list[tuple], problems: dict, **session: object) -> dict:
+    """Measure one cell in this process, all its turns at once; returns what ``end_cell`` does."""
+    start_cell(plan, cell, problems, **session)
+    cell_turns()
+    return end_cell()
 
 
 class Processes:
-    """``count`` worker processes (``convbench.bench.child``) that measure every cell in turn."""
+    """``count`` worker processes (``convbench.bench.child``) that measure every cell together."""
 
     def __init__(self, count: int):
         self.children = [Child(env=ALLOCATOR_ENV) for _ in range(count)]
         self.cells = 0
 
     def measure(self, plan: Plan, cell: list[tuple], problems: dict) -> dict:
-        """The cell measured by every worker, the first one rotating from cell to cell; one result."""
+        """The cell measured by every worker, turn by turn: each worker takes one turn of every
+        entry, then the next worker, the first one rotating from turn to turn (and the order
+        from cell to cell), so that a state of the machine lasting seconds falls on every
+        process's turns alike rather than on one process's share. One result."""
         start, self.cells = self.cells % len(self.children), self.cells + 1
         order = self.children[start:] + self.children[:start]
-        return merge([child.call(measure_here, plan, cell, problems) for child in order])
+        for child in order:
+            child.call(start_cell, plan, cell, problems)
+        for turn in range(plan.process_turns()):
+            for index in rotation(len(order), turn):
+                order[index].call(cell_turns, range(turn, turn + 1))
+        return merge([child.call(end_cell) for child in order])
 
     def close(self) -> None:
         for child in self.children:

@@ -71,17 +71,19 @@ def paired(count: int, turn: int) -> list[int]:
 Order = Callable[[int, int], list[int]]
 
 
-def turns_order(entries: list[Entry], turns: int, order: Order = rotation) -> Iterator[tuple[int, Entry]]:
-    """(turn, entry) in the order they are measured."""
-    for turn in range(turns):
+def turns_order(entries: list[Entry], turns: int | range, order: Order = rotation) -> Iterator[tuple[int, Entry]]:
+    """(turn, entry) in the order they are measured: ``turns`` turns, or the turns of a range."""
+    for turn in turns if isinstance(turns, range) else range(turns):
         for index in order(len(entries), turn):
             yield turn, entries[index]
 
 
 def interleave(entries: list[Entry], budget: float, turns: int = TURNS, exact: bool = False,
                order: Order = rotation, between: Callable[[], None] | None = None,
-               settle: Callable[[], object] | None = None, least: int = MIN_SAMPLES) -> None:
-    """Time every entry in ``turns`` rotating turns (see the module's docstring). A slice that
+               settle: Callable[[], object] | None = None, least: int = MIN_SAMPLES,
+               which: range | None = None) -> None:
+    """Time every entry in ``turns`` rotating turns (see the module's docstring), or only the turns
+    ``which`` of them (a caller that hands the turns out in parts, to several processes). A slice that
     raises marks its entry failed (``error``) and the others go on. ``between`` is called before
     every turn (the machine's calibration workload goes there), ``settle`` before every slice,
     outside its timing and CPU accounting (``machine.quiesce`` goes there: no slice pays for
@@ -97,7 +99,7 @@ def interleave(entries: list[Entry], budget: float, turns: int = TURNS, exact: b
         return e.spent >= budget and len(e.samples) >= least and (order is not paired or len(e.samples) % 2 == 0)
 
     last_turn = -1
-    for turn, entry in turns_order(entries, turns, order):
+    for turn, entry in turns_order(entries, which if which is not None else turns, order):
         if turn != last_turn and between is not None and any(e.error is None for e in entries):
             between()
         last_turn = turn

@@ -124,6 +124,10 @@ class Plan:
         if self.batch is not None:
             limits.whole("batch", self.batch)
 
+    def process_turns(self) -> int:
+        """Turns each measuring process takes of every row: its share of the plan's."""
+        return math.ceil((self.rounds or self.turns) / self.processes)
+
     def problems(self) -> list[tuple[str, Problem]]:
         """(suite, problem) pairs selected by ops and match, in suite order; read once (a warning
         for each kind of line a benchdnn file holds that convbench cannot run)."""
@@ -334,24 +338,47 @@ class Runner:
         """Measure ``groups`` (see ``groups``) in windows, in this process's open session.
         ``problems``: (suite, name) -> Problem, as resolved by whoever planned (default: the plan's)."""
         problems = problems or dict(((s, p.name), p) for s, p in self.plan.problems())
-        here = machine_name()
         for window in windows(groups, self.plan.budget, self.plan.window):
-            threads = window[0][0][3]
             self.on_window(window_label(window))
-            calibration = self._calibrate(threads)
-            with timing.threads(threads):
-                contenders = []
-                for (suite, name, dtype, _), wanted in window:
-                    problem = problems[suite, name]
-                    for backend, directions in wanted.items():
-                        base = {"suite": suite, **problem.record(), "descriptor": problem.descriptor(),
-                                "backend": backend, "dtype": dtype, "threads": threads, "machine": here,
-                                "peak_gflops": self.peaks[threads][0], "bandwidth_gbs": self.peaks[threads][1],
-                                "calibration_s": calibration["index_s"]}
-                        contender = self._prepare(problem, base, directions)
-                        if contender is not None:
-                            contenders.append(contender)
-                self._time(contenders, threads)
+            entries = self.prepare(window, problems)
+            self.take_turns(entries, window)
+            self.finish(entries, window)
+
+    def prepare(self, window: list[tuple], problems: dict) -> list[Entry]:
+        """Calibrate, then check and warm up every backend of ``window``: one entry per backend and
+        direction, ready to take turns (steps 1 and 2 of the module's docstring)."""
+        (_, _, _, threads), _ = window[0]
+        calibration, here = self._calibrate(threads), machine_name()
+        contenders = []
+        with timing.threads(threads):
+            for (suite, name, dtype, _), wanted in window:
+                problem = problems[suite, name]
+                for backend, directions in wanted.items():
+                    base = {"suite": suite, **problem.record(), "descriptor": problem.descriptor(),
+                            "backend": backend, "dtype": dtype, "threads": threads, "machine": here,
+                            "peak_gflops": self.peaks[threads][0], "bandwidth_gbs": self.peaks[threads][1],
+                            "calibration_s": calibration["index_s"]}
+                    contender = self._prepare(problem, base, directions)
+                    if contender is not None:
+                        contenders.append(contender)
+        return [Entry((c, d), lambda seconds, exact, c=c, d=d: c.slice(d, seconds, exact))
+                for c in contenders for d in c.calls]
+
+    def take_turns(self, entries: list[Entry], window: list[tuple], which: range | None = None) -> None:
+        """Every entry's directions take turns ``which`` (default: all of ``Plan.process_turns``; step 3)."""
+        (_, _, _, threads), _ = window[0]
+        share = self.plan.processes  # each process measures its share of every row
+        with timing.threads(threads):
+            interleave(entries, self.plan.budget / share, self.plan.process_turns(), exact=self.plan.rounds is not None,
+                       between=lambda: self._calibrate(threads), settle=quiesce,
+                       least=math.ceil(stats.MIN_SAMPLES / share), which=which)
+
+    def finish(self, entries: list[Entry], window: list[tuple]) -> None:
+        """Each entry's extra calls and its row (step 4)."""
+        (_, _, _, threads), _ = window[0]
+        with timing.threads(threads):
+            for entry in entries:
+                self._finish(entry, threads)
 
     def _calibrate(self, threads: int) -> dict:
         return self.run.add_calibration(self.session, calibrate(threads))
@@ -418,39 +445,31 @@ class Runner:
         return _Contender(base["backend"], be, problem, arrays, base, {d: extras[d] for d in runnable},
                           {d: calls[d] for d in runnable}, first, estimates, error, ctx)
 
-    def _time(self, contenders: list[_Contender], threads: int) -> None:
-        """Every contender's directions take turns; then each gets its extra calls and its rows."""
-        entries = [Entry((c, d), lambda seconds, exact, c=c, d=d: c.slice(d, seconds, exact))
-                   for c in contenders for d in c.calls]
-        share = self.plan.processes  # each process measures its share of every row
-        interleave(entries, self.plan.budget / share, math.ceil((self.plan.rounds or self.plan.turns) / share),
-                   exact=self.plan.rounds is not None, between=lambda: self._calibrate(threads), settle=quiesce,
-                   least=math.ceil(stats.MIN_SAMPLES / share))
-        for entry in entries:
-            c, d = entry.key
-            if entry.error is not None:
-                exc = entry.error
-                self._emit(c.base, d, "error", reason=f"{type(exc).__name__} in {d}: {exc}",
-                           traceback="".join(traceback.format_exception(exc, limit=-3)), **c.extras[d])
-                continue
-            measured = {
-                **entry.summary(), **entry.meter.record(threads), "first_call_s": c.first[d],
-                "compile_s": max(0.0, c.first[d] - stats.median(entry.samples)), "max_rel_err": c.error,
-                "estimate_s": c.estimates[d],
-            }
-            try:
-                traits = kernels.traits(c.base["backend"])
-                if traits.picks:  # which backend it chose for this problem
-                    measured["pick"] = c.be.pick_of(c.ctx)
-                if measured["median_s"] < SLOW_EXTRAS:
-                    measured["peak_mem_bytes"] = timing.peak_memory(c.calls[d])
-                    if traits.phases:
-                        with phases.record() as seconds:
-                            c.calls[d]()
-                        measured["phases"] = seconds or None
-            except Exception as exc:  # the timing stands; the extras are recorded as missing
-                measured["extras_error"] = f"{type(exc).__name__}: {exc}"
-            self._emit(c.base, d, "ok", **measured, **c.extras[d])
+    def _finish(self, entry: Entry, threads: int) -> None:
+        c, d = entry.key
+        if entry.error is not None:
+            exc = entry.error
+            self._emit(c.base, d, "error", reason=f"{type(exc).__name__} in {d}: {exc}",
+                       traceback="".join(traceback.format_exception(exc, limit=-3)), **c.extras[d])
+            return
+        measured = {
+            **entry.summary(), **entry.meter.record(threads), "first_call_s": c.first[d],
+            "compile_s": max(0.0, c.first[d] - stats.median(entry.samples)), "max_rel_err": c.error,
+            "estimate_s": c.estimates[d],
+        }
+        try:
+            traits = kernels.traits(c.base["backend"])
+            if traits.picks:  # which backend it chose for this problem
+                measured["pick"] = c.be.pick_of(c.ctx)
+            if measured["median_s"] < SLOW_EXTRAS:
+                measured["peak_mem_bytes"] = timing.peak_memory(c.calls[d])
+                if traits.phases:
+                    with phases.record() as seconds:
+                        c.calls[d]()
+                    measured["phases"] = seconds or None
+        except Exception as exc:  # the timing stands; the extras are recorded as missing
+            measured["extras_error"] = f"{type(exc).__name__}: {exc}"
+        self._emit(c.base, d, "ok", **measured, **c.extras[d])
 
 
 PROBE_SECONDS = 0.2  # timed calls of one probe, after its warm-up, beyond which it is not called again
