@@ -158,6 +158,13 @@ def _verdicts(path: Path) -> tuple[str, str]:
     return count(im2col) if im2col else "-", count(others)
 
 
+def _commit(run: Path) -> str:
+    """The commit a run directory measured (its first session's), or '-' where it is not one."""
+    if not (run / "sessions.jsonl").exists():
+        return "-"
+    return str(RunDirectory(run).sessions()[0].get("git_commit", "?"))[:7]
+
+
 def verdicts(results: Path) -> str:
     """methodology.md: the verdicts of every check of scripts/verify_verdicts.sh."""
     base = results / "verdicts"
@@ -168,8 +175,8 @@ def verdicts(results: Path) -> str:
             continue
         regressions = int(re.search(r"(\d+) regression", path.read_text()).group(1))
         im2col, others = _verdicts(path)
-        out.append({"check": check, "runs": runs, "im2col": im2col, "other backends": others,
-                    "exit": 1 if regressions else 0})
+        out.append({"check": check, "runs": runs, "commit": _commit(base / runs.split(" vs ")[0]),
+                    "im2col": im2col, "other backends": others, "exit": 1 if regressions else 0})
     return (f"{_origin(base / 'R1')}; seeds and lenet5 on im2col, numba and stride_tricks, float32, 2 threads, "
             "`--threshold 0.10`:\n\n" + pd.DataFrame(out).to_markdown(index=False) + "\n")
 
@@ -229,6 +236,8 @@ def process_spread(results: Path) -> str:
     rows = [json.loads(line) for line in path.read_text().splitlines()]
     table = pd.DataFrame([{"row": r["row"], "threads": r["threads"], "condition": r["condition"],
                            "each process's speed": ", ".join(duration(s) for s in r["process_speeds_s"]),
+                           "the 2-thread calibration product as each began": (
+                               ", ".join(duration(s) for s in r["machine_threads_s"]) if "machine_threads_s" in r else "not measured"),
                            "slowest / fastest process": f"{r['max_over_min']:.2f}",
                            "spread within a process (relative IQR)": f"{r['within_relative_iqr']:.3f}"}
                           for r in rows])

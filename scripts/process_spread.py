@@ -6,7 +6,9 @@ processes set beside the spread within each.
 
 A process warms the row up and takes 20 turns of about 50 ms (each turn on fresh copies of the
 inputs at random offsets, as ``convbench run`` does), keeping each turn's fastest call; its speed is the median of
-those. The conditions:
+those. Each process first times the machine's calibration product on two threads
+(``machine.calibrate``), the cores' joint speed as it starts: a process slower than the others
+while the product was slower too met a state of the machine, not one of its own. The conditions:
 
 - ``as run``: as ``convbench run`` measures (glibc's malloc thresholds fixed, numba and the BLAS
   told the thread count, every input copied to a random 16-byte offset within a page each turn by
@@ -43,7 +45,7 @@ import json, sys, time
 import numpy as np
 from threadpoolctl import threadpool_limits
 from convbench.bench.abworker import fresh_inputs
-from convbench.bench.machine import steady_allocator
+from convbench.bench.machine import calibrate, steady_allocator
 from convbench.bench import timing
 from convbench.bench.suites import load_suite
 import kernels
@@ -58,6 +60,7 @@ base = problem.inputs("float32", 0)
 def fresh():
     return {k: v.copy() for k, v in base.items()} if condition == "plain copies" else fresh_inputs(base)
 
+machine_s = calibrate(2)["sgemm_threads_s"]  # the cores' joint speed as this process starts
 limit = threadpool_limits(threads) if condition == "BLAS told only" else timing.threads(threads)
 fastest = []
 with limit:
@@ -72,7 +75,7 @@ with limit:
             call()
             times.append(time.perf_counter() - start)
         fastest.append(min(times))
-print(json.dumps(fastest))
+print(json.dumps({"fastest": fastest, "machine_s": machine_s}))
 '''
 
 
@@ -80,16 +83,18 @@ def measure(row: tuple, condition: str, processes: int, turns: int, seconds: flo
     suite, problem, backend, direction, threads, _ = row
     threads = 1 if condition == "1 thread" else threads
     env = {**os.environ, **({"OPENBLAS_THREAD_TIMEOUT": "4"} if condition == "BLAS threads sleep" else {})}
-    speeds, within = [], []
+    speeds, within, machine = [], [], []
     for _ in range(processes):
         done = subprocess.run([sys.executable, "-c", CHILD, suite, problem, backend, direction, str(threads), condition,
                                str(turns), str(seconds)], capture_output=True, text=True, env=env, check=True)
-        fastest = json.loads(done.stdout)
+        answer = json.loads(done.stdout)
+        fastest = answer["fastest"]
+        machine.append(answer["machine_s"])
         speeds.append(statistics.median(fastest))
         q1, _, q3 = statistics.quantiles(fastest, n=4)
         within.append((q3 - q1) / statistics.median(fastest))
     return {"row": f"{suite}/{problem} {backend} {direction}", "threads": threads, "condition": condition,
-            "process_speeds_s": speeds, "max_over_min": max(speeds) / min(speeds),
+            "process_speeds_s": speeds, "machine_threads_s": machine, "max_over_min": max(speeds) / min(speeds),
             "between_cv": statistics.stdev(speeds) / statistics.mean(speeds),
             "within_relative_iqr": statistics.median(within)}
 

@@ -9,11 +9,15 @@
 #   written with git plumbing: no branch, the working tree untouched) and measure it against
 #   HEAD with `convbench ab`; SCRATCH_REVISION: such a commit made by hand; left out, no ab step;
 #   --quick: every run at tiny budgets (scripts/quick.sh), each check once, without numba, to
-#   check the script; its verdicts mean nothing.
+#   check the script; its verdicts mean nothing;
+#   --ab-only: only the checks through `convbench ab` (with --slowed or SCRATCH_REVISION), for a
+#   change to ab's code alone (about 35 minutes).
 # About 70 minutes on 2 cores. Run it on an otherwise idle machine.
 set -euo pipefail  # a run that fails stops the script; compare's verdicts (exit 0 or 1) are recorded
 source "$(dirname "$0")/quick.sh"
-quick_options "$@"; set -- "${args[@]}"
+ab_only=0; kept=()
+for a in "$@"; do if [ "$a" = --ab-only ]; then ab_only=1; else kept+=("$a"); fi; done
+quick_options "${kept[@]}"; set -- "${args[@]}"
 OUT=${1:?usage: verify_verdicts.sh OUT [--slowed | SCRATCH_REVISION] [--quick]}
 SCRATCH=${2:-}
 command -v convbench > /dev/null || { echo "convbench is not on PATH: activate the environment it is installed in" >&2; exit 2; }
@@ -43,6 +47,9 @@ verdict() {  # verdict NAME COMMAND...: COMMAND's report to OUT/NAME.md; its exi
 compare() { verdict "compare-$1-$2" convbench compare "$OUT/$1" "$OUT/$2" --threshold 0.10; }
 pairs=5
 if [ "$quick" = 1 ]; then pairs=1; fi
+if [ "$ab_only" = 1 ]; then
+  [ -n "$SCRATCH" ] || { echo "--ab-only needs --slowed or SCRATCH_REVISION" >&2; exit 2; }
+else
 for n in $(seq 1 $((2 * pairs))); do convbench run "${ARGS[@]}" --out "$OUT/R$n"; done
 for n in $(seq 1 2 $((2 * pairs))); do compare "R$n" "R$((n + 1))"; done   # A/A, quiet
 python -c "while True: pass" & SPIN=$!  # a busy neighbour on one core
@@ -56,12 +63,14 @@ for n in 1 2; do  # power: im2col 1.25x slower, each against a quiet run of its 
   compare "P$n" "S$n"
   if [ "$quick" = 1 ]; then break; fi
 done
+fi
 if [ -n "$SCRATCH" ]; then
   verdict compare-ab convbench ab HEAD "$SCRATCH" "${ARGS[@]}" --out "$OUT/ab"            # power through ab
   verdict compare-ab-aa convbench ab HEAD HEAD "${ARGS[@]}" --out "$OUT/ab-aa"            # A/A through ab
   verdict compare-ab-steps convbench ab HEAD HEAD --model lenet5 --backends "$backends" --threads 2 --quiet \
     "${step_budget[@]}" --out "$OUT/ab-steps"                                                  # A/A of training steps
 fi
+[ "$ab_only" = 1 ] && exit 0
 # the pytest-benchmark path: the same code benchmarked twice, compared, three times
 bash "$(dirname "$0")/verify_benchmark_files.sh" "$OUT/benchmark-files" "$([ "$quick" = 1 ] && echo 1 || echo 3)" "${quick_flag[@]}"
 # what makes one process run a row at another speed than the next (docs/methodology.md)

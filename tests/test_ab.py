@@ -193,3 +193,45 @@ def test_a_step_call_leaves_the_thread_pool_context_to_its_slice(monkeypatch):
     assert result["status"] == "ok" and entered == []
     result["pool"]()
     assert entered == ["im2col"]
+
+
+class _FakeWorker:
+    """A worker that answers at once and logs, by name, every slice it is asked for."""
+
+    def __init__(self, name: str, log: list[str], process):
+        self.name, self.log, self.process, self.ids = name, log, process, 0
+
+    def next_id(self) -> int:
+        self.ids += 1
+        return self.ids
+
+    def ask(self, request: dict) -> dict:
+        if request["op"] == "setup":
+            return {"ok": True, "max_rel_err": 0.0, "first_s": 1e-4}
+        self.log.append(self.name)
+        return {"ok": True, "times": [1e-4]}
+
+
+def test_the_pairs_of_workers_take_each_turn_together(tmp_path):
+    """Within every turn each pair takes its slices, one pair after the other: a state of the
+    machine lasting seconds then falls on every pair alike, not on one pair's whole share."""
+    from convbench.bench.ab import Layer, _measure_group
+    from convbench.bench.results import RunDirectory
+    from convbench.bench.runner import Plan
+
+    plan = Plan(["seeds"], backends=["im2col"], directions=["forward"], rounds=4, processes=2, match="^seed000_conv$")
+    (suite, problem), = plan.problems()
+    sleeper = subprocess.Popen(["sleep", "60"])  # the workers' pid: a process whose threads sleep
+    try:
+        log: list[str] = []
+        pairs = [[_FakeWorker(f"{side}{n}", log, sleeper) for side in "ab"] for n in (1, 2)]
+        runs = [RunDirectory(tmp_path / side) for side in "ab"]
+        for run in runs:
+            run.create({"command": "ab"})
+        sessions = [[run.start_session({}) for run in runs] for _ in pairs]
+        rows = _measure_group(plan, pairs, runs, sessions, suite, Layer(problem), "float32", 1)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert len(rows) == 4 and all(row["status"] == "ok" for _, row in rows)
+    assert log == ["a1", "b1", "a2", "b2", "b2", "a2", "b1", "a1"]  # turn 0, then turn 1 in the other order

@@ -179,9 +179,9 @@ def _slicer(worker: Worker, ident: int) -> Callable[[float, bool], list[float]]:
 def run_ab(repo: Path, revisions: tuple[str, str], plan: Plan, out: Path,
            on_group: Callable[[str], None] | None = None, steps: list[Step] | None = None) -> tuple[Path, Path]:
     """Measure ``plan`` (or, given ``steps``, those training steps with the plan's backends, dtypes,
-    threads and budget) on both revisions in turns, by ``plan.processes`` pairs of workers one
-    pair after another (each pair its share of every row's turns and budget, a sample of the
-    processes either revision can run in); write ``out/a`` and ``out/b``; return them."""
+    threads and budget) on both revisions in turns, by ``plan.processes`` pairs of workers (each
+    pair its share of every row's turns and budget, a sample of the processes either revision can
+    run in), the pairs taking their turns together; write ``out/a`` and ``out/b``; return them."""
     on_group = on_group or (lambda label: None)
     commits = [resolve(repo, r) for r in revisions]
     out.mkdir(parents=True, exist_ok=True)
@@ -196,9 +196,8 @@ def run_ab(repo: Path, revisions: tuple[str, str], plan: Plan, out: Path,
         for threads, dtype, suite, problem in _groups(plan, steps):
             on_group(f"{suite}/{problem.name} {dtype} {threads}t")
             rows: dict[tuple, list[dict]] = {}
-            for pair, pair_sessions in zip(pairs, sessions):
-                for side, row in _measure_group(plan, pair, runs, pair_sessions, suite, problem, dtype, threads):
-                    rows.setdefault((side, row["backend"], row["direction"]), []).append(row)
+            for side, row in _measure_group(plan, pairs, runs, sessions, suite, problem, dtype, threads):
+                rows.setdefault((side, row["backend"], row["direction"]), []).append(row)
             for (side, _, _), measured in rows.items():
                 runs[SIDES.index(side)].append(merge_rows(measured))
         for threads in plan.threads:
@@ -242,27 +241,29 @@ def _calibrate(runs: list[RunDirectory], sessions: list[list[str]], threads: int
     return calibration
 
 
-def _measure_group(plan: Plan, workers: list[Worker], runs: list[RunDirectory], sessions: list[str],
+def _measure_group(plan: Plan, pairs: list[list[Worker]], runs: list[RunDirectory], sessions: list[list[str]],
                    suite: str, problem, dtype: str, threads: int) -> list[tuple[str, dict]]:
-    """One problem's rows from one pair of workers: (side, row) each, timed ones with this pair's
-    share of the turns and the budget."""
-    calibration = _calibrate(runs, [sessions], threads)
+    """One problem's rows from every pair of workers: (side, row) each, timed ones with a pair's
+    share of the turns and the budget. The pairs take their turns together, one after another
+    within each turn (A and B of a pair side by side), so that a state of the machine lasting
+    seconds falls on every pair alike rather than on one pair's share."""
+    calibration = _calibrate(runs, sessions, threads)
     entries, rows, timed = [], [], []  # timed: (entry, (session, base, setup fields)) of each side set up
-    for backend in plan.backends:
-        for direction in problem.directions(plan, dtype):
-            base = {"suite": suite, **problem.row(direction), "backend": backend, "dtype": dtype, "threads": threads,
-                    "direction": direction, "calibration_s": calibration["index_s"]}
-            pair = _setup_pair(plan, workers, sessions, base, problem, rows)
-            timed += pair
-            if len(pair) == 1:  # the other side cannot run it: time this one alone
-                idle = Entry(("idle", backend, direction), lambda seconds, exact: [0.0])
-                pair.insert(SIDES.index(pair[0][0].key[0]) ^ 1, (idle, None))
-            entries += [entry for entry, _ in pair]
-    share = plan.processes
-    interleave(entries, plan.budget / share, _even(math.ceil((plan.rounds or plan.turns) / share)),
-               exact=plan.rounds is not None, order=paired, between=lambda: _calibrate(runs, [sessions], threads),
-               settle=lambda: quiesce(pids=tuple(w.process.pid for w in workers)),
-               least=_even(math.ceil(MIN_SAMPLES / share)))
+    for workers, pair_sessions in zip(pairs, sessions):
+        for backend in plan.backends:
+            for direction in problem.directions(plan, dtype):
+                base = {"suite": suite, **problem.row(direction), "backend": backend, "dtype": dtype,
+                        "threads": threads, "direction": direction, "calibration_s": calibration["index_s"]}
+                pair = _setup_pair(plan, workers, pair_sessions, base, problem, rows)
+                timed += pair
+                if len(pair) == 1:  # the other side cannot run it: time this one alone
+                    idle = Entry(("idle", backend, direction), lambda seconds, exact: [0.0])
+                    pair.insert(SIDES.index(pair[0][0].key[0]) ^ 1, (idle, None))
+                entries += [entry for entry, _ in pair]
+    share, everyone = plan.processes, tuple(w.process.pid for workers in pairs for w in workers)
+    interleave(entries, plan.budget / share, _even(plan.process_turns()),
+               exact=plan.rounds is not None, order=paired, between=lambda: _calibrate(runs, sessions, threads),
+               settle=lambda: quiesce(pids=everyone), least=_even(math.ceil(MIN_SAMPLES / share)))
     return rows + [(entry.key[0], make_row(session, base, **_measured(entry, threads), **setup))
                    for entry, (session, base, setup) in timed]
 
