@@ -241,7 +241,8 @@ def process_spread(results: Path) -> str:
                            "slowest / fastest process": f"{r['max_over_min']:.2f}",
                            "spread within a process (relative IQR)": f"{r['within_relative_iqr']:.3f}"}
                           for r in rows])
-    return (f"{_origin(results / 'verdicts' / 'R1')}; {len(rows[0]['process_speeds_s'])} fresh processes per line:\n\n"
+    origin = describe_machine(rows[0]["machine"]) if "machine" in rows[0] else _origin(results / "verdicts" / "R1")
+    return (f"{origin}; {len(rows[0]['process_speeds_s'])} fresh processes per line:\n\n"
             + table.to_markdown(index=False) + "\n")
 
 

@@ -108,10 +108,13 @@ def main(argv: list[str] | None = None) -> int:
     if os.path.exists(args.out):
         parser.error(f"{args.out} exists; choose another")
     processes, turns, seconds = (2, 3, 0.005) if args.quick else (args.processes, 20, 0.05)
+    from convbench.bench.results import machine_metadata
+
+    machine = machine_metadata()  # the machine and the commit, on every line
     with open(args.out, "w") as out:
         for row in ROWS[:1] if args.quick else ROWS:
             for condition in row[-1][:2] if args.quick else row[-1]:
-                out.write(json.dumps(measure(row, condition, processes, turns, seconds)) + "\n")
+                out.write(json.dumps({**measure(row, condition, processes, turns, seconds), "machine": machine}) + "\n")
                 out.flush()
     return 0
 
