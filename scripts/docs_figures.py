@@ -236,13 +236,12 @@ def process_spread(results: Path) -> str:
     rows = [json.loads(line) for line in path.read_text().splitlines()]
     table = pd.DataFrame([{"row": r["row"], "threads": r["threads"], "condition": r["condition"],
                            "each process's speed": ", ".join(duration(s) for s in r["process_speeds_s"]),
-                           "the 2-thread calibration product as each began": (
-                               ", ".join(duration(s) for s in r["machine_threads_s"]) if "machine_threads_s" in r else "not measured"),
+                           "the 2-thread calibration product as each began": ", ".join(
+                               duration(s) for s in r["machine_threads_s"]),
                            "slowest / fastest process": f"{r['max_over_min']:.2f}",
                            "spread within a process (relative IQR)": f"{r['within_relative_iqr']:.3f}"}
                           for r in rows])
-    origin = describe_machine(rows[0]["machine"]) if "machine" in rows[0] else _origin(results / "verdicts" / "R1")
-    return (f"{origin}; {len(rows[0]['process_speeds_s'])} fresh processes per line:\n\n"
+    return (f"{describe_machine(rows[0]['machine'])}; {len(rows[0]['process_speeds_s'])} fresh processes per line:\n\n"
             + table.to_markdown(index=False) + "\n")
 
 

@@ -21,6 +21,7 @@ quick_options "${kept[@]}"; set -- "${args[@]}"
 OUT=${1:?usage: verify_verdicts.sh OUT [--slowed | SCRATCH_REVISION] [--quick]}
 SCRATCH=${2:-}
 command -v convbench > /dev/null || { echo "convbench is not on PATH: activate the environment it is installed in" >&2; exit 2; }
+if [ "$ab_only" = 1 ] && [ -z "$SCRATCH" ]; then echo "--ab-only needs --slowed or SCRATCH_REVISION" >&2; exit 2; fi
 if [ -e "$OUT" ]; then echo "$OUT exists; choose another" >&2; exit 2; fi
 mkdir -p "$OUT"
 if [ "$SCRATCH" = "--slowed" ]; then  # HEAD with im2col 1.25x slower, as a dangling commit
@@ -47,9 +48,7 @@ verdict() {  # verdict NAME COMMAND...: COMMAND's report to OUT/NAME.md; its exi
 compare() { verdict "compare-$1-$2" convbench compare "$OUT/$1" "$OUT/$2" --threshold 0.10; }
 pairs=5
 if [ "$quick" = 1 ]; then pairs=1; fi
-if [ "$ab_only" = 1 ]; then
-  [ -n "$SCRATCH" ] || { echo "--ab-only needs --slowed or SCRATCH_REVISION" >&2; exit 2; }
-else
+if [ "$ab_only" = 0 ]; then
 for n in $(seq 1 $((2 * pairs))); do convbench run "${ARGS[@]}" --out "$OUT/R$n"; done
 for n in $(seq 1 2 $((2 * pairs))); do compare "R$n" "R$((n + 1))"; done   # A/A, quiet
 python -c "while True: pass" & SPIN=$!  # a busy neighbour on one core

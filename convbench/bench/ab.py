@@ -16,7 +16,6 @@ compare`` (run at the end) and ``convbench report`` read like any other.
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import subprocess
@@ -30,7 +29,6 @@ from pathlib import Path
 from convbench.bench import abworker
 from convbench.bench.executors import merge_rows
 from convbench.bench.interleave import Entry, interleave, paired
-from convbench.bench.stats import MIN_SAMPLES
 from convbench.bench.machine import ALLOCATOR_ENV, CpuMeter, calibrate, quiesce
 from convbench.bench.results import RunDirectory, machine_metadata, make_row
 from convbench.bench.runner import TOLERANCE, Plan
@@ -260,10 +258,10 @@ def _measure_group(plan: Plan, pairs: list[list[Worker]], runs: list[RunDirector
                     idle = Entry(("idle", backend, direction), lambda seconds, exact: [0.0])
                     pair.insert(SIDES.index(pair[0][0].key[0]) ^ 1, (idle, None))
                 entries += [entry for entry, _ in pair]
-    share, everyone = plan.processes, tuple(w.process.pid for workers in pairs for w in workers)
-    interleave(entries, plan.budget / share, _even(plan.process_turns()),
+    everyone = tuple(w.process.pid for workers in pairs for w in workers)
+    interleave(entries, plan.budget / plan.processes, _even(plan.process_turns()),
                exact=plan.rounds is not None, order=paired, between=lambda: _calibrate(runs, sessions, threads),
-               settle=lambda: quiesce(pids=everyone), least=_even(math.ceil(MIN_SAMPLES / share)))
+               settle=lambda: quiesce(pids=everyone), least=_even(plan.process_least()))
     return rows + [(entry.key[0], make_row(session, base, **_measured(entry, threads), **setup))
                    for entry, (session, base, setup) in timed]
 

@@ -13,7 +13,7 @@ budget rather than ``turns`` of them.
 from __future__ import annotations
 
 import statistics
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from convbench.bench import stats
@@ -71,9 +71,9 @@ def paired(count: int, turn: int) -> list[int]:
 Order = Callable[[int, int], list[int]]
 
 
-def turns_order(entries: list[Entry], turns: int | range, order: Order = rotation) -> Iterator[tuple[int, Entry]]:
-    """(turn, entry) in the order they are measured: ``turns`` turns, or the turns of a range."""
-    for turn in turns if isinstance(turns, range) else range(turns):
+def turns_order(entries: list[Entry], turns: Iterable[int], order: Order = rotation) -> Iterator[tuple[int, Entry]]:
+    """(turn, entry) in the order they are measured, for the turns numbered ``turns``."""
+    for turn in turns:
         for index in order(len(entries), turn):
             yield turn, entries[index]
 
@@ -99,7 +99,7 @@ def interleave(entries: list[Entry], budget: float, turns: int = TURNS, exact: b
         return e.spent >= budget and len(e.samples) >= least and (order is not paired or len(e.samples) % 2 == 0)
 
     last_turn = -1
-    for turn, entry in turns_order(entries, which if which is not None else turns, order):
+    for turn, entry in turns_order(entries, which if which is not None else range(turns), order):
         if turn != last_turn and between is not None and any(e.error is None for e in entries):
             between()
         last_turn = turn

@@ -128,6 +128,11 @@ class Plan:
         """Turns each measuring process takes of every row: its share of the plan's."""
         return math.ceil((self.rounds or self.turns) / self.processes)
 
+    def process_least(self) -> int:
+        """Turns each measuring process takes of a row at least, however slow its calls: its share
+        of ``stats.MIN_SAMPLES``."""
+        return math.ceil(stats.MIN_SAMPLES / self.processes)
+
     def problems(self) -> list[tuple[str, Problem]]:
         """(suite, problem) pairs selected by ops and match, in suite order; read once (a warning
         for each kind of line a benchdnn file holds that convbench cannot run)."""
@@ -206,12 +211,18 @@ def windows(groups: dict[tuple, dict[str, list[str]]], budget: float, seconds: f
     filled = 0.0
     for key, wanted in groups.items():
         cost = budget * sum(len(directions) for directions in wanted.values())
-        if not result or filled + cost > seconds or key[3] != result[-1][0][0][3]:
+        if not result or filled + cost > seconds or key[3] != window_threads(result[-1]):
             result.append([])
             filled = 0.0
         result[-1].append((key, wanted))
         filled += cost
     return result
+
+
+def window_threads(window: list[tuple]) -> int:
+    """The one thread count of a window's groups."""
+    (_, _, _, threads), _ = window[0]
+    return threads
 
 
 def window_label(window: list[tuple]) -> str:
@@ -347,7 +358,7 @@ class Runner:
     def prepare(self, window: list[tuple], problems: dict) -> list[Entry]:
         """Calibrate, then check and warm up every backend of ``window``: one entry per backend and
         direction, ready to take turns (steps 1 and 2 of the module's docstring)."""
-        (_, _, _, threads), _ = window[0]
+        threads = window_threads(window)
         calibration, here = self._calibrate(threads), machine_name()
         contenders = []
         with timing.threads(threads):
@@ -366,16 +377,15 @@ class Runner:
 
     def take_turns(self, entries: list[Entry], window: list[tuple], which: range | None = None) -> None:
         """Every entry's directions take turns ``which`` (default: all of ``Plan.process_turns``; step 3)."""
-        (_, _, _, threads), _ = window[0]
-        share = self.plan.processes  # each process measures its share of every row
-        with timing.threads(threads):
-            interleave(entries, self.plan.budget / share, self.plan.process_turns(), exact=self.plan.rounds is not None,
-                       between=lambda: self._calibrate(threads), settle=quiesce,
-                       least=math.ceil(stats.MIN_SAMPLES / share), which=which)
+        threads = window_threads(window)
+        with timing.threads(threads):  # each process measures its share of every row
+            interleave(entries, self.plan.budget / self.plan.processes, self.plan.process_turns(),
+                       exact=self.plan.rounds is not None, between=lambda: self._calibrate(threads), settle=quiesce,
+                       least=self.plan.process_least(), which=which)
 
     def finish(self, entries: list[Entry], window: list[tuple]) -> None:
         """Each entry's extra calls and its row (step 4)."""
-        (_, _, _, threads), _ = window[0]
+        threads = window_threads(window)
         with timing.threads(threads):
             for entry in entries:
                 self._finish(entry, threads)
