@@ -9,7 +9,9 @@ filters too: 10x im2col's memory on ResNet-18's layer4).
 ``dx`` is a convolution too: spread ``dy`` out to stride spacing (zeros between) inside a border
 of (R-1)*dilation zeros, take the same kind of window view of it, and contract it with the
 filters rotated by 180 degrees, a block of rows at a time so that the copy of the view
-stays within the size of im2col's column matrix. Average pooling's backward pass is that with a kernel of ones.
+stays within the size of im2col's column matrix. A strided layer without dilation takes it
+phase by phase instead (``_by_phases``): stride_h * stride_w such correlations of ``dy`` itself
+with the taps each phase of the input meets, none of them on the spread's zeros. Average pooling's backward pass is that with a kernel of ones.
 The spread's zeros are products the definition does not have: exact zeros for finite inputs, but
 NaN against an Inf, so a ``w`` or ``dy`` that holds NaN or Inf takes the definition's sums tap by
 tap (``kernels._arrays.tap_input_gradient``) instead.
@@ -17,6 +19,8 @@ There is no Python loop over output pixels; max pooling's backward loops over th
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
@@ -83,6 +87,29 @@ def _spread_rows(dy, stride, border: tuple[int, int], rows: tuple[int, int], wid
 
 
 def _input_gradient(dy, kernel, p, dilation, groups):
+    """dx (N, C, H, W) of ``kernel`` (groups, K/groups, C/groups, R, S): by phases where the
+    layer is strided and not dilated, else one full correlation of the stride-spread dy."""
+    if p.stride == (1, 1) or dilation != (1, 1):
+        return _full_correlation(dy, kernel, p, dilation, groups)
+    return _by_phases(dy, kernel, p, groups)
+
+
+def _by_phases(dy, kernel, p, groups):
+    """dx of a strided layer as one stride-1 full correlation per phase (a, b) of the padded
+    input: its pixels (a + sh*m, b + sw*n) meet only the taps (a + sh*t, b + sw*u), so each phase
+    is dy's full correlation with that sub-kernel, and the zeros of a spread dy (3 products in 4
+    at stride 2) are never multiplied (the phase split of a transposed convolution). Phases that
+    no tap reaches (a stride wider than the kernel) stay zero."""
+    (sh, sw), (Hp, Wp), (R, S) = p.stride, padded_size(p), kernel.shape[-2:]
+    dxpad = np.zeros((p.N, p.C, Hp, Wp), dtype=dy.dtype)
+    for a in range(min(sh, R)):
+        for b in range(min(sw, S)):
+            phase = replace(p, H=-(-(Hp - a) // sh), W=-(-(Wp - b) // sw), padding=(0, 0, 0, 0), stride=(1, 1))
+            dxpad[:, :, a::sh, b::sw] = _full_correlation(dy, kernel[..., a::sh, b::sw], phase, (1, 1), groups)
+    return crop(dxpad, p)
+
+
+def _full_correlation(dy, kernel, p, dilation, groups):
     """Full correlation of the stride-spread dy with the 180-degree rotated ``kernel``.
 
     kernel: (groups, K/groups, C/groups, R, S); returns dx of shape (N, C, H, W).
