@@ -138,6 +138,9 @@ CONV_CASES = [
     ConvCase(2, 6, 9, 10, 20, 3, 3, stride=2, padding=(1, 0, 0, 2), groups=2),  # numba's tiles
     ConvCase(1, 4, 3, 3, 8, 1, 1, padding=(0, 2, 0, 1)),  # outputs that read only the bottom padding
     ConvCase(1, 3, 5, 6, 3, 3, 3, stride=(2, 1), padding=(1, 2, 2, 0), groups=3),  # depthwise
+    # a first layer (RGB, 7x7 / 2, like ResNet's): numba's dx lane by lane, its dw by taps
+    ConvCase(1, 3, 11, 12, 32, 7, 7, stride=2, padding=(3, 2, 3, 1)),
+    ConvCase(1, 2, 9, 10, 32, 3, 3, padding=1, dilation=2, bias=False),  # the same, unstrided and dilated
 ]
 
 POOL_CASES = [

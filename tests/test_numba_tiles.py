@@ -1,0 +1,40 @@
+"""numba's tiles are shaped for the vector unit numba compiles for: 8 pixels of one 512-bit FMA
+each with AVX-512, 4 pixels of two 256-bit ones with AVX2 (see kernels/numba_jit.py). Compiled
+in a fresh process for a named CPU, so an AVX2 machine checks the AVX-512 code and back."""
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+SHOW = """
+import re
+from numba import types
+import kernels.numba_jit as nj
+f32 = types.float32
+signature = (types.Array(f32, 5, "C"), types.Array(f32, 6, "C"), types.Array(f32, 4, "C")) + (types.intp,) * 6
+nj._tile_forward.compile(signature)
+print(nj.TILE_PIXELS)
+print(nj._tile_forward.inspect_asm(nj._tile_forward.signatures[0]))
+"""
+
+TARGETS = {  # LLVM's tuning for these Intel cores prefers 256-bit vectors when it vectorises
+    "sapphirerapids": ("+avx,+avx2,+fma,+avx512f,+avx512vl,+avx512bw,+avx512dq", 8, "zmm"),
+    "haswell": ("+avx,+avx2,+fma", 4, "ymm"),
+}
+
+
+@pytest.mark.parametrize("cpu", TARGETS)
+def test_the_tile_forward_is_one_full_width_fma_per_pixel_and_vector(cpu, tmp_path):
+    features, pixels, register = TARGETS[cpu]
+    env = {"NUMBA_CPU_NAME": cpu, "NUMBA_CPU_FEATURES": features, "NUMBA_CACHE_DIR": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", SHOW], capture_output=True, text=True, check=True,
+                         env={**os.environ, **env}).stdout
+    tile_pixels, asm = out.split("\n", 1)
+    fmas = re.findall(r"vfmadd\w+ps\b[^\n]*", asm)
+    assert int(tile_pixels) == pixels
+    assert fmas and all(register in f for f in fmas), fmas[:4]
+    # the c loop's body: one FMA per pixel and per vector of the tile's 16 channels, unrolled
+    assert len(fmas) % (pixels * 16 * 4 // {"zmm": 64, "ymm": 32}[register]) == 0
