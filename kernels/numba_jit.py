@@ -1,21 +1,27 @@
 """Direct loops compiled by numba: ``@njit(parallel=True, cache=True)``, in two layouts.
 
-**Tiles** (channels last, for layers with at least ``TILE_CHANNELS // 2`` output channels per
-group): the register-blocked direct convolution of oneDNN and of Zhang, Franchetti and Low
-(ICML 2018). Each parallel task owns a tile of ``TILE_PIXELS`` output pixels of one row by
-``TILE_CHANNELS`` output channels and sums it over C·R·S in a small stack array that LLVM keeps
-in vector registers. The input is made channels-last (NHWC) and the weights are blocked as
-(group, channel block, R, S, C, TILE_CHANNELS) so each task streams one contiguous block; these
-conversions are part of every call and of its timing.
+**Tiles** (for layers with at least ``TILE_CHANNELS // 2`` output channels per group): the
+register-blocked direct convolution of oneDNN and of Zhang, Franchetti and Low (ICML 2018). Each
+parallel task sums tiles of ``TILE_PIXELS`` output pixels of one row by ``TILE_CHANNELS`` output
+channels over C·R·S in a small stack array that LLVM keeps in vector registers. Activations are
+packed by numba kernels (``_pack``) in oneDNN's blocked manner, (N, groups, rows, channel blocks,
+columns, block): a pixel's channels of a block are contiguous, a tile's pixels side by side, and
+a row keeps its blocks together; at stride 2 a row's columns go in two phases, so that a tile's
+pixels are side by side there too. Weights are packed (``_pack_weights``) as (group, output
+block, R, S, inputs, TILE_CHANNELS), in the order a tile reads them. The packing is part of every
+call and of its timing.
 
-- forward: the tile above, tasks ordered by channel block so a thread keeps its weights in L2;
+- forward: the tile above, tasks ordered by output block so a thread keeps its weights in L2;
 - ``dx``: the same kernel, run on ``dy`` padded by the kernel's reach, with the weights
   flipped and their two channel axes swapped (a 'full' correlation); a strided layer without
   dilation takes it phase by phase (one such correlation per phase of the input with the taps
   that reach it, so that no zero of a spread ``dy`` is multiplied), others on ``dy`` spread by
-  the stride;
-- ``dw``: tiles of ``TILE_PIXELS`` input channels by ``TILE_CHANNELS`` output channels, one
-  per kernel tap, summed over every output pixel of the batch.
+  the stride; a first layer's few input channels lane by lane (``_lane_tile_forward``);
+- ``dw``: a matrix product per tap, summed over every output pixel of the batch, by tiles
+  whose vectors run along a block of input channels (or of output channels, where x's blocks
+  are narrower than a vector) and whose rows run along the other channels, or along a kernel
+  row's taps for a first layer (``_tile_weight_gradient``). The dw of ResNet-18's layer1 at
+  batch 8 took 2.5x longer on channels-last x, whose pixels lie a whole channel row apart.
 
 Each row of a tile is summed by one FMA on an LLVM vector of TILE_CHANNELS elements
 (``_fma_row``), written in LLVM IR rather than left to a vectoriser: numba keeps LLVM's SLP
@@ -91,6 +97,7 @@ def _has_avx512():
 TILE_CHANNELS = 16  # output channels per tile
 TILE_PIXELS = 8 if _has_avx512() else 4  # output pixels of one row per tile (input channels per dw tile)
 _TILE = TILE_PIXELS * TILE_CHANNELS
+_TCU = np.uint64(TILE_CHANNELS)
 
 # Which kernels conv2d uses: "auto" (channel tiles or pixel tiles where they pay, see `_layout`
 # and `_by_pixels`), or one of VARIANTS for every call (the tests verify each on the whole grid):
@@ -158,31 +165,49 @@ def _fma_row(typingctx, tile, row, x, x_at, vector, at):
 
 
 @njit(cache=True, parallel=True)
-def _tile_forward(xt, wb, y, top, left, sh, sw, dh, dw):
-    """y[n, g*Kg + k, i, j] = sum over c, r, s of wb[g, k // TC, r, s, c, k % TC] *
-    xt[n, (i + top)*sh + r*dh, (j + left)*sw + s*dw, g, c], for y NCHW and xt channels last,
-    wide enough for whole tiles."""
+def _tile_forward(xb, wb, y, top, left, sh, sw, dh, dw, split, inputs):
+    """y[n, g*Kg + k, i, j] = sum over c < inputs, r, s of wb[g, k // TC, r, s, c, k % TC] *
+    x[n, g, (i + top)*sh + r*dh, c // B, (j + left)*sw + s*dw, c % B], for y NCHW and xb that
+    x ``_pack``ed in blocks of B channels (``_block``), its columns in ``split`` phases (the
+    stride, or 1), wide enough for whole tiles.
+
+    A task is one output row of one block of output channels, its tiles side by side along the
+    row (the divisions that find the task are done once a row, not once a tile). The innermost
+    loop runs over a block's channels, the next over the blocks: a pixel's channels of a block
+    are contiguous, the tile's pixels side by side, and the weights stream in loop order. The
+    innermost bound is a value LLVM cannot unroll by: unrolled, it hoisted every channel's loads
+    ahead of the FMAs and ran out of registers."""
     N, K, Ho, Wo = y.shape
-    G, nkb, R, S, Cg, _ = wb.shape
+    G, nkb, R, S, Cp, _ = wb.shape
+    _, _, Hp, ncb, Wp, B = xb.shape
     Kg = K // G
-    nj = -(-Wo // TILE_PIXELS)
-    for t in prange(G * nkb * N * Ho * nj):  # channel block outermost: a thread keeps its weights
-        gk, rest = t // (N * Ho * nj), t % (N * Ho * nj)
+    xf, wf = xb.ravel(), wb.ravel()
+    block, line, kernel = Wp * B, ncb * Wp * B, R * S * Cp * TILE_CHANNELS
+    pixel = sw // split  # a pixel's step in its phase's columns
+    columns = np.empty(S, dtype=np.int64)  # where tap s's phase starts: no division in the loops
+    for s in range(S):
+        columns[s] = s * dw % split * (Wp // split) + s * dw // split
+    for t in prange(G * nkb * N * Ho):  # channel block outermost: a thread keeps its weights
+        gk, n, i = t // (N * Ho), t // Ho % N, t % Ho
         g, kb = gk // nkb, gk % nkb
-        n, i, j0 = rest // (Ho * nj), rest // nj % Ho, rest % nj * TILE_PIXELS
-        acc = _tile(y.dtype)
-        wblock = wb[g, kb]
-        for r in range(R):
-            row = (i + top) * sh + r * dh
-            for s in range(S):
-                for c in range(Cg):
-                    wrow = wblock[r, s, c]
-                    for jj in range(TILE_PIXELS):
-                        _fma_row(acc, jj, xt[n, row, (j0 + jj + left) * sw + s * dw, g, c], 0, wrow, 0)
-        for kk in range(min(TILE_CHANNELS, Kg - kb * TILE_CHANNELS)):
-            out = y[n, g * Kg + kb * TILE_CHANNELS + kk, i]
-            for jj in range(min(TILE_PIXELS, Wo - j0)):
-                out[j0 + jj] = acc[jj, kk]
+        channels = min(TILE_CHANNELS, Kg - kb * TILE_CHANNELS)
+        for j0 in range(0, Wo, TILE_PIXELS):
+            acc = _tile(y.dtype)
+            for r in range(R):
+                x0 = ((n * G + g) * Hp + (i + top) * sh + r * dh) * line
+                for s in range(S):
+                    xs = x0 + (columns[s] + (j0 + left) * pixel) * B
+                    ws = gk * kernel + (r * S + s) * Cp * TILE_CHANNELS
+                    for cb in range(ncb):
+                        xc = np.uint64(xs + cb * block)  # unsigned: no check for a negative index
+                        wc = ws + cb * B * TILE_CHANNELS
+                        for cc in range(np.uint64(min(B, inputs - cb * B))):
+                            for jj in range(TILE_PIXELS):
+                                _fma_row(acc, jj, xf[xc + cc + np.uint64(jj * pixel * B)], 0, wf, wc + cc * _TCU)
+            for kk in range(channels):
+                out = y[n, g * Kg + kb * TILE_CHANNELS + kk, i]
+                for jj in range(min(TILE_PIXELS, Wo - j0)):
+                    out[j0 + jj] = acc[jj, kk]
 
 
 @njit(cache=True, parallel=True)
@@ -190,7 +215,8 @@ def _lane_tile_forward(xt, wt, y, top, left, sh, sw, dh, dw):
     """``_tile_forward`` for few output channels per group (dx of a first layer has 3): a tile is
     TILE_PIXELS pixels of one output channel, each summed lane by lane over TILE_CHANNELS input
     channels at a time and its lanes added at the end, so no lane holds a padding channel. wt is
-    (G, Kg, R, S, Cp) and xt's channels are padded to Cp, a multiple of TILE_CHANNELS, with zeros."""
+    (G, Kg, R, S, Cp) and xt is (N, G, rows, 1, columns, Cp), ``_pack``ed in one block of Cp
+    channels (a multiple of TILE_CHANNELS), the padding zeros."""
     N, K, Ho, Wo = y.shape
     G, Kg, R, S, Cp = wt.shape
     nj = -(-Wo // TILE_PIXELS)
@@ -199,120 +225,201 @@ def _lane_tile_forward(xt, wt, y, top, left, sh, sw, dh, dw):
         g = k // Kg
         acc = _tile(y.dtype)
         for r in range(R):
-            row = (i + top) * sh + r * dh
+            xrow = xt[n, g, (i + top) * sh + r * dh, 0]
             for s in range(S):
                 wv = wt[g, k % Kg, r, s]
                 for cb in range(0, Cp, TILE_CHANNELS):
                     for jj in range(TILE_PIXELS):
-                        _fma_row(acc, jj, xt[n, row, (j0 + jj + left) * sw + s * dw, g], cb, wv, cb)
+                        _fma_row(acc, jj, xrow[(j0 + jj + left) * sw + s * dw], cb, wv, cb)
         out = y[n, k, i]
         for jj in range(min(TILE_PIXELS, Wo - j0)):
             out[j0 + jj] = acc[jj].sum()
 
 
-@njit(inline="always")
-def _store_weight_tile(acc, dwt_gr, kb, first, step, rows):
-    """Row q < rows of a dw tile into dwt_gr[s, c, kb*TC:(kb+1)*TC], (s, c) = first + q*step."""
-    for q in range(rows):
-        out = dwt_gr[first[0] + q * step[0], first[1] + q * step[1]]
-        for kk in range(TILE_CHANNELS):
-            out[kb * TILE_CHANNELS + kk] = acc[q, kk]
+# What dw's tiles run along (``_tile_weight_gradient``): their vectors over output channels and
+# their rows over input channels or over a kernel row's taps, or their vectors over input channels
+# (x's blocks of TILE_CHANNELS, each pixel's a whole vector) and their rows over output channels.
+DW_CHANNELS, DW_TAPS, DW_INPUTS = 0, 1, 2
 
 
 @njit(cache=True, parallel=True)
-def _tile_weight_gradient(xt, dyb, dwt, sh, sw, dh, dw):
-    """dwt[g, r, s, c, kb*TC + k] = sum over n, i, j of xt[n, i*sh + r*dh, j*sw + s*dw, g, c]
-    * dyb[g, kb, n, i, j, k]; a tile is TILE_PIXELS input channels by TILE_CHANNELS."""
-    G, nkb, N, Ho, Wo, _ = dyb.shape
-    _, R, S, Cp, _ = dwt.shape
-    ncb = Cp // TILE_PIXELS
-    for t in prange(G * nkb * R * S * ncb):
-        gk, rest = t // (R * S * ncb), t % (R * S * ncb)
-        g, kb = gk // nkb, gk % nkb
-        r, s, c0 = rest // (S * ncb), rest // ncb % S, rest % ncb * TILE_PIXELS
-        acc = _tile(dwt.dtype)
-        for n in range(N):
-            for i in range(Ho):
-                xrow = xt[n, i * sh + r * dh]
-                dyrow = dyb[g, kb, n, i]
+def _tile_weight_gradient(xb, dyb, dw_out, sh, sw, dh, dw, split, mode):
+    """dw_out (K, Cg, R, S) by tiles of TP = TILE_PIXELS rows by TILE_CHANNELS lanes, each summed
+    over every output pixel of the batch, from x and dy ``_pack``ed in blocks (xb as
+    ``_tile_forward`` reads it, its columns in ``split`` phases): dw[k, c, r, s] = sum over
+    n, i, j of dy[n, k, i, j] * x[n, c, i*sh + r*dh, j*sw + s*dw] (each in its group). Each FMA
+    is a scalar of one operand, broadcast, times a vector of the other, as ``mode`` has it:
+
+    - DW_INPUTS: lanes over a block of TILE_CHANNELS input channels (one x vector a pixel, the
+      whole of its cache line), rows over TP output channels (dy in blocks of TP); tiles numbered
+      (g, dy block, x block, r, s);
+    - DW_CHANNELS: lanes over TILE_CHANNELS output channels (dy in blocks of them), rows over TP
+      input channels of a block of x (for blocks narrower than a vector); tiles numbered
+      (g, dy block, x block, r, s, TP channels of the block);
+    - DW_TAPS: lanes over output channels as above, rows over TP taps of a kernel row of one input
+      channel, those of one column phase (s = ph + split*(m*TP + q)), tiles numbered
+      (g, dy block, r, c, (ph, m)): for layers with few input channels (an RGB image's 3) and
+      wide kernels, which a tile of channels would mostly fill with padding (xb is wide enough
+      for taps past the kernel's last; their rows are not stored).
+
+    Either way a row's scalar lies a fixed step after the row before, so one loop serves all. The
+    taps are numbered innermost, so a thread's next tile reads the x and dy it has just read, from
+    cache (channels-last x, pixels a whole channel row apart, kept missing it); rows are walked
+    without a division each (about 40 cycles, as long as a 7-pixel row's FMAs)."""
+    N, G, Ho, nkb, Wo, KB = dyb.shape
+    _, _, Hp, ncb, Wp, B = xb.shape
+    K, Cg, R, S = dw_out.shape
+    Kg, TP = K // G, TILE_PIXELS
+    phase, pixel = Wp // split, sw // split  # a phase's columns; a pixel's step among them
+    per_phase = -(-(-(-S // split)) // TP)  # tap tiles of a phase
+    per_block = 1 if mode == DW_INPUTS else B // TP  # tiles of a block of x at a tap
+    A, D0, D1 = (R, Cg, split * per_phase) if mode == DW_TAPS else (ncb, R, S * per_block)
+    xf, dyf = xb.ravel(), dyb.ravel()
+    for t in prange(G * nkb * A * D0 * D1):
+        g, kb, a, b, d = t // (nkb * A * D0 * D1), t // (A * D0 * D1) % nkb, t // (D0 * D1) % A, t // D1 % D0, t % D1
+        if mode == DW_TAPS:  # d: phase d // per_phase, its taps from (d % per_phase) * TP
+            first = d // per_phase + split * (d % per_phase * TP)
+            r, cb, step = a, b // B, dw * B
+            offset = (d // per_phase * phase + first * dw // split) * B + b % B
+        else:  # d: tap d // per_block, channels from (d % per_block) * TP in block a
+            first, s = a * B + d % per_block * TP, d // per_block
+            r, cb, step = b, a, 1
+            offset = (s * dw % split * phase + s * dw // split) * B + d % per_block * TP
+        acc = _tile(dw_out.dtype)
+        n, i = 0, 0
+        for _ in range(N * Ho):
+            xo = ((((n * G + g) * Hp + i * sh + r * dh) * ncb + cb) * Wp) * B + offset
+            do = (((n * G + g) * Ho + i) * nkb + kb) * Wo * KB
+            i += 1
+            if i == Ho:
+                n, i = n + 1, 0
+            if mode == DW_INPUTS:
                 for j in range(Wo):
-                    xpix = xrow[j * sw + s * dw, g]
-                    dyv = dyrow[j]
-                    for cc in range(TILE_PIXELS):
-                        _fma_row(acc, cc, xpix[c0 + cc], 0, dyv, 0)
-        _store_weight_tile(acc, dwt[g, r], kb, (s, c0), (0, 1), TILE_PIXELS)
+                    dj = np.uint64(do + j * KB)  # unsigned: no check for a negative index
+                    for q in range(TILE_PIXELS):
+                        _fma_row(acc, q, dyf[dj + np.uint64(q)], 0, xf, xo + j * pixel * B)
+            else:
+                for j in range(Wo):
+                    xj = np.uint64(xo + j * pixel * B)
+                    for q in range(TILE_PIXELS):
+                        _fma_row(acc, q, xf[xj + np.uint64(q * step)], 0, dyf, do + j * KB)
+        for q in range(TILE_PIXELS):
+            if mode == DW_INPUTS:
+                k = kb * TP + q
+                if k < Kg:
+                    for lane in range(min(TILE_CHANNELS, Cg - cb * B)):
+                        dw_out[g * Kg + k, cb * B + lane, r, s] = acc[q, lane]
+                continue
+            c, s = (b, first + split * q) if mode == DW_TAPS else (first + q, d // per_block)
+            if c < Cg and s < S:
+                for k in range(min(TILE_CHANNELS, Kg - kb * TILE_CHANNELS)):
+                    dw_out[g * Kg + kb * TILE_CHANNELS + k, c, r, s] = acc[q, k]
 
 
 @njit(cache=True, parallel=True)
-def _tap_tile_weight_gradient(xt, dyb, dwt, Cg, sh, sw, dh, dw):
-    """``_tile_weight_gradient`` with the tile's rows running over TILE_PIXELS taps of a kernel
-    row, for one input channel: for layers with few input channels (an RGB image's 3) and wide
-    kernels, which a tile of channels would mostly fill with padding. Taps past the kernel's
-    last read its last column again and are not written."""
-    G, nkb, N, Ho, Wo, _ = dyb.shape
-    _, R, S, _, _ = dwt.shape
-    nsb = -(-S // TILE_PIXELS)
-    for t in prange(G * nkb * R * Cg * nsb):  # the Cg real channels of a group; the others stay unset
-        gk, rest = t // (R * Cg * nsb), t % (R * Cg * nsb)
-        g, kb = gk // nkb, gk % nkb
-        r, c, s0 = rest // (Cg * nsb), rest // nsb % Cg, rest % nsb * TILE_PIXELS
-        acc = _tile(dwt.dtype)
-        for n in range(N):
-            for i in range(Ho):
-                xrow = xt[n, i * sh + r * dh]
-                dyrow = dyb[g, kb, n, i]
-                for j in range(Wo):
-                    dyv = dyrow[j]
-                    for ss in range(TILE_PIXELS):
-                        _fma_row(acc, ss, xrow[j * sw + min(s0 + ss, S - 1) * dw, g, c], 0, dyv, 0)
-        _store_weight_tile(acc, dwt[g, r], kb, (s0, c), (1, 0), min(TILE_PIXELS, S - s0))
+def _pack(a, out, top, left, sh, sw, split):
+    """out[n, g, top + h*sh, c // B, column, c % B] = a[n, g*Cg + c, h, w]: activations
+    (N, C, H, W) blocked by B = out.shape[-1] channels of each of out.shape[1] groups, placed
+    from pixel (top, left) with (sh, sw) between pixels, each row's columns in ``split`` phases
+    (column u at (u % split) * columns/split + u // split: at stride 2, a tile's pixels lie side
+    by side in one phase); out's other elements are left as they are (zeros). A row keeps its blocks together, so that a tile reads from as many places as the
+    kernel has rows (a plane per block would be one place per block and row: too many streams for
+    the prefetcher at stride 2). numpy's transposing copy took 2 to 4 times longer."""
+    N, C, H, W = a.shape
+    G, B = out.shape[1], out.shape[5]
+    Cg, phase = C // G, out.shape[4] // split
+    for t in prange(N * G * H):
+        n, g, h = t // (G * H), t // H % G, t % H
+        row = out[n, g, top + h * sh]
+        for cb in range(-(-Cg // B)):
+            count = min(B, Cg - cb * B)
+            src, dst = a[n, g * Cg + cb * B : g * Cg + cb * B + count, h], row[cb]
+            for ph in range(split):  # pixels j, j + split, ... of a phase: sw apart (sw is 1 where split is not)
+                j = (ph - left) % split
+                first = ph * phase + (left + j * sw) // split
+                for m in range(len(range(j, W, split))):
+                    pixel = dst[first + m * sw]
+                    for cc in range(count):  # a pixel's block written at once: 2x faster for blocks of 16
+                        pixel[cc] = src[cc, j + m * split]
+
+
+@njit(cache=True, parallel=True)
+def _pack_weights(w, out, swap, r0, s0, dr, ds):
+    """out[g, o // TC, r, s, i, o % TC] = w[g*O + o, i, r0 + r*dr, s0 + s*ds] for the tiles'
+    weights (O, I = K/G, C/G); or, ``swap``, w[g*I + i, o, ...] with the channel axes swapped
+    (O, I = C/G, K/G), as dx's 'full' correlation takes them (flipped: r0, s0 the last taps and
+    dr, ds negative). out's padding is left as it is (zeros)."""
+    G, nob, R, S, _, TC = out.shape
+    K, Cg = w.shape[0], w.shape[1]
+    O, I = (Cg, K // G) if swap else (K // G, Cg)
+    for t in prange(G * nob):  # a block of TC outputs each: no two threads write one cache line
+        g, ob = t // nob, t % nob
+        outputs = min(TC, O - ob * TC)
+        for r in range(R):
+            for s in range(S):
+                u, v = r0 + r * dr, s0 + s * ds
+                for i in range(I):
+                    row = out[g, ob, r, s, i]  # written in order: its TC outputs side by side
+                    for oo in range(outputs):
+                        row[oo] = w[g * I + i, ob * TC + oo, u, v] if swap else w[g * O + ob * TC + oo, i, u, v]
 
 
 def _round_up(n, m):
     return -(-n // m) * m
 
 
-def _channels_last(a, groups, shape, at, step=(1, 1), multiple=TILE_PIXELS):
-    """Zeros of ``shape`` (N, rows, columns) with two more axes, groups and their channels padded
-    to a multiple of ``multiple``; ``a`` (N, C, H, W) placed from pixel ``at`` with ``step``
-    between its pixels. Groups get an axis of their own so that no index in the kernels' inner
-    loops is a sum numba must check for a negative value."""
-    N, C, H, W = a.shape
-    Cp = _round_up(C // groups, multiple)
-    out = np.zeros((*shape, groups, Cp), dtype=a.dtype)
-    (top, left), (sh, sw) = at, step
-    rows = slice(top, top + (H - 1) * sh + 1, sh)
-    cols = slice(left, left + (W - 1) * sw + 1, sw)
-    out[:, rows, cols, :, : C // groups] = a.reshape(N, groups, C // groups, H, W).transpose(0, 3, 4, 1, 2)
+def _block(channels):
+    """How many channels a block of ``_pack`` holds: whole tile rows (TILE_PIXELS), up to a
+    vector's TILE_CHANNELS (the forward's innermost loop runs over a block, so a long one pays),
+    and no more than ``channels`` need (an RGB image's 3 fill one tile row)."""
+    return min(TILE_CHANNELS, _round_up(channels, TILE_PIXELS))
+
+
+def _packed(a, groups, shape, at=(0, 0), step=(1, 1), block=TILE_PIXELS, split=1):
+    """Zeros (N, G, rows, blocks, columns, ``block``), ``shape`` being (N, rows, columns of a
+    phase), with ``a`` (N, C, H, W) ``_pack``ed into them in ``split`` phases; each group's
+    channels padded to whole blocks."""
+    blocks = -(-a.shape[1] // groups // block)
+    out = np.zeros((shape[0], groups, shape[1], blocks, split * shape[2], block), dtype=a.dtype)
+    _pack(a, out, *at, *step, split)
     return out
 
 
-def _blocked(w, groups):
-    """Weights (K, Cg, R, S) as (G, K-blocks, R, S, Cg, TILE_CHANNELS), zero-padded in K."""
+def _packed_weights(w, groups, swap=False, taps=(0, 0, 1, 1), inputs=TILE_PIXELS):
+    """Weights (K, Cg, R, S) as (G, output blocks, R, S, Ip, TILE_CHANNELS), zero-padded to whole
+    blocks of TILE_CHANNELS outputs and to Ip, a multiple of ``inputs``, inputs: ``_pack_weights``
+    (``taps``: its r0, s0, dr, ds; R and S as many taps as they reach)."""
     K, Cg, R, S = w.shape
-    Kg = K // groups
-    Kp = _round_up(Kg, TILE_CHANNELS)
-    out = np.zeros((groups, Kp, Cg, R, S), dtype=w.dtype)
-    out[:, :Kg] = w.reshape(groups, Kg, Cg, R, S)
-    return np.ascontiguousarray(out.reshape(groups, Kp // TILE_CHANNELS, TILE_CHANNELS, Cg, R, S).transpose(0, 1, 4, 5, 3, 2))
+    O, I = (Cg, K // groups) if swap else (K // groups, Cg)
+    r0, s0, dr, ds = taps
+    rows, columns = len(range(r0, -1 if dr < 0 else R, dr)), len(range(s0, -1 if ds < 0 else S, ds))
+    out = np.zeros((groups, -(-O // TILE_CHANNELS), rows, columns, _round_up(I, inputs), TILE_CHANNELS), dtype=w.dtype)
+    _pack_weights(w, out, swap, *taps)
+    return out
 
 
 def _tiles_forward(x, w, p):
-    (top, _, left, _), (rows, width), sw, dw = p.padding, padded_size(p), p.stride[1], p.dilation[1]
-    columns = (_round_up(p.out_w, TILE_PIXELS) - 1) * sw + (p.S - 1) * dw + 1  # every tile in bounds
-    xt = _channels_last(x, p.groups, (p.N, rows, max(columns, width)), (top, left))
+    """The forward tiles, on x packed in column phases where the layer is strided and not dilated:
+    a tile's pixels then lie side by side, as at stride 1 (read every other one, the tiles ran
+    1.3x longer). A strided 1x1 layer without padding reads only the pixels its stride meets, so
+    those alone are packed and read at stride 1. dw reads the same x, at the same stride."""
+    (top, _, left, _), (rows, width), (dh, dw) = p.padding, padded_size(p), p.dilation
+    stride = p.stride
+    if p.R == p.S == 1 and p.padding == (0, 0, 0, 0) and stride != (1, 1):
+        x, stride = np.ascontiguousarray(x[:, :, :: stride[0], :: stride[1]]), (1, 1)
+        rows, width = p.out_h, p.out_w
+    split = stride[1] if dw == 1 else 1
+    pixel, TP = stride[1] // split, TILE_PIXELS
+    # a phase's columns: x's, every forward tile's, and those of dw's tiles of taps (whole tiles of
+    # a phase's taps, past the kernel's last)
+    taps = _round_up(-(-p.S // split), TP)
+    columns = max(-(-width // split), (_round_up(p.out_w, TP) - 1) * pixel + (p.S - 1) * dw // split + 1,
+                  (p.out_w - 1) * pixel + (taps - 1) * dw + 1)
+    Cg = p.C // p.groups
+    xb = _packed(x, p.groups, (p.N, rows, columns), (top, left), block=_block(Cg), split=split)
     y = np.empty(p.y_shape, dtype=p.dtype)
-    _tile_forward(xt, _blocked(w, p.groups), y, 0, 0, *p.stride, *p.dilation)
-    return y, {"xt": xt, "w": w}
-
-
-def _flipped_blocks(w, groups):
-    """Weights (K, Cg, R, S) flipped in R and S with their channel axes swapped, blocked for the
-    tiles: what a 'full' correlation of dy runs against."""
-    K, Cg, R, S = w.shape
-    Kg = K // groups
-    flipped = w[:, :, ::-1, ::-1].reshape(groups, Kg, Cg, R, S).transpose(0, 2, 1, 3, 4).reshape(groups * Cg, Kg, R, S)
-    return _blocked(flipped, groups)
+    _tile_forward(xb, _packed_weights(w, p.groups, inputs=_block(Cg)), y, 0, 0, *stride, dh, dw, split, Cg)
+    return y, {"xb": xb, "stride": stride, "split": split, "w": w}
 
 
 def _tiles_input_gradient(dy, w, p):
@@ -348,10 +455,11 @@ def _by_phases(dy, w, p):
     spread = _dy_layout(dy, p, (p.N, height, width), (R0 - 1, S0 - 1))
     dx = np.zeros((p.N, p.C, p.H, p.W), dtype=p.dtype)  # phases no tap reaches stay zero
     for (a, b), (m0, n0), (rows, columns) in phases:
-        sub = w[:, :, a::sh, b::sw]
+        taps_h, taps_w = len(range(a, p.R, sh)), len(range(b, p.S, sw))  # the phase's taps, flipped:
+        taps = (a + (taps_h - 1) * sh, b + (taps_w - 1) * sw, -sh, -sw)
         part = np.empty((p.N, p.C, rows, columns), dtype=p.dtype)
-        origin = (m0 + R0 - sub.shape[2], n0 + S0 - sub.shape[3])
-        _correlate_dy(spread, sub, p.groups, part, origin, (1, 1))
+        origin = (m0 + R0 - taps_h, n0 + S0 - taps_w)
+        _correlate_dy(spread, w, p.groups, part, origin, (1, 1), taps)
         dx[:, :, a + sh * m0 - ph :: sh, b + sw * n0 - pw :: sw] = part
     return dx
 
@@ -367,7 +475,7 @@ def _spread_input_gradient(dy, w, p):
     columns = max(_round_up(p.W, TILE_PIXELS) + pw, (p.out_w - 1) * p.stride[1] + 1) + reach_w
     spread = _dy_layout(dy, p, (p.N, rows, columns), (reach_h, reach_w), p.stride)
     dx = np.empty((p.N, p.C, p.H, p.W), dtype=p.dtype)
-    _correlate_dy(spread, w, G, dx, (ph, pw), p.dilation)
+    _correlate_dy(spread, w, G, dx, (ph, pw), p.dilation, (p.R - 1, p.S - 1, -1, -1))
     return dx
 
 
@@ -379,41 +487,41 @@ def _by_lanes(Cg, Kg):
 
 
 def _dy_layout(dy, p, shape, at, step=(1, 1)):
-    """dy channels last, in zeros of ``shape`` from pixel ``at`` with ``step`` between pixels,
-    its channels padded for the kernel ``_correlate_dy`` runs."""
-    multiple = TILE_CHANNELS if _by_lanes(p.C // p.groups, p.K // p.groups) else TILE_PIXELS
-    return _channels_last(dy, p.groups, shape, at, step, multiple)
+    """dy in zeros of ``shape`` (N, rows, columns) from pixel ``at`` with ``step`` between pixels,
+    packed for the kernel ``_correlate_dy`` runs: in blocks of TILE_PIXELS channels for the tiles,
+    in one of them all (padded to whole vectors) for the lanes."""
+    Cg, Kg = p.C // p.groups, p.K // p.groups
+    block = _round_up(Kg, TILE_CHANNELS) if _by_lanes(Cg, Kg) else _block(Kg)
+    return _packed(dy, p.groups, shape, at, step, block)
 
 
-def _correlate_dy(spread, w, groups, out, origin, dilation):
+def _correlate_dy(spread, w, groups, out, origin, dilation, taps):
     """out = the stride-1 'full' correlation, from pixel ``origin``, of dy laid out by
-    ``_dy_layout`` with w flipped and its channel axes swapped: by channel tiles, or lane by lane
-    where a group has few input channels (they are out's channels)."""
-    K, Cg, R, S = w.shape
+    ``_dy_layout`` with w's ``taps`` (r0, s0, dr, ds: the kernel flipped, or a phase's taps
+    flipped) and its channel axes swapped: by channel tiles, or lane by lane where a group has few
+    input channels (they are out's channels)."""
+    K, Cg = w.shape[:2]
     if not _by_lanes(Cg, K // groups):
-        _tile_forward(spread, _flipped_blocks(w, groups), out, *origin, 1, 1, *dilation)
+        Kg = K // groups
+        _tile_forward(spread, _packed_weights(w, groups, True, taps, _block(Kg)), out, *origin, 1, 1, *dilation, 1, Kg)
         return
-    wt = np.zeros((groups, Cg, R, S, spread.shape[-1]), dtype=w.dtype)
-    wt[..., : K // groups] = w[:, :, ::-1, ::-1].reshape(groups, K // groups, Cg, R, S).transpose(0, 2, 3, 4, 1)
+    wt = _packed_weights(w, groups, True, taps, TILE_CHANNELS)  # (G, C blocks, R, S, Kp, TILE_CHANNELS)
+    G, ncb, R, S, Kp, _ = wt.shape
+    wt = np.ascontiguousarray(wt.transpose(0, 1, 5, 2, 3, 4).reshape(G, ncb * TILE_CHANNELS, R, S, Kp)[:, :Cg])
     _lane_tile_forward(spread, wt, out, *origin, 1, 1, *dilation)
 
 
-def _tiles_weight_gradient(dy, xt, p):
-    G, Kg, Cg = p.groups, p.K // p.groups, p.C // p.groups
-    Kp = _round_up(Kg, TILE_CHANNELS)
-    dyb = np.zeros((p.N, G, Kp, p.out_h, p.out_w), dtype=dy.dtype)
-    dyb[:, :, :Kg] = dy.reshape(p.N, G, Kg, p.out_h, p.out_w)
-    dyb = np.ascontiguousarray(
-        dyb.reshape(p.N, G, Kp // TILE_CHANNELS, TILE_CHANNELS, p.out_h, p.out_w).transpose(1, 2, 0, 4, 5, 3))
-    dwt = np.empty((G, p.R, p.S, xt.shape[4], Kp), dtype=dy.dtype)
-    # a tile's rows over input channels, or over taps where more of them would be real
-    taps = p.S / _round_up(p.S, TILE_PIXELS) > Cg / _round_up(Cg, TILE_PIXELS)
-    if taps:
-        _tap_tile_weight_gradient(xt, dyb, dwt, Cg, *p.stride, *p.dilation)
-    else:
-        _tile_weight_gradient(xt, dyb, dwt, *p.stride, *p.dilation)
-    dw = dwt[:, :, :, :Cg, :Kg].transpose(0, 4, 3, 1, 2)
-    return np.ascontiguousarray(dw.reshape(p.K, Cg, p.R, p.S))
+def _tiles_weight_gradient(dy, xb, stride, split, p):
+    """dw by ``_tile_weight_gradient``, along input channels where x's blocks fill a vector; else
+    along output channels, its rows over input channels, or over taps where more of them would be
+    real (a first layer's 3 channels and 7 taps a row)."""
+    Cg, TP = p.C // p.groups, TILE_PIXELS
+    by_taps = p.S / (split * _round_up(-(-p.S // split), TP)) > Cg / _round_up(Cg, TP)
+    mode = DW_TAPS if by_taps else DW_INPUTS if xb.shape[5] == TILE_CHANNELS else DW_CHANNELS
+    dyb = _packed(dy, p.groups, (p.N, p.out_h, p.out_w), block=TP if mode == DW_INPUTS else TILE_CHANNELS)
+    dw = np.empty((p.K, Cg, p.R, p.S), dtype=dy.dtype)
+    _tile_weight_gradient(xb, dyb, dw, *stride, *p.dilation, split, mode)
+    return dw
 
 
 def _layout(p):
@@ -715,8 +823,8 @@ def conv2d_backward(dy, ctx, *, need_dx=True):
     p = check_backward(dy, ctx, name, "conv2d", need_dx)
     w = ctx.saved["w"]
     dy = _loop_input(dy)
-    if "xt" in ctx.saved:
-        dw = _tiles_weight_gradient(dy, ctx.saved["xt"], p)
+    if "xb" in ctx.saved:
+        dw = _tiles_weight_gradient(dy, ctx.saved["xb"], ctx.saved["stride"], ctx.saved["split"], p)
     else:
         dw = _rows_weight_gradient(dy, ctx.saved["xpad"], w, p, ctx.saved["pixels"])
     dx = None
@@ -725,7 +833,7 @@ def conv2d_backward(dy, ctx, *, need_dx=True):
         # which a NaN or Inf in w turns into NaN; dw is non-finite exactly when that can happen.
         if not finite_pair(dw, w):
             dx = _rows_input_gradient(dy, w, p)
-        elif "xt" in ctx.saved:
+        elif "xb" in ctx.saved:
             dx = _tiles_input_gradient(dy, w, p)
         else:
             pixels = p.stride == (1, 1) and _by_pixels(p, p.K // p.groups)

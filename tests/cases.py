@@ -141,6 +141,9 @@ CONV_CASES = [
     # a first layer (RGB, 7x7 / 2, like ResNet's): numba's dx lane by lane, its dw by taps
     ConvCase(1, 3, 11, 12, 32, 7, 7, stride=2, padding=(3, 2, 3, 1)),
     ConvCase(1, 2, 9, 10, 32, 3, 3, padding=1, dilation=2, bias=False),  # the same, unstrided and dilated
+    # channels past a vector: numba's blocks of 16 (one partial), its dw along input channels
+    ConvCase(2, 20, 7, 9, 18, 3, 3, stride=2, padding=1),
+    ConvCase(2, 17, 7, 6, 16, 1, 1, stride=2, bias=False),  # a strided 1x1 layer: numba packs what it reads
 ]
 
 POOL_CASES = [

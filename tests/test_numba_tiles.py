@@ -14,7 +14,7 @@ import re
 from numba import types
 import kernels.numba_jit as nj
 f32 = types.float32
-signature = (types.Array(f32, 5, "C"), types.Array(f32, 6, "C"), types.Array(f32, 4, "C")) + (types.intp,) * 6
+signature = (types.Array(f32, 6, "C"), types.Array(f32, 6, "C"), types.Array(f32, 4, "C")) + (types.intp,) * 8
 nj._tile_forward.compile(signature)
 print(nj.TILE_PIXELS)
 print(nj._tile_forward.inspect_asm(nj._tile_forward.signatures[0]))
@@ -36,5 +36,5 @@ def test_the_tile_forward_is_one_full_width_fma_per_pixel_and_vector(cpu, tmp_pa
     fmas = re.findall(r"vfmadd\w+ps\b[^\n]*", asm)
     assert int(tile_pixels) == pixels
     assert fmas and all(register in f for f in fmas), fmas[:4]
-    # the c loop's body: one FMA per pixel and per vector of the tile's 16 channels, unrolled
+    # the channel loop's body: one FMA per pixel and per vector of the tile's 16 channels
     assert len(fmas) % (pixels * 16 * 4 // {"zmm": 64, "ymm": 32}[register]) == 0
