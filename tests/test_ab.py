@@ -195,6 +195,29 @@ def test_a_step_call_leaves_the_thread_pool_context_to_its_slice(monkeypatch):
     assert entered == ["im2col"]
 
 
+def test_a_first_call_slowed_by_compiling_is_timed_again_before_it_can_skip_a_row(monkeypatch):
+    """A fresh worktree's numba compiles on the first call (10 s for a kernel's new signature,
+    seen here): the worker times a second call before --max-time may call the row too slow."""
+    from dataclasses import asdict
+
+    from convbench.bench import abworker
+    from convbench.bench.suites import load_suite
+
+    be = kernels.get("im2col")
+    calls, clock = [], iter([0.0, 30.0, 100.0, 100.5, 200.0, 200.5])  # first call 30 s, then 0.5 s
+    original = be.conv2d_forward
+    monkeypatch.setattr(be, "conv2d_forward", lambda *a, **k: calls.append(1) or original(*a, **k))
+    monkeypatch.setattr(abworker.time, "perf_counter", lambda: next(clock))
+    problem = asdict(next(p for p in load_suite("seeds") if p.name == "seed001_conv"))
+    request = {"id": 1, "problem": problem, "backend": "im2col", "dtype": "float32", "threads": 1,
+               "direction": "forward", "seed": 0, "max_time": 10.0}
+    answer = abworker._setup(request, {}, abworker._Threads())
+    assert answer["ok"] and answer["first_s"] == 0.5 and len(calls) == 2
+    request["max_time"] = 100.0  # a first call within --max-time is not repeated
+    answer = abworker._setup({**request, "id": 2}, {}, abworker._Threads())
+    assert answer["first_s"] == 0.5 and len(calls) == 3
+
+
 class _FakeWorker:
     """A worker that answers at once and logs, by name, every slice it is asked for."""
 
