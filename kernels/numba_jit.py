@@ -164,6 +164,29 @@ def _fma_row(typingctx, tile, row, x, x_at, vector, at):
     return types.none(tile, row, x, x_at, vector, at), codegen
 
 
+@intrinsic
+def _lane_sum(typingctx, tile, row):
+    """The sum of tile[row, :]'s TILE_CHANNELS lanes, halves added as vectors (16 -> 8 -> 4 -> 2
+    -> 1): 4 vector adds where a scalar loop made 15 dependent ones (as long as a small tile's
+    FMAs, in LeNet-5's conv2 dx)."""
+    if not (isinstance(tile, types.Array) and tile.layout == "C"):
+        raise errors.TypingError("_lane_sum takes a C-contiguous tile")
+
+    def codegen(context, builder, signature, args):
+        scalar = context.get_value_type(tile.dtype)
+        lanes = ir.VectorType(scalar, TILE_CHANNELS)
+        data = context.make_array(tile)(context, builder, args[0]).data
+        at = builder.gep(data, [builder.mul(args[1], ir.Constant(args[1].type, TILE_CHANNELS))])
+        v, n = builder.load(builder.bitcast(at, lanes.as_pointer()), align=context.get_abi_sizeof(scalar)), TILE_CHANNELS
+        while n > 1:
+            n //= 2
+            undefined, picks = ir.Constant(v.type, ir.Undefined), ir.VectorType(ir.IntType(32), n)
+            v = builder.fadd(*(builder.shuffle_vector(v, undefined, ir.Constant(picks, list(range(k, k + n)))) for k in (0, n)))
+        return builder.extract_element(v, ir.Constant(ir.IntType(32), 0))
+
+    return tile.dtype(tile, row), codegen
+
+
 @njit(cache=True, parallel=True)
 def _tile_forward(xb, wb, y, top, left, sh, sw, dh, dw, split, inputs):
     """y[n, g*Kg + k, i, j] = sum over c < inputs, r, s of wb[g, k // TC, r, s, c, k % TC] *
@@ -212,28 +235,33 @@ def _tile_forward(xb, wb, y, top, left, sh, sw, dh, dw, split, inputs):
 
 @njit(cache=True, parallel=True)
 def _lane_tile_forward(xt, wt, y, top, left, sh, sw, dh, dw):
-    """``_tile_forward`` for few output channels per group (dx of a first layer has 3): a tile is
-    TILE_PIXELS pixels of one output channel, each summed lane by lane over TILE_CHANNELS input
-    channels at a time and its lanes added at the end, so no lane holds a padding channel. wt is
-    (G, Kg, R, S, Cp) and xt is (N, G, rows, 1, columns, Cp), ``_pack``ed in one block of Cp
-    channels (a multiple of TILE_CHANNELS), the padding zeros."""
+    """``_tile_forward`` for few output channels per group (dx of a first layer has 3, of
+    LeNet-5's conv2 6): a tile is TILE_PIXELS pixels of one output channel, each summed lane by
+    lane over TILE_CHANNELS input channels at a time and its lanes added at the end, so no lane
+    holds a padding channel. wt is (G, Kg, R, S, Cp) and xt is (N, G, rows, 1, columns, Cp),
+    ``_pack``ed in one block of Cp channels (a multiple of TILE_CHANNELS), the padding zeros.
+    A task is one output row of a group, every output channel of it: the divisions that find a
+    task are done once for all its tiles, whose sums are short (R*S*Cp/16 FMAs a pixel)."""
     N, K, Ho, Wo = y.shape
     G, Kg, R, S, Cp = wt.shape
-    nj = -(-Wo // TILE_PIXELS)
-    for t in prange(N * K * Ho * nj):
-        n, k, i, j0 = t // (K * Ho * nj), t // (Ho * nj) % K, t // nj % Ho, t % nj * TILE_PIXELS
-        g = k // Kg
-        acc = _tile(y.dtype)
-        for r in range(R):
-            xrow = xt[n, g, (i + top) * sh + r * dh, 0]
-            for s in range(S):
-                wv = wt[g, k % Kg, r, s]
-                for cb in range(0, Cp, TILE_CHANNELS):
-                    for jj in range(TILE_PIXELS):
-                        _fma_row(acc, jj, xrow[(j0 + jj + left) * sw + s * dw], cb, wv, cb)
-        out = y[n, k, i]
-        for jj in range(min(TILE_PIXELS, Wo - j0)):
-            out[j0 + jj] = acc[jj].sum()
+    Hp, Wp = xt.shape[2], xt.shape[4]
+    xf, wf = xt.ravel(), wt.ravel()
+    for t in prange(N * G * Ho):
+        n, g, i = t // (G * Ho), t // Ho % G, t % Ho
+        for k in range(Kg):
+            out = y[n, g * Kg + k, i]
+            for j0 in range(0, Wo, TILE_PIXELS):
+                acc = _tile(y.dtype)
+                for r in range(R):
+                    x0 = (((n * G + g) * Hp + (i + top) * sh + r * dh) * Wp + (j0 + left) * sw) * Cp
+                    w0 = (((g * Kg + k) * R + r) * S) * Cp
+                    for s in range(S):
+                        xs, ws = np.uint64(x0 + s * dw * Cp), np.uint64(w0 + s * Cp)  # unsigned: no negative-index check
+                        for cb in range(np.uint64(0), np.uint64(Cp), _TCU):
+                            for jj in range(TILE_PIXELS):
+                                _fma_row(acc, jj, xf, xs + np.uint64(jj * sw * Cp) + cb, wf, ws + cb)
+                for jj in range(min(TILE_PIXELS, Wo - j0)):
+                    out[j0 + jj] = _lane_sum(acc, jj)
 
 
 # What dw's tiles run along (``_tile_weight_gradient``): their vectors over output channels and
@@ -481,9 +509,10 @@ def _spread_input_gradient(dy, w, p):
 
 def _by_lanes(Cg, Kg):
     """Whether dx of a layer with Cg input and Kg output channels a group is summed lane by lane:
-    when Cg would fill less than half of a tile's channels and the Kg of each sum are enough to
-    pay for adding a tile's lanes (LeNet-5's conv2, 6 -> 16, took 2x longer by lanes)."""
-    return Cg < TILE_CHANNELS // 2 and Kg >= 2 * TILE_CHANNELS
+    when Cg would fill less than half of a tile's channels and the Kg of each sum fill a vector
+    (LeNet-5's conv2, 6 -> 16: 2.9 ms by lanes, 4.8 ms by tiles with 6 of 16 channels real, AMD
+    EPYC, one thread)."""
+    return Cg < TILE_CHANNELS // 2 and Kg >= TILE_CHANNELS
 
 
 def _dy_layout(dy, p, shape, at, step=(1, 1)):
@@ -581,7 +610,7 @@ def _pixel_weight_gradient(xpad, dyp, dw_out, sh, dh, dw, groups):
                     for ss in range(TILE_PIXELS):
                         _fma_row(acc, ss, xrow, j0 + (s0 + ss) * dw, dyrow, j0)
         for ss in range(min(TILE_PIXELS, S - s0)):
-            dw_out[k, c, r, s0 + ss] = acc[ss].sum()
+            dw_out[k, c, r, s0 + ss] = _lane_sum(acc, ss)
 
 
 @njit(cache=True, parallel=True)

@@ -144,6 +144,7 @@ CONV_CASES = [
     # channels past a vector: numba's blocks of 16 (one partial), its dw along input channels
     ConvCase(2, 20, 7, 9, 18, 3, 3, stride=2, padding=1),
     ConvCase(2, 17, 7, 6, 16, 1, 1, stride=2, bias=False),  # a strided 1x1 layer: numba packs what it reads
+    ConvCase(2, 6, 14, 14, 16, 5, 5),  # LeNet-5's conv2: numba's dx lane by lane, over 16 channels
 ]
 
 POOL_CASES = [
