@@ -51,7 +51,11 @@ def padded_zeros(p):
 
 
 def crop(xpad, p):
-    """The unpadded part of a padded-input gradient, as a fresh array."""
+    """The unpadded part of a padded-input gradient, as a fresh array: ``xpad`` itself where it
+    has no padding (every caller passes an array of its own call; copying it cost LeNet-5's max
+    pooling backward a third of its time)."""
+    if xpad.shape[2:] == (p.H, p.W):
+        return xpad
     top, _, left, _ = p.padding
     return xpad[:, :, top : top + p.H, left : left + p.W].copy()
 

@@ -689,7 +689,10 @@ def _conv_backward_weight(dy, xpad, dw_out, sh, sw, dil_h, dil_w, groups):
 
 @njit(cache=True, parallel=True)
 def _maxpool_forward(xpad, y, argmax, R, S, sh, sw):
+    """y = the windows' maxima; argmax = where each lies in the padded plane, relative to its
+    window's first pixel (r * width + s), so that the backward pass adds without a division."""
     N, C, Ho, Wo = y.shape
+    width = xpad.shape[3]
     for nci in prange(N * C * Ho):  # one output row each, its taps one after another
         n, c, i = nci // (C * Ho), nci // Ho % C, nci % Ho
         best, best_t = y[n, c, i], argmax[n, c, i]
@@ -704,7 +707,7 @@ def _maxpool_forward(xpad, y, argmax, R, S, sh, sw):
         for r in range(R):
             xrow = xpad[n, c, i * sh + r]
             for s in range(S):
-                t = r * S + s
+                t = r * width + s
                 for j in range(Wo):
                     v, b = xrow[j * sw + s], best[j]
                     mask = -np.int64((v > b) | ((v != v) & (b == b)))  # all ones where v wins
@@ -713,14 +716,15 @@ def _maxpool_forward(xpad, y, argmax, R, S, sh, sw):
 
 
 @njit(cache=True, parallel=True)
-def _maxpool_backward(dy, argmax, dxpad, S, sh, sw):
+def _maxpool_backward(dy, argmax, dxpad, sh, sw):
     N, C, Ho, Wo = dy.shape
+    width = dxpad.shape[3]
     for nc in prange(N * C):
         n, c = nc // C, nc % C
+        plane = dxpad[n, c].reshape(-1)
         for i in range(Ho):
             for j in range(Wo):
-                t = argmax[n, c, i, j]
-                dxpad[n, c, i * sh + t // S, j * sw + t % S] += dy[n, c, i, j]
+                plane[i * sh * width + j * sw + argmax[n, c, i, j]] += dy[n, c, i, j]
 
 
 @njit(cache=True, parallel=True)
@@ -875,14 +879,15 @@ def maxpool2d_forward(x, kernel_size, *, stride=None, padding=0):
     p = check_pool2d(x, kernel_size, stride, padding)
     y = np.empty(p.y_shape, dtype=p.dtype)
     argmax = np.empty(p.y_shape, dtype=np.int64)
-    _maxpool_forward(pad(x, p.padding, -np.inf), y, argmax, *p.kernel_size, *p.stride)
+    xpad = pad(x, p.padding, -np.inf) if any(p.padding) else _loop_input(x)  # read, never written
+    _maxpool_forward(xpad, y, argmax, *p.kernel_size, *p.stride)
     return y, Context(name, "maxpool2d", p, {"argmax": argmax})
 
 
 def maxpool2d_backward(dy, ctx):
     p = check_backward(dy, ctx, name, "maxpool2d")
     dxpad = padded_zeros(p)
-    _maxpool_backward(_loop_input(dy), ctx.saved["argmax"], dxpad, p.kernel_size[1], *p.stride)
+    _maxpool_backward(_loop_input(dy), ctx.saved["argmax"], dxpad, *p.stride)
     return crop(dxpad, p)
 
 
