@@ -218,6 +218,19 @@ def test_a_first_call_slowed_by_compiling_is_timed_again_before_it_can_skip_a_ro
     assert answer["first_s"] == 0.5 and len(calls) == 3
 
 
+def test_a_first_step_slowed_by_compiling_is_judged_by_the_second(monkeypatch):
+    from convbench.bench import abworker
+    from convbench.cnn import step
+
+    answer = {"status": "ok", "call": lambda: None, "pool": lambda: None, "max_rel_err": 0.0, "first_call_s": 30.0}
+    monkeypatch.setattr(step, "step_call", lambda *args: {**answer, "estimate_s": 0.5})
+    request = {"id": 1, "step": {"model": "lenet5", "batch": 64}, "backend": "numba", "dtype": "float32",
+               "seed": 0, "max_time": 10.0, "threads": 1}
+    assert abworker._setup_step(request, {})["first_s"] == 0.5
+    monkeypatch.setattr(step, "step_call", lambda *args: {**answer, "first_call_s": 0.2, "estimate_s": None})
+    assert abworker._setup_step(request, {})["first_s"] == 0.2
+
+
 class _FakeWorker:
     """A worker that answers at once and logs, by name, every slice it is asked for."""
 

@@ -151,8 +151,10 @@ def _setup_step(request: dict, calls: dict) -> dict:
     if result["status"] != "ok":
         return {"ok": False, **{k: v for k, v in result.items() if k in FAILURE_FIELDS}}
     call = result["call"]
-    calls[request["id"]] = (lambda fresh: call, request["threads"], result["first_call_s"], result["pool"])
-    return {"ok": True, "max_rel_err": result["max_rel_err"], "first_s": result["first_call_s"]}
+    # a first step over --max-time (numba compiling) was followed by a second: that one is the estimate
+    first = result["first_call_s"] if result.get("estimate_s") is None else result["estimate_s"]
+    calls[request["id"]] = (lambda fresh: call, request["threads"], first, result["pool"])
+    return {"ok": True, "max_rel_err": result["max_rel_err"], "first_s": first}
 
 
 def _setup(request: dict, calls: dict, threads: _Threads) -> dict:
