@@ -7,7 +7,12 @@ whichever covers the plane with the fewest points), every tile and every (flippe
 filter is transformed once with ``scipy.fft.rfft2``, and the sum over input channels is one
 matrix product per frequency (Mathieu, Henaff and LeCun 2014), over every image and tile at
 once. Small transforms keep the filters' spectra small: 3x3 filters transformed at the image's
-size cost more than the whole product. The stride-1 result is kept at every stride-th position.
+size cost more than the whole product. A strided layer without dilation is split into stride
+phases taken as channels (``_polyphase``: phase (a, b) of the input meets only the taps
+(a + sh*t, b + sw*u)), a stride-1 layer with sh*sw times the channels and a quarter of the
+taps at stride 2, so that only the strided outputs are made (ResNet-50's 7x7 / 2 first layer at
+batch 1: 207 -> 59 ms fwd+bwd); a dilated strided layer's stride-1 result is kept at every
+stride-th position.
 ``dx`` is the same on the output gradient spread to stride spacing and padded (a 'full'
 convolution, filters flipped and channel axes swapped); ``dw`` reuses the input tiles' spectra
 against the conjugate spectra of the output gradient's tiles (a correlation summed over images
@@ -31,6 +36,15 @@ where im2col took 0.56 ms) and the FFT transforms a filter of one tap. The produ
 (its BLAS), and only the definition's own products are made: exact on integer-valued inputs,
 NaN and Inf where the definition puts them.
 
+Where scipy.signal falls behind a matrix product, by its nature: its correlations are of one
+plane with one filter, so the sum over channels is the FFT's product per frequency or one
+``correlate2d`` per plane pair. The FFT pays a transform per channel and tile and a spectrum per
+filter whatever the filter's size, which outweighs the sum itself where planes are small and
+channels many (ResNet-50's 3x3 layers on 7x7 planes, 512 -> 512: 18x im2col at batch 1) or
+filters small and channels few (MobileNet's first layer, 3 -> 32, 3x3 / 2: 13x), and the direct
+sums there are slower still (a 7x7 plane's 262,144 plane pairs: 25x the FFT). Where the FFT's
+work is small (DIRECT_WORK) or a filter is 1x1 (pointwise, above) it is not taken.
+
 NaN, Inf and huge values (INTERFACE.md): an FFT spreads any value over every output, so the FFT
 is taken only when every operand is finite and no value dominates its array
 (``_well_scaled``); otherwise the direct method. The direct method's zeros between taps and its
@@ -45,6 +59,7 @@ a huge value along the rest of the row.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import NamedTuple
 
 import numpy as np
@@ -208,7 +223,60 @@ def _correlate(a, w, out: tuple[int, int], groups: int):
     return y[:, :, : out[0], : out[1]], A, t
 
 
+PHASED_CHANNELS = 16  # a group's channels times the stride's phases, at most, for _polyphase
+
+
+def _polyphase(p):
+    """The stride-1 problem that a strided, undilated layer ``p`` is once its padded input and its
+    filters are split into stride phases taken as channels (``_phases``): phase (a, b) of the
+    input, pixels (a + sh*m, b + sw*n), meets only the taps (a + sh*t, b + sw*u), so the layer is
+    the sum over phases of stride-1 correlations, each of a quarter of the input with a quarter
+    of the taps at stride 2, and the FFT makes the strided layer's outputs only, not the
+    stride-1 outputs it would keep one in four of. But the phases multiply a group's channels,
+    and with them the filters' spectra (their zero-padded taps too), which outweigh the outputs
+    saved once a group has many channels (ResNet-18's 3x3 / 2 layers at batch 1, AMD EPYC, 2
+    threads: 64 -> 128 channels 17.2 -> 18.6 ms, 128 -> 256 28 -> 42 ms; 3 -> 64, 7x7 / 2 68 -> 18
+    ms): so only where a group's phased channels are at most PHASED_CHANNELS. None there, and
+    where the layer is not strided, or dilated."""
+    (sh, sw), Cg = p.stride, p.C // p.groups
+    if p.stride == (1, 1) or p.dilation != (1, 1) or Cg * sh * sw > PHASED_CHANNELS:
+        return None
+    (Hp, Wp), Rq, Sq = padded_size(p), -(-p.R // sh), -(-p.S // sw)
+    H, W = max(-(-Hp // sh), p.out_h + Rq - 1), max(-(-Wp // sw), p.out_w + Sq - 1)
+    return replace(p, C=p.C * sh * sw, H=H, W=W, R=Rq, S=Sq, stride=(1, 1), padding=(0, 0, 0, 0),
+                   out_h=H - Rq + 1, out_w=W - Sq + 1)
+
+
+def _phases(a, stride, groups: int, size):
+    """(N, C, H, W) as (N, C*sh*sw, size...): each group's channels followed by their stride
+    phases, a[n, c, a_ + sh*m, b + sw*n] at channel (c, a_, b), zeros past the array."""
+    (sh, sw), (N, C) = stride, a.shape[:2]
+    out = np.zeros((N, C, sh, sw, *size), dtype=a.dtype)
+    for ph in range(sh):
+        for pw in range(sw):
+            part = a[:, :, ph::sh, pw::sw][:, :, : size[0], : size[1]]
+            out[:, :, ph, pw, : part.shape[2], : part.shape[3]] = part
+    return out.reshape(N, C * sh * sw, *size)
+
+
+def _unphase(a, stride, shape):
+    """The inverse of ``_phases`` into zeros of ``shape`` (N, C, H, W)."""
+    (sh, sw), (N, C, H, W) = stride, shape
+    parts = a.reshape(N, C, sh, sw, *a.shape[2:])
+    out = np.zeros(shape, dtype=a.dtype)
+    for ph in range(sh):
+        for pw in range(sw):
+            target = out[:, :, ph::sh, pw::sw]
+            target[...] = parts[:, :, ph, pw, : target.shape[2], : target.shape[3]]
+    return out
+
+
 def _fft_forward(xpad, w_dilated, p):
+    q = _polyphase(p)
+    if q is not None:
+        y, spectra = _fft_forward(_phases(xpad, p.stride, p.groups, (q.H, q.W)),
+                                  _phases(w_dilated, p.stride, p.groups, (q.R, q.S)), q)
+        return y[:, :, : p.out_h, : p.out_w], spectra
     R, S = w_dilated.shape[2:]
     out = (xpad.shape[2] - R + 1, xpad.shape[3] - S + 1)  # stride 1, kept at every stride-th below
     y, A, tiles = _correlate(xpad, w_dilated, out, p.groups)
@@ -217,6 +285,14 @@ def _fft_forward(xpad, w_dilated, p):
 
 
 def _fft_backward(dy, spectra, xpad, w_dilated, p, need_dx):
+    q = _polyphase(p)
+    if q is not None:  # the stride-1 problem's gradients, taken back out of their phases
+        dyq = np.zeros(q.y_shape, dtype=dy.dtype)
+        dyq[:, :, : p.out_h, : p.out_w] = dy
+        wq = _phases(w_dilated, p.stride, p.groups, (q.R, q.S))
+        dxq, dwq = _fft_backward(dyq, spectra, np.empty((p.N, q.C, q.H, q.W), dtype=xpad.dtype), wq, q, need_dx)
+        dx = None if dxq is None else crop(_unphase(dxq, p.stride, xpad.shape), p)
+        return dx, _unphase(dwq, p.stride, w_dilated.shape)
     A, tiles = spectra
     G, (R, S) = p.groups, w_dilated.shape[2:]
     dy_up = _spread(dy, p.stride)
