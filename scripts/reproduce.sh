@@ -2,7 +2,7 @@
 # Regenerate every measurement under results/ at one commit, from scratch: the parts go to a
 # fresh OUT.new-XXXXXX, which replaces OUT (default results) once every part is complete, so OUT
 # always holds one whole, consistent set; then the figures in README.md and docs/ are rewritten
-# from it (scripts/docs_figures.py). About 90 minutes on 2 cores; run it on an idle machine.
+# from it (scripts/docs_figures.py). About 90 minutes (Intel Xeon) to 2.5 hours (first-generation AMD EPYC) on 2 cores; run it on an idle machine.
 #
 #   bash scripts/reproduce.sh [OUT]                          measure everything into a fresh OUT
 #   bash scripts/reproduce.sh OUT --resume OUT.new-XXXXXX    finish an interrupted reproduction
