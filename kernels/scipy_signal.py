@@ -40,10 +40,10 @@ Where scipy.signal falls behind a matrix product, by its nature: its correlation
 plane with one filter, so the sum over channels is the FFT's product per frequency or one
 ``correlate2d`` per plane pair. The FFT pays a transform per channel and tile and a spectrum per
 filter whatever the filter's size, which outweighs the sum itself where planes are small and
-channels many (ResNet-50's 3x3 layers on 7x7 planes, 512 -> 512: 18x im2col at batch 1) or
-filters small and channels few (MobileNet's first layer, 3 -> 32, 3x3 / 2: 13x), and the direct
-sums there are slower still (a 7x7 plane's 262,144 plane pairs: 25x the FFT). Where the FFT's
-work is small (DIRECT_WORK) or a filter is 1x1 (pointwise, above) it is not taken.
+channels many (ResNet-50's 3x3 layers on 7x7 planes, 512 -> 512: 18x to 20x im2col at batch
+1) or filters small and channels few (MobileNet's first layer, 3 -> 32, 3x3 / 2: 9x, on its
+stride phases), and the direct sums there are slower still (a 7x7 plane's 262,144 plane pairs:
+25x the FFT). Where the FFT's work is small (DIRECT_WORK) or a filter is 1x1 (pointwise, above) it is not taken.
 
 NaN, Inf and huge values (INTERFACE.md): an FFT spreads any value over every output, so the FFT
 is taken only when every operand is finite and no value dominates its array
