@@ -247,7 +247,7 @@ def _polyphase(p):
                    out_h=H - Rq + 1, out_w=W - Sq + 1)
 
 
-def _phases(a, stride, groups: int, size):
+def _phases(a, stride, size):
     """(N, C, H, W) as (N, C*sh*sw, size...): each group's channels followed by their stride
     phases, a[n, c, a_ + sh*m, b + sw*n] at channel (c, a_, b), zeros past the array."""
     (sh, sw), (N, C) = stride, a.shape[:2]
@@ -274,8 +274,8 @@ def _unphase(a, stride, shape):
 def _fft_forward(xpad, w_dilated, p):
     q = _polyphase(p)
     if q is not None:
-        y, spectra = _fft_forward(_phases(xpad, p.stride, p.groups, (q.H, q.W)),
-                                  _phases(w_dilated, p.stride, p.groups, (q.R, q.S)), q)
+        y, spectra = _fft_forward(_phases(xpad, p.stride, (q.H, q.W)),
+                                  _phases(w_dilated, p.stride, (q.R, q.S)), q)
         return y[:, :, : p.out_h, : p.out_w], spectra
     R, S = w_dilated.shape[2:]
     out = (xpad.shape[2] - R + 1, xpad.shape[3] - S + 1)  # stride 1, kept at every stride-th below
@@ -289,7 +289,7 @@ def _fft_backward(dy, spectra, xpad, w_dilated, p, need_dx):
     if q is not None:  # the stride-1 problem's gradients, taken back out of their phases
         dyq = np.zeros(q.y_shape, dtype=dy.dtype)
         dyq[:, :, : p.out_h, : p.out_w] = dy
-        wq = _phases(w_dilated, p.stride, p.groups, (q.R, q.S))
+        wq = _phases(w_dilated, p.stride, (q.R, q.S))
         dxq, dwq = _fft_backward(dyq, spectra, np.empty((p.N, q.C, q.H, q.W), dtype=xpad.dtype), wq, q, need_dx)
         dx = None if dxq is None else crop(_unphase(dxq, p.stride, xpad.shape), p)
         return dx, _unphase(dwq, p.stride, w_dilated.shape)
