@@ -196,11 +196,12 @@ def _lane_sum(typingctx, tile, row):
 
 
 @njit(cache=True, parallel=True)
-def _tile_forward(xb, wb, y, top, left, sh, sw, dh, dw, split, inputs):
-    """y[n, g*Kg + k, i, j] = sum over c < inputs, r, s of wb[g, k // TC, r, s, c, k % TC] *
-    x[n, g, (i + top)*sh + r*dh, c // B, (j + left)*sw + s*dw, c % B], for y NCHW and xb that
-    x ``_pack``ed in blocks of B channels (``_block``), its columns in ``split`` phases (the
-    stride, or 1), wide enough for whole tiles.
+def _tile_forward(xb, wb, y, top, left, sh, sw, dh, dw, split, inputs, place):
+    """y[n, g*Kg + k, i0 + di*i, j0 + dj*j] = sum over c < inputs, r, s of wb[g, k // TC, r, s, c,
+    k % TC] * x[n, g, (i + top)*sh + r*dh, c // B, (j + left)*sw + s*dw, c % B] for i < Ho, j < Wo
+    (``place`` = (i0, j0, di, dj, Ho, Wo), ``_everywhere(y)`` or a phase of dx), for y NCHW and
+    xb that x ``_pack``ed in blocks of B channels (``_block``), its columns in ``split`` phases
+    (the stride, or 1), wide enough for whole tiles.
 
     A task is one output row of one block of output channels, its tiles side by side along the
     row (the divisions that find the task are done once a row, not once a tile). The innermost
@@ -208,7 +209,8 @@ def _tile_forward(xb, wb, y, top, left, sh, sw, dh, dw, split, inputs):
     are contiguous, the tile's pixels side by side, and the weights stream in loop order. The
     innermost bound is a value LLVM cannot unroll by: unrolled, it hoisted every channel's loads
     ahead of the FMAs and ran out of registers."""
-    N, K, Ho, Wo = y.shape
+    N, K = y.shape[:2]
+    i0, j0, di, dj, Ho, Wo = place
     G, nkb, R, S, Cp, _ = wb.shape
     _, _, Hp, ncb, Wp, B = xb.shape
     Kg = K // G
@@ -222,12 +224,12 @@ def _tile_forward(xb, wb, y, top, left, sh, sw, dh, dw, split, inputs):
         gk, n, i = t // (N * Ho), t // Ho % N, t % Ho
         g, kb = gk // nkb, gk % nkb
         channels = min(TILE_CHANNELS, Kg - kb * TILE_CHANNELS)
-        for j0 in range(0, Wo, TILE_PIXELS):
+        for jt in range(0, Wo, TILE_PIXELS):
             acc = _tile(y.dtype)
             for r in range(R):
                 x0 = ((n * G + g) * Hp + (i + top) * sh + r * dh) * line
                 for s in range(S):
-                    xs = x0 + (columns[s] + (j0 + left) * pixel) * B
+                    xs = x0 + (columns[s] + (jt + left) * pixel) * B
                     ws = gk * kernel + (r * S + s) * Cp * TILE_CHANNELS
                     for cb in range(ncb):
                         xc = np.uint64(xs + cb * block)  # unsigned: no check for a negative index
@@ -236,40 +238,42 @@ def _tile_forward(xb, wb, y, top, left, sh, sw, dh, dw, split, inputs):
                             for jj in range(TILE_PIXELS):
                                 _fma_row(acc, jj, xf[xc + cc + np.uint64(jj * pixel * B)], 0, wf, wc + cc * _TCU)
             for kk in range(channels):
-                out = y[n, g * Kg + kb * TILE_CHANNELS + kk, i]
-                for jj in range(min(TILE_PIXELS, Wo - j0)):
-                    out[j0 + jj] = acc[jj, kk]
+                out = y[n, g * Kg + kb * TILE_CHANNELS + kk, i0 + di * i]
+                for jj in range(min(TILE_PIXELS, Wo - jt)):
+                    out[j0 + dj * (jt + jj)] = acc[jj, kk]
 
 
 @njit(cache=True, parallel=True)
-def _lane_tile_forward(xt, wt, y, top, left, sh, sw, dh, dw):
+def _lane_tile_forward(xt, wt, y, top, left, sh, sw, dh, dw, place):
     """``_tile_forward`` for few output channels per group (dx of a first layer has 3, of
     LeNet-5's conv2 6): a tile is TILE_PIXELS pixels of one output channel, each summed lane by
     lane over TILE_CHANNELS input channels at a time and its lanes added at the end, so no lane
     holds a padding channel. wt is (G, Kg, R, S, Cp) and xt is (N, G, rows, 1, columns, Cp),
     ``_pack``ed in one block of Cp channels (a multiple of TILE_CHANNELS), the padding zeros.
     A task is one output row of a group, every output channel of it: the divisions that find a
-    task are done once for all its tiles, whose sums are short (R*S*Cp/16 FMAs a pixel)."""
-    N, K, Ho, Wo = y.shape
+    task are done once for all its tiles, whose sums are short (R*S*Cp/16 FMAs a pixel). ``place``
+    as ``_tile_forward``'s."""
+    N, K = y.shape[:2]
+    i0, j0, di, dj, Ho, Wo = place
     G, Kg, R, S, Cp = wt.shape
     Hp, Wp = xt.shape[2], xt.shape[4]
     xf, wf = xt.ravel(), wt.ravel()
     for t in prange(N * G * Ho):
         n, g, i = t // (G * Ho), t // Ho % G, t % Ho
         for k in range(Kg):
-            out = y[n, g * Kg + k, i]
-            for j0 in range(0, Wo, TILE_PIXELS):
+            out = y[n, g * Kg + k, i0 + di * i]
+            for jt in range(0, Wo, TILE_PIXELS):
                 acc = _tile(y.dtype)
                 for r in range(R):
-                    x0 = (((n * G + g) * Hp + (i + top) * sh + r * dh) * Wp + (j0 + left) * sw) * Cp
+                    x0 = (((n * G + g) * Hp + (i + top) * sh + r * dh) * Wp + (jt + left) * sw) * Cp
                     w0 = (((g * Kg + k) * R + r) * S) * Cp
                     for s in range(S):
                         xs, ws = np.uint64(x0 + s * dw * Cp), np.uint64(w0 + s * Cp)  # unsigned: no negative-index check
                         for cb in range(np.uint64(0), np.uint64(Cp), _TCU):
                             for jj in range(TILE_PIXELS):
                                 _fma_row(acc, jj, xf, xs + np.uint64(jj * sw * Cp) + cb, wf, ws + cb)
-                for jj in range(min(TILE_PIXELS, Wo - j0)):
-                    out[j0 + jj] = _lane_sum(acc, jj)
+                for jj in range(min(TILE_PIXELS, Wo - jt)):
+                    out[j0 + dj * (jt + jj)] = _lane_sum(acc, jj)
 
 
 # What dw's tiles run along (``_tile_weight_gradient``): their vectors over output channels and
@@ -400,6 +404,11 @@ def _pack_weights(w, out, swap, r0, s0, dr, ds):
                         row[oo] = w[g * I + i, ob * TC + oo, u, v] if swap else w[g * O + ob * TC + oo, i, u, v]
 
 
+def _everywhere(y):
+    """``place`` (``_tile_forward``) for every pixel of y."""
+    return (0, 0, 1, 1, *y.shape[2:])
+
+
 def _round_up(n, m):
     return -(-n // m) * m
 
@@ -454,7 +463,7 @@ def _tiles_forward(x, w, p):
     Cg = p.C // p.groups
     xb = _packed(x, p.groups, (p.N, rows, columns), (top, left), block=_block(Cg), split=split)
     y = np.empty(p.y_shape, dtype=p.dtype)
-    _tile_forward(xb, _packed_weights(w, p.groups, inputs=_block(Cg)), y, 0, 0, *stride, dh, dw, split, Cg)
+    _tile_forward(xb, _packed_weights(w, p.groups, inputs=_block(Cg)), y, 0, 0, *stride, dh, dw, split, Cg, _everywhere(y))
     return y, {"xb": xb, "stride": stride, "split": split, "w": w}
 
 
@@ -489,14 +498,14 @@ def _by_phases(dy, w, p):
     height = max([p.out_h] + [m0 + rows for _, (m0, _), (rows, _) in phases]) + R0 - 1
     width = max([p.out_w] + [_round_up(cols, TILE_PIXELS) + n0 for _, (_, n0), (_, cols) in phases]) + S0 - 1
     spread = _dy_layout(dy, p, (p.N, height, width), (R0 - 1, S0 - 1))
-    dx = np.zeros((p.N, p.C, p.H, p.W), dtype=p.dtype)  # phases no tap reaches stay zero
+    # each phase written in place by the kernel; phases no tap reaches (stride over kernel) stay zero
+    dx = (np.empty if sh <= p.R and sw <= p.S else np.zeros)((p.N, p.C, p.H, p.W), dtype=p.dtype)
     for (a, b), (m0, n0), (rows, columns) in phases:
         taps_h, taps_w = len(range(a, p.R, sh)), len(range(b, p.S, sw))  # the phase's taps, flipped:
         taps = (a + (taps_h - 1) * sh, b + (taps_w - 1) * sw, -sh, -sw)
-        part = np.empty((p.N, p.C, rows, columns), dtype=p.dtype)
         origin = (m0 + R0 - taps_h, n0 + S0 - taps_w)
-        _correlate_dy(spread, w, p.groups, part, origin, (1, 1), taps)
-        dx[:, :, a + sh * m0 - ph :: sh, b + sw * n0 - pw :: sw] = part
+        place = (a + sh * m0 - ph, b + sw * n0 - pw, sh, sw, rows, columns)
+        _correlate_dy(spread, w, p.groups, dx, origin, (1, 1), taps, place)
     return dx
 
 
@@ -511,7 +520,7 @@ def _spread_input_gradient(dy, w, p):
     columns = max(_round_up(p.W, TILE_PIXELS) + pw, (p.out_w - 1) * p.stride[1] + 1) + reach_w
     spread = _dy_layout(dy, p, (p.N, rows, columns), (reach_h, reach_w), p.stride)
     dx = np.empty((p.N, p.C, p.H, p.W), dtype=p.dtype)
-    _correlate_dy(spread, w, G, dx, (ph, pw), p.dilation, (p.R - 1, p.S - 1, -1, -1))
+    _correlate_dy(spread, w, G, dx, (ph, pw), p.dilation, (p.R - 1, p.S - 1, -1, -1), _everywhere(dx))
     return dx
 
 
@@ -532,20 +541,20 @@ def _dy_layout(dy, p, shape, at, step=(1, 1)):
     return _packed(dy, p.groups, shape, at, step, block)
 
 
-def _correlate_dy(spread, w, groups, out, origin, dilation, taps):
-    """out = the stride-1 'full' correlation, from pixel ``origin``, of dy laid out by
-    ``_dy_layout`` with w's ``taps`` (r0, s0, dr, ds: the kernel flipped, or a phase's taps
-    flipped) and its channel axes swapped: by channel tiles, or lane by lane where a group has few
-    input channels (they are out's channels)."""
+def _correlate_dy(spread, w, groups, out, origin, dilation, taps, place):
+    """out's pixels at ``place`` (``_tile_forward``'s) = the stride-1 'full' correlation, from
+    pixel ``origin``, of dy laid out by ``_dy_layout`` with w's ``taps`` (r0, s0, dr, ds: the
+    kernel flipped, or a phase's taps flipped) and its channel axes swapped: by channel tiles, or
+    lane by lane where a group has few input channels (they are out's channels)."""
     K, Cg = w.shape[:2]
     if not _by_lanes(Cg, K // groups):
         Kg = K // groups
-        _tile_forward(spread, _packed_weights(w, groups, True, taps, _block(Kg)), out, *origin, 1, 1, *dilation, 1, Kg)
+        _tile_forward(spread, _packed_weights(w, groups, True, taps, _block(Kg)), out, *origin, 1, 1, *dilation, 1, Kg, place)
         return
     wt = _packed_weights(w, groups, True, taps, TILE_CHANNELS)  # (G, C blocks, R, S, Kp, TILE_CHANNELS)
     G, ncb, R, S, Kp, _ = wt.shape
     wt = np.ascontiguousarray(wt.transpose(0, 1, 5, 2, 3, 4).reshape(G, ncb * TILE_CHANNELS, R, S, Kp)[:, :Cg])
-    _lane_tile_forward(spread, wt, out, *origin, 1, 1, *dilation)
+    _lane_tile_forward(spread, wt, out, *origin, 1, 1, *dilation, place)
 
 
 def _tiles_weight_gradient(dy, xb, stride, split, p):
