@@ -7,7 +7,9 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+from cases import CONV_CASES, assert_matches, conv_expected, conv_inputs
 
 SHOW = """
 import re
@@ -39,3 +41,16 @@ def test_the_tile_forward_is_one_full_width_fma_per_pixel_and_vector(cpu, tmp_pa
     assert fmas and all(register in f for f in fmas), fmas[:4]
     # the channel loop's body: one FMA per pixel and per vector of the tile's 16 channels
     assert len(fmas) % (pixels * 16 * 4 // {"zmm": 64, "ymm": 32}[register]) == 0
+
+
+@pytest.mark.parametrize("case", [c for c in CONV_CASES if c.N > 1], ids=lambda c: c.id)
+def test_dw_summed_in_chunks_of_images_is_the_whole_batchs(case, monkeypatch):
+    """dw's tiles are summed a chunk of images at a time and the chunks added; with one image a
+    chunk (every batch of the grid fits one at the real size), float32 dw is still exact."""
+    nj = pytest.importorskip("kernels.numba_jit")
+    monkeypatch.setattr(nj, "VARIANT", "tiles")
+    monkeypatch.setattr(nj, "DW_CHUNK_BYTES", 1)
+    x, w, b, dy = conv_inputs(case, np.float32)
+    _, ctx = nj.conv2d_forward(x, w, b, **case.params)
+    _, dw, _ = nj.conv2d_backward(dy, ctx, need_dx=False)
+    assert_matches(dw, conv_expected(case, np.float32)[2], "conv2d", np.float32, "dw")
