@@ -15,9 +15,11 @@ call and of its timing.
 - ``dx``: the same kernel, run on ``dy`` padded by the kernel's reach, with the weights
   flipped and their two channel axes swapped (a 'full' correlation); a strided layer without
   dilation takes it phase by phase (one such correlation per phase of the input with the taps
-  that reach it, so that no zero of a spread ``dy`` is multiplied), others on ``dy`` spread by
-  the stride; a first layer's few input channels lane by lane (``_lane_tile_forward``);
-- ``dw``: a matrix product per tap, summed over every output pixel of the batch, by tiles
+  that reach it, so that no zero of a spread ``dy`` is multiplied, each phase stored in place
+  by the threads that compute it), others on ``dy`` spread by the stride; a first layer's few
+  input channels lane by lane (``_lane_tile_forward``);
+- ``dw``: a matrix product per tap, summed over the output pixels of a chunk of images at a time
+  (``DW_CHUNK_BYTES``: their x and dy stay in L2 while the chunk's tiles run) and the chunks added, by tiles
   whose vectors run along a block of input channels (or of output channels, where x's blocks
   are narrower than a vector) and whose rows run along the other channels, or along a kernel
   row's taps for a first layer (``_tile_weight_gradient``). The dw of ResNet-18's layer1 at
