@@ -197,13 +197,27 @@ def _lane_sum(typingctx, tile, row):
     return tile.dtype(tile, row), codegen
 
 
+@njit(inline="always")
+def _reaching(lo, hi, base, step, span, taps):
+    """The taps t in range(first, last) of ``taps`` whose reads, base + t*step to base + t*step +
+    span, meet the data between lo and hi (the others read only zeros of the padding)."""
+    return max(0, -((base + span - lo) // step)), min(taps, -((base - hi) // step))
+
+
+ANYWHERE = (-(1 << 40), 1 << 40, -(1 << 40), 1 << 40)  # ``data`` of an input whose every pixel counts
+
+
 @njit(cache=True, parallel=True)
-def _tile_forward(xb, wb, y, top, left, sh, sw, dh, dw, split, inputs, place):
+def _tile_forward(xb, wb, y, top, left, sh, sw, dh, dw, split, inputs, place, data):
     """y[n, g*Kg + k, i0 + di*i, j0 + dj*j] = sum over c < inputs, r, s of wb[g, k // TC, r, s, c,
     k % TC] * x[n, g, (i + top)*sh + r*dh, c // B, (j + left)*sw + s*dw, c % B] for i < Ho, j < Wo
     (``place`` = (i0, j0, di, dj, Ho, Wo), ``_everywhere(y)`` or a phase of dx), for y NCHW and
     xb that x ``_pack``ed in blocks of B channels (``_block``), its columns in ``split`` phases
-    (the stride, or 1), wide enough for whole tiles.
+    (the stride, or 1), wide enough for whole tiles. Only the taps that reach ``data`` (first row,
+    end row, first column, end column of x's pixels; ``ANYWHERE``) are summed: a 'full'
+    correlation's padding (a quarter or more of dx's taps on small planes) is skipped, where a
+    zero times a finite weight adds nothing (the forward keeps every tap, so that an Inf weight
+    times the padding's zeros gives NaN as the definition's sum does).
 
     A task is one output row of one block of output channels, its tiles side by side along the
     row (the divisions that find the task are done once a row, not once a tile). The innermost
@@ -226,11 +240,13 @@ def _tile_forward(xb, wb, y, top, left, sh, sw, dh, dw, split, inputs, place):
         gk, n, i = t // (N * Ho), t // Ho % N, t % Ho
         g, kb = gk // nkb, gk % nkb
         channels = min(TILE_CHANNELS, Kg - kb * TILE_CHANNELS)
+        r0, r1 = _reaching(data[0], data[1], (i + top) * sh, dh, 0, R)
         for jt in range(0, Wo, TILE_PIXELS):
             acc = _tile(y.dtype)
-            for r in range(R):
+            s0, s1 = _reaching(data[2], data[3], (jt + left) * sw, dw, (TILE_PIXELS - 1) * sw, S)
+            for r in range(r0, r1):
                 x0 = ((n * G + g) * Hp + (i + top) * sh + r * dh) * line
-                for s in range(S):
+                for s in range(s0, s1):
                     xs = x0 + (columns[s] + (jt + left) * pixel) * B
                     ws = gk * kernel + (r * S + s) * Cp * TILE_CHANNELS
                     for cb in range(ncb):
@@ -246,7 +262,7 @@ def _tile_forward(xb, wb, y, top, left, sh, sw, dh, dw, split, inputs, place):
 
 
 @njit(cache=True, parallel=True)
-def _lane_tile_forward(xt, wt, y, top, left, sh, sw, dh, dw, place):
+def _lane_tile_forward(xt, wt, y, top, left, sh, sw, dh, dw, place, data):
     """``_tile_forward`` for few output channels per group (dx of a first layer has 3, of
     LeNet-5's conv2 6): a tile is TILE_PIXELS pixels of one output channel, each summed lane by
     lane over TILE_CHANNELS input channels at a time and its lanes added at the end, so no lane
@@ -254,7 +270,7 @@ def _lane_tile_forward(xt, wt, y, top, left, sh, sw, dh, dw, place):
     ``_pack``ed in one block of Cp channels (a multiple of TILE_CHANNELS), the padding zeros.
     A task is one output row of a group, every output channel of it: the divisions that find a
     task are done once for all its tiles, whose sums are short (R*S*Cp/16 FMAs a pixel). ``place``
-    as ``_tile_forward``'s."""
+    and ``data`` as ``_tile_forward``'s."""
     N, K = y.shape[:2]
     i0, j0, di, dj, Ho, Wo = place
     G, Kg, R, S, Cp = wt.shape
@@ -262,14 +278,16 @@ def _lane_tile_forward(xt, wt, y, top, left, sh, sw, dh, dw, place):
     xf, wf = xt.ravel(), wt.ravel()
     for t in prange(N * G * Ho):
         n, g, i = t // (G * Ho), t // Ho % G, t % Ho
+        r0, r1 = _reaching(data[0], data[1], (i + top) * sh, dh, 0, R)
         for k in range(Kg):
             out = y[n, g * Kg + k, i0 + di * i]
             for jt in range(0, Wo, TILE_PIXELS):
                 acc = _tile(y.dtype)
-                for r in range(R):
+                s0, s1 = _reaching(data[2], data[3], (jt + left) * sw, dw, (TILE_PIXELS - 1) * sw, S)
+                for r in range(r0, r1):
                     x0 = (((n * G + g) * Hp + (i + top) * sh + r * dh) * Wp + (jt + left) * sw) * Cp
                     w0 = (((g * Kg + k) * R + r) * S) * Cp
-                    for s in range(S):
+                    for s in range(s0, s1):
                         xs, ws = np.uint64(x0 + s * dw * Cp), np.uint64(w0 + s * Cp)  # unsigned: no negative-index check
                         for cb in range(np.uint64(0), np.uint64(Cp), _TCU):
                             for jj in range(TILE_PIXELS):
@@ -474,7 +492,7 @@ def _tiles_forward(x, w, p):
     Cg = p.C // p.groups
     xb = _packed(x, p.groups, (p.N, rows, columns), (top, left), block=_block(Cg), split=split)
     y = np.empty(p.y_shape, dtype=p.dtype)
-    _tile_forward(xb, _packed_weights(w, p.groups, inputs=_block(Cg)), y, 0, 0, *stride, dh, dw, split, Cg, _everywhere(y))
+    _tile_forward(xb, _packed_weights(w, p.groups, inputs=_block(Cg)), y, 0, 0, *stride, dh, dw, split, Cg, _everywhere(y), ANYWHERE)
     return y, {"xb": xb, "stride": stride, "split": split, "w": w}
 
 
@@ -509,6 +527,7 @@ def _by_phases(dy, w, p):
     height = max([p.out_h] + [m0 + rows for _, (m0, _), (rows, _) in phases]) + R0 - 1
     width = max([p.out_w] + [_round_up(cols, TILE_PIXELS) + n0 for _, (_, n0), (_, cols) in phases]) + S0 - 1
     spread = _dy_layout(dy, p, (p.N, height, width), (R0 - 1, S0 - 1))
+    data = (R0 - 1, R0 - 1 + p.out_h, S0 - 1, S0 - 1 + p.out_w)
     # each phase written in place by the kernel; phases no tap reaches (stride over kernel) stay zero
     dx = (np.empty if sh <= p.R and sw <= p.S else np.zeros)((p.N, p.C, p.H, p.W), dtype=p.dtype)
     for (a, b), (m0, n0), (rows, columns) in phases:
@@ -516,7 +535,7 @@ def _by_phases(dy, w, p):
         taps = (a + (taps_h - 1) * sh, b + (taps_w - 1) * sw, -sh, -sw)
         origin = (m0 + R0 - taps_h, n0 + S0 - taps_w)
         place = (a + sh * m0 - ph, b + sw * n0 - pw, sh, sw, rows, columns)
-        _correlate_dy(spread, w, p.groups, dx, origin, (1, 1), taps, place)
+        _correlate_dy(spread, w, p.groups, dx, origin, (1, 1), taps, place, data)
     return dx
 
 
@@ -530,8 +549,9 @@ def _spread_input_gradient(dy, w, p):
     rows = max(p.H + ph, (p.out_h - 1) * p.stride[0] + 1) + reach_h
     columns = max(_round_up(p.W, TILE_PIXELS) + pw, (p.out_w - 1) * p.stride[1] + 1) + reach_w
     spread = _dy_layout(dy, p, (p.N, rows, columns), (reach_h, reach_w), p.stride)
+    data = (reach_h, reach_h + (p.out_h - 1) * p.stride[0] + 1, reach_w, reach_w + (p.out_w - 1) * p.stride[1] + 1)
     dx = np.empty((p.N, p.C, p.H, p.W), dtype=p.dtype)
-    _correlate_dy(spread, w, G, dx, (ph, pw), p.dilation, (p.R - 1, p.S - 1, -1, -1), _everywhere(dx))
+    _correlate_dy(spread, w, G, dx, (ph, pw), p.dilation, (p.R - 1, p.S - 1, -1, -1), _everywhere(dx), data)
     return dx
 
 
@@ -552,20 +572,21 @@ def _dy_layout(dy, p, shape, at, step=(1, 1)):
     return _packed(dy, p.groups, shape, at, step, block)
 
 
-def _correlate_dy(spread, w, groups, out, origin, dilation, taps, place):
+def _correlate_dy(spread, w, groups, out, origin, dilation, taps, place, data):
     """out's pixels at ``place`` (``_tile_forward``'s) = the stride-1 'full' correlation, from
-    pixel ``origin``, of dy laid out by ``_dy_layout`` with w's ``taps`` (r0, s0, dr, ds: the
+    pixel ``origin``, of dy laid out by ``_dy_layout`` (its pixels within ``data``, the rest
+    zeros) with w's ``taps`` (r0, s0, dr, ds: the
     kernel flipped, or a phase's taps flipped) and its channel axes swapped: by channel tiles, or
     lane by lane where a group has few input channels (they are out's channels)."""
     K, Cg = w.shape[:2]
     if not _by_lanes(Cg, K // groups):
         Kg = K // groups
-        _tile_forward(spread, _packed_weights(w, groups, True, taps, _block(Kg)), out, *origin, 1, 1, *dilation, 1, Kg, place)
+        _tile_forward(spread, _packed_weights(w, groups, True, taps, _block(Kg)), out, *origin, 1, 1, *dilation, 1, Kg, place, data)
         return
     wt = _packed_weights(w, groups, True, taps, TILE_CHANNELS)  # (G, C blocks, R, S, Kp, TILE_CHANNELS)
     G, ncb, R, S, Kp, _ = wt.shape
     wt = np.ascontiguousarray(wt.transpose(0, 1, 5, 2, 3, 4).reshape(G, ncb * TILE_CHANNELS, R, S, Kp)[:, :Cg])
-    _lane_tile_forward(spread, wt, out, *origin, 1, 1, *dilation, place)
+    _lane_tile_forward(spread, wt, out, *origin, 1, 1, *dilation, place, data)
 
 
 def _tiles_weight_gradient(dy, xb, stride, split, p):

@@ -17,7 +17,7 @@ from numba import types
 import kernels.numba_jit as nj
 f32 = types.float32
 signature = ((types.Array(f32, 6, "C"), types.Array(f32, 6, "C"), types.Array(f32, 4, "C")) + (types.intp,) * 8
-             + (types.UniTuple(types.intp, 6),))
+             + (types.UniTuple(types.intp, 6), types.UniTuple(types.intp, 4)))
 nj._tile_forward.compile(signature)
 print(nj.TILE_PIXELS)
 print(nj._tile_forward.inspect_asm(nj._tile_forward.signatures[0]))
