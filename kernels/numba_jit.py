@@ -17,7 +17,8 @@ call and of its timing.
   dilation takes it phase by phase (one such correlation per phase of the input with the taps
   that reach it, so that no zero of a spread ``dy`` is multiplied, each phase stored in place
   by the threads that compute it), others on ``dy`` spread by the stride; a first layer's few
-  input channels lane by lane (``_lane_tile_forward``);
+  input channels lane by lane (``_lane_tile_forward``); either way only the taps that reach
+  ``dy``'s pixels, not its padding, are summed;
 - ``dw``: a matrix product per tap, summed over the output pixels of a chunk of images at a time
   (``DW_CHUNK_BYTES``: their x and dy stay in L2 while the chunk's tiles run) and the chunks added, by tiles
   whose vectors run along a block of input channels (or of output channels, where x's blocks
