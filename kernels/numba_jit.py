@@ -527,8 +527,7 @@ def _by_phases(dy, w, p):
     phases = list(_phases(p))
     height = max([p.out_h] + [m0 + rows for _, (m0, _), (rows, _) in phases]) + R0 - 1
     width = max([p.out_w] + [_round_up(cols, TILE_PIXELS) + n0 for _, (_, n0), (_, cols) in phases]) + S0 - 1
-    spread = _dy_layout(dy, p, (p.N, height, width), (R0 - 1, S0 - 1))
-    data = (R0 - 1, R0 - 1 + p.out_h, S0 - 1, S0 - 1 + p.out_w)
+    spread, data = _dy_layout(dy, p, (p.N, height, width), (R0 - 1, S0 - 1))
     # each phase written in place by the kernel; phases no tap reaches (stride over kernel) stay zero
     dx = (np.empty if sh <= p.R and sw <= p.S else np.zeros)((p.N, p.C, p.H, p.W), dtype=p.dtype)
     for (a, b), (m0, n0), (rows, columns) in phases:
@@ -549,8 +548,7 @@ def _spread_input_gradient(dy, w, p):
     # dy reaches (past dx's, where bottom or right padding reads no input)
     rows = max(p.H + ph, (p.out_h - 1) * p.stride[0] + 1) + reach_h
     columns = max(_round_up(p.W, TILE_PIXELS) + pw, (p.out_w - 1) * p.stride[1] + 1) + reach_w
-    spread = _dy_layout(dy, p, (p.N, rows, columns), (reach_h, reach_w), p.stride)
-    data = (reach_h, reach_h + (p.out_h - 1) * p.stride[0] + 1, reach_w, reach_w + (p.out_w - 1) * p.stride[1] + 1)
+    spread, data = _dy_layout(dy, p, (p.N, rows, columns), (reach_h, reach_w), p.stride)
     dx = np.empty((p.N, p.C, p.H, p.W), dtype=p.dtype)
     _correlate_dy(spread, w, G, dx, (ph, pw), p.dilation, (p.R - 1, p.S - 1, -1, -1), _everywhere(dx), data)
     return dx
@@ -567,18 +565,20 @@ def _by_lanes(Cg, Kg):
 def _dy_layout(dy, p, shape, at, step=(1, 1)):
     """dy in zeros of ``shape`` (N, rows, columns) from pixel ``at`` with ``step`` between pixels,
     packed for the kernel ``_correlate_dy`` runs: in blocks of TILE_PIXELS channels for the tiles,
-    in one of them all (padded to whole vectors) for the lanes."""
+    in one of them all (padded to whole vectors) for the lanes; and where its pixels lie (first
+    row, end row, first column, end column: ``_tile_forward``'s ``data``)."""
     Cg, Kg = p.C // p.groups, p.K // p.groups
     block = _round_up(Kg, TILE_CHANNELS) if _by_lanes(Cg, Kg) else _block(Kg)
-    return _packed(dy, p.groups, shape, at, step, block)
+    ends = [a + (n - 1) * s + 1 for a, n, s in zip(at, dy.shape[2:], step)]
+    return _packed(dy, p.groups, shape, at, step, block), (at[0], ends[0], at[1], ends[1])
 
 
 def _correlate_dy(spread, w, groups, out, origin, dilation, taps, place, data):
     """out's pixels at ``place`` (``_tile_forward``'s) = the stride-1 'full' correlation, from
     pixel ``origin``, of dy laid out by ``_dy_layout`` (its pixels within ``data``, the rest
-    zeros) with w's ``taps`` (r0, s0, dr, ds: the
-    kernel flipped, or a phase's taps flipped) and its channel axes swapped: by channel tiles, or
-    lane by lane where a group has few input channels (they are out's channels)."""
+    zeros) with w's ``taps`` (r0, s0, dr, ds: the kernel flipped, or a phase's taps flipped) and
+    its channel axes swapped: by channel tiles, or lane by lane where a group has few input
+    channels (they are out's channels)."""
     K, Cg = w.shape[:2]
     if not _by_lanes(Cg, K // groups):
         Kg = K // groups
