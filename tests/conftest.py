@@ -4,6 +4,7 @@ tuning cache lives in a temporary directory for the session."""
 
 import os
 import shutil
+import sys
 import tempfile
 
 import pools
@@ -59,6 +60,20 @@ def pytest_collection_modifyitems(config, items):
         if any(item.get_closest_marker(kind) for kind in SLOW):
             item.add_marker(pytest.mark.slow)
     items.sort(key=lambda item: 0 if item.get_closest_marker("docs") else 1 if item.get_closest_marker("slow") else 2)
+
+
+@pytest.fixture(autouse=True)
+def _numba_threads_left_as_found():
+    """A test that leaves numba's thread count changed (a worker's limits set in-process) changes
+    what the next tests in its process measure and key auto's picks by: it fails here, by name."""
+    numba = sys.modules.get("numba")
+    before = numba.get_num_threads() if numba is not None else None
+    yield
+    numba = sys.modules.get("numba")
+    if numba is not None:
+        after = numba.get_num_threads()
+        expected = numba.config.NUMBA_NUM_THREADS if before is None else before
+        assert after == expected, f"the test left numba on {after} threads, not {expected}"
 
 
 def pytest_unconfigure(config):

@@ -195,7 +195,22 @@ def test_a_step_call_leaves_the_thread_pool_context_to_its_slice(monkeypatch):
     assert entered == ["im2col"]
 
 
-def test_a_first_call_slowed_by_compiling_is_timed_again_before_it_can_skip_a_row(monkeypatch):
+@pytest.fixture
+def worker_threads():
+    """abworker's thread limits, which a worker keeps for the life of its process, undone after
+    the test: the test process goes on with its own (tests/conftest.py checks that it does)."""
+    import numba
+    from threadpoolctl import threadpool_limits
+
+    from convbench.bench import abworker
+
+    numba_before, blas_before = numba.get_num_threads(), threadpool_limits(limits=None)
+    yield abworker._Threads()
+    numba.set_num_threads(numba_before)
+    blas_before.restore_original_limits()
+
+
+def test_a_first_call_slowed_by_compiling_is_timed_again_before_it_can_skip_a_row(monkeypatch, worker_threads):
     """A fresh worktree's numba compiles on the first call (10 s for a kernel's new signature,
     seen here): the worker times a second call before --max-time may call the row too slow."""
     from dataclasses import asdict
@@ -211,10 +226,10 @@ def test_a_first_call_slowed_by_compiling_is_timed_again_before_it_can_skip_a_ro
     problem = asdict(next(p for p in load_suite("seeds") if p.name == "seed001_conv"))
     request = {"id": 1, "problem": problem, "backend": "im2col", "dtype": "float32", "threads": 1,
                "direction": "forward", "seed": 0, "max_time": 10.0}
-    answer = abworker._setup(request, {}, abworker._Threads())
+    answer = abworker._setup(request, {}, worker_threads)
     assert answer["ok"] and answer["first_s"] == 0.5 and len(calls) == 2
     request["max_time"] = 100.0  # a first call within --max-time is not repeated
-    answer = abworker._setup({**request, "id": 2}, {}, abworker._Threads())
+    answer = abworker._setup({**request, "id": 2}, {}, worker_threads)
     assert answer["first_s"] == 0.5 and len(calls) == 3
 
 

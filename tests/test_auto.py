@@ -58,16 +58,18 @@ def test_a_cached_pick_is_used_without_measuring_again(cache, monkeypatch):
     entry = next(iter(auto.picks().values()))
     # Another process with the same cache file measures nothing and takes the cached pick
     code = ("import numpy as np, kernels.auto as a\n"
-            "a._median_seconds = lambda call: (_ for _ in ()).throw(AssertionError('measured again'))\n"
+            "a._median_seconds = lambda *args: (_ for _ in ()).throw(AssertionError('measured again'))\n"
             "x = np.random.default_rng(0).standard_normal((2, 3, 9, 9)).astype(np.float32)\n"
             "w = np.random.default_rng(0).standard_normal((4, 3, 3, 3)).astype(np.float32)\n"
             "print(a.pick_of(a.conv2d_forward(x, w)[1]))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
     # the subprocess draws other numbers (one generator for both), but the signature is the same
     assert out.strip() == entry["backend"]
     # and in this process, a forgotten memo is refilled from the disk
     auto._memo.clear()
-    monkeypatch.setattr(auto, "_median_seconds", lambda call: pytest.fail("measured again"))
+    monkeypatch.setattr(auto, "_median_seconds", lambda *args: pytest.fail("measured again"))
     assert auto.pick_of(auto.conv2d_forward(x, w)[1]) == entry["backend"]
 
 
