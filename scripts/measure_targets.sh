@@ -6,7 +6,8 @@
 #
 #   scripts/measure_targets.sh [OUT]                         measure into a fresh directory
 #   scripts/measure_targets.sh OUT --resume OUT.new-XXXXXX   finish an interrupted measurement
-#   scripts/measure_targets.sh --quick [OUT]                 every run at tiny budgets, into
+#   scripts/measure_targets.sh --quick [OUT]                 every run at tiny budgets, with im2col,
+#                                                            numba and torch only, into
 #                                                            runs/targets-quick (scripts/quick.sh)
 set -euo pipefail
 source "$(dirname "$0")/quick.sh"
@@ -23,6 +24,8 @@ else
 fi
 echo "measuring into $work"
 ours=scipy,im2col,stride_tricks,numba,auto,torch
+# --quick: the backends that check the script (each other one costs every run its imports, auto its tuning)
+[ "$quick" = 1 ] && ours=im2col,numba,torch
 run() {  # run NAME ARGS...: start the run, or finish it if an interrupted measurement began it
     local dir=$work/$1; shift
     if [ -f "$dir/plan.json" ]; then convbench run --out "$dir" --resume --quiet; else convbench run --out "$dir" --quiet "$@" "${run_budget[@]}" "${run_scope[@]}"; fi
