@@ -7,7 +7,7 @@
 #   bash scripts/reproduce.sh [OUT]                          measure everything into a fresh OUT
 #   bash scripts/reproduce.sh OUT --resume OUT.new-XXXXXX    finish an interrupted reproduction
 #   bash scripts/reproduce.sh --quick [OUT]                  every part at tiny budgets, on a few
-#       problems (scripts/quick.sh), into runs/reproduce-quick: checks the script in minutes
+#       problems and backends (scripts/quick.sh), into runs/reproduce-quick: checks the script in minutes
 #
 # Needs: a clean git checkout (the commit is the results' version), torch beside convbench
 # (pip install -e ".[yardstick]"), and the real MNIST test set in $CONVBENCH_MNIST (default
@@ -48,16 +48,19 @@ part() {  # part NAME COMMAND...: run COMMAND once for NAME (skipped when a resu
     "$@"
     touch "$work/.done-$name"
 }
+backends=all; trained="numba im2col stride_tricks scipy naive"
+# --quick: two backends check each part (every other one costs each run its imports and measuring)
+[ "$quick" = 1 ] && { backends=im2col,numba; trained="numba im2col"; }
 suites() {
-    convbench run --suite seeds,lenet5,resnet18 --backends all --threads 2 --out "$work/suites" --quiet "${run_budget[@]}" "${run_scope[@]}"
+    convbench run --suite seeds,lenet5,resnet18 --backends "$backends" --threads 2 --out "$work/suites" --quiet "${run_budget[@]}" "${run_scope[@]}"
     convbench report "$work/suites" "${report_budget[@]}" > /dev/null
 }
 steps() {
-    convbench step --model seed002,lenet5 --backends all --out "$work/steps" --quiet "${step_budget[@]}"
+    convbench step --model seed002,lenet5 --backends "$backends" --out "$work/steps" --quiet "${step_budget[@]}"
     convbench report "$work/steps" "${report_budget[@]}" > /dev/null
 }
 mnist() {
-    for b in numba im2col stride_tricks scipy naive; do
+    for b in $trained; do
         convbench train --model seed002 --backend "$b" --iterations 2000 --data-dir "$mnist" --holdout 2000 \
             --quiet --out "$work/seed002-mnist-t10k/$b" "${train_budget[@]}"
     done
