@@ -284,14 +284,15 @@ def _fft_forward(xpad, w_dilated, p):
     return y[:, :, ::sh, ::sw][:, :, : p.out_h, : p.out_w].astype(p.dtype), (A, tiles)
 
 
-def _fft_backward(dy, spectra, xpad, w_dilated, p, need_dx):
+def _fft_backward(dy, spectra, padded, w_dilated, p, need_dx):
+    """(dx, dw) of the FFT path; ``padded`` is the padded input's shape, dx's before its crop."""
     q = _polyphase(p)
     if q is not None:  # the stride-1 problem's gradients, taken back out of their phases
         dyq = np.zeros(q.y_shape, dtype=dy.dtype)
         dyq[:, :, : p.out_h, : p.out_w] = dy
         wq = _phases(w_dilated, p.stride, (q.R, q.S))
-        dxq, dwq = _fft_backward(dyq, spectra, np.empty((p.N, q.C, q.H, q.W), dtype=xpad.dtype), wq, q, need_dx)
-        dx = None if dxq is None else crop(_unphase(dxq, p.stride, xpad.shape), p)
+        dxq, dwq = _fft_backward(dyq, spectra, (p.N, q.C, q.H, q.W), wq, q, need_dx)
+        dx = None if dxq is None else crop(_unphase(dxq, p.stride, padded), p)
         return dx, _unphase(dwq, p.stride, w_dilated.shape)
     A, tiles = spectra
     G, (R, S) = p.groups, w_dilated.shape[2:]
@@ -305,7 +306,7 @@ def _fft_backward(dy, spectra, xpad, w_dilated, p, need_dx):
         swapped = w_dilated[:, :, ::-1, ::-1].reshape(G, p.K // G, p.C // G, R, S).swapaxes(1, 2)
         full_h, full_w = dy_up.shape[2] + R - 1, dy_up.shape[3] + S - 1
         dx_full, _, _ = _correlate(border, swapped.reshape(p.C, p.K // G, R, S), (full_h, full_w), G)
-        dxpad = np.zeros_like(xpad)
+        dxpad = np.zeros(padded, dtype=p.dtype)
         dxpad[:, :, :full_h, :full_w] = dx_full
         dx = crop(dxpad, p)
     # dw[k, c] = the correlation of x[n, c] with dy_up[n, k], summed over images and tiles: the
@@ -397,7 +398,7 @@ def conv2d_backward(dy, ctx, *, need_dx=True):
     if method == "pointwise":
         return (*_pointwise_backward(dy, xpad, w_dilated, p, need_dx), db)
     if spectra is not None and method == "fft":
-        return (*_fft_backward(dy, spectra, xpad, w_dilated, p, need_dx), db)
+        return (*_fft_backward(dy, spectra, xpad.shape, w_dilated, p, need_dx), db)
     from scipy import signal  # see conv2d_forward
 
     Cg, Kg = p.C // p.groups, p.K // p.groups
