@@ -24,8 +24,7 @@ else
 fi
 echo "measuring into $work"
 ours=scipy,im2col,stride_tricks,numba,auto,torch
-# --quick: the backends that check the script (each other one costs every run its imports, auto its tuning)
-[ "$quick" = 1 ] && ours=im2col,numba,torch
+[ "$quick" = 1 ] && ours=$QUICK_BACKENDS,torch  # and the yardstick, which every target is against
 run() {  # run NAME ARGS...: start the run, or finish it if an interrupted measurement began it
     local dir=$work/$1; shift
     if [ -f "$dir/plan.json" ]; then convbench run --out "$dir" --resume --quiet; else convbench run --out "$dir" --quiet "$@" "${run_budget[@]}" "${run_scope[@]}"; fi

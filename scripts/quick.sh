@@ -7,6 +7,7 @@
 #                                              # --help prints the script's header, an unknown
 #                                              # option stops it (exit 2)
 QUICK_MATCH='^(seed002_.*|conv2|layer4_downsample)$'  # seed002's conv and pool, one layer of lenet5 and of resnet18
+QUICK_BACKENDS=im2col,numba  # the backends a --quick script measures (each other one costs every run its imports)
 
 quick_options() {
     quick=0; args=(); quick_flag=(); run_budget=(); report_budget=(); run_scope=(); step_budget=(); train_budget=(); pytest_budget=(); overhead_budget=(); sweep=1,2

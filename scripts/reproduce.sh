@@ -49,8 +49,7 @@ part() {  # part NAME COMMAND...: run COMMAND once for NAME (skipped when a resu
     touch "$work/.done-$name"
 }
 backends=all; trained="numba im2col stride_tricks scipy naive"
-# --quick: two backends check each part (every other one costs each run its imports and measuring)
-[ "$quick" = 1 ] && { backends=im2col,numba; trained="numba im2col"; }
+[ "$quick" = 1 ] && { backends=$QUICK_BACKENDS; trained=${QUICK_BACKENDS//,/ }; }
 suites() {
     convbench run --suite seeds,lenet5,resnet18 --backends "$backends" --threads 2 --out "$work/suites" --quiet "${run_budget[@]}" "${run_scope[@]}"
     convbench report "$work/suites" "${report_budget[@]}" > /dev/null
