@@ -280,11 +280,11 @@ def _lane_tile_forward(xt, wt, y, top, left, sh, sw, dh, dw, place, data):
     for t in prange(N * G * Ho):
         n, g, i = t // (G * Ho), t // Ho % G, t % Ho
         r0, r1 = _reaching(data[0], data[1], (i + top) * sh, dh, 0, R)
-        for k in range(Kg):
-            out = y[n, g * Kg + k, i0 + di * i]
-            for jt in range(0, Wo, TILE_PIXELS):
+        for jt in range(0, Wo, TILE_PIXELS):
+            s0, s1 = _reaching(data[2], data[3], (jt + left) * sw, dw, (TILE_PIXELS - 1) * sw, S)
+            for k in range(Kg):  # the tile's columns of taps once for all its output channels
+                out = y[n, g * Kg + k, i0 + di * i]
                 acc = _tile(y.dtype)
-                s0, s1 = _reaching(data[2], data[3], (jt + left) * sw, dw, (TILE_PIXELS - 1) * sw, S)
                 for r in range(r0, r1):
                     x0 = (((n * G + g) * Hp + (i + top) * sh + r * dh) * Wp + (jt + left) * sw) * Cp
                     w0 = (((g * Kg + k) * R + r) * S) * Cp
