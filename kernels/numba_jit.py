@@ -109,6 +109,7 @@ TILE_CHANNELS = 16  # output channels per tile
 TILE_PIXELS = 8 if _has_avx512() else 4  # output pixels of one row per tile (input channels per dw tile)
 _TILE = TILE_PIXELS * TILE_CHANNELS
 _TCU = np.uint64(TILE_CHANNELS)
+_LANE_PIXELS = TILE_PIXELS // 2  # pixels of a tile of two output channels (``_lane_tile_forward``)
 
 # Which kernels conv2d uses: "auto" (channel tiles or pixel tiles where they pay, see `_layout`
 # and `_by_pixels`), or one of VARIANTS for every call (the tests verify each on the whole grid):
@@ -265,36 +266,44 @@ def _tile_forward(xb, wb, y, top, left, sh, sw, dh, dw, split, inputs, place, da
 @njit(cache=True, parallel=True)
 def _lane_tile_forward(xt, wt, y, top, left, sh, sw, dh, dw, place, data):
     """``_tile_forward`` for few output channels per group (dx of a first layer has 3, of
-    LeNet-5's conv2 6): a tile is TILE_PIXELS pixels of one output channel, each summed lane by
-    lane over TILE_CHANNELS input channels at a time and its lanes added at the end, so no lane
-    holds a padding channel. wt is (G, Kg, R, S, Cp) and xt is (N, G, rows, 1, columns, Cp),
-    ``_pack``ed in one block of Cp channels (a multiple of TILE_CHANNELS), the padding zeros.
-    A task is one output row of a group, every output channel of it: the divisions that find a
-    task are done once for all its tiles, whose sums are short (R*S*Cp/16 FMAs a pixel). ``place``
-    and ``data`` as ``_tile_forward``'s."""
+    LeNet-5's conv2 6): a tile is two output channels by TILE_PIXELS // 2 pixels, each pixel's
+    sum lane by lane over TILE_CHANNELS input channels at a time and its lanes added at the end,
+    so no lane holds a padding channel. A pixel's vector of inputs, loaded once, serves both
+    channels: one load an FMA where one channel a tile took 5 loads to 4 FMAs (Zen 1 loads one
+    256-bit vector a cycle). wt is (G, Kp, R, S, Cp), Kp the group's output channels rounded up to
+    pairs (the odd one's partner zeros), and xt is (N, G, rows, 1, columns, Cp), ``_pack``ed in
+    one block of Cp channels (a multiple of TILE_CHANNELS), the padding zeros. A task is one
+    output row of a group, every output channel of it: the divisions that find a task are done
+    once for all its tiles, whose sums are short (R*S*Cp/16 FMAs a pixel). ``place`` and
+    ``data`` as ``_tile_forward``'s."""
     N, K = y.shape[:2]
     i0, j0, di, dj, Ho, Wo = place
-    G, Kg, R, S, Cp = wt.shape
-    Hp, Wp = xt.shape[2], xt.shape[4]
+    G, Kp, R, S, Cp = wt.shape
+    Kg, Hp, Wp = K // G, xt.shape[2], xt.shape[4]
+    pair = R * S * Cp  # the step from one channel's weights to the next's
     xf, wf = xt.ravel(), wt.ravel()
     for t in prange(N * G * Ho):
         n, g, i = t // (G * Ho), t // Ho % G, t % Ho
         r0, r1 = _reaching(data[0], data[1], (i + top) * sh, dh, 0, R)
-        for jt in range(0, Wo, TILE_PIXELS):
-            s0, s1 = _reaching(data[2], data[3], (jt + left) * sw, dw, (TILE_PIXELS - 1) * sw, S)
-            for k in range(Kg):  # the tile's columns of taps once for all its output channels
-                out = y[n, g * Kg + k, i0 + di * i]
+        for jt in range(0, Wo, _LANE_PIXELS):
+            s0, s1 = _reaching(data[2], data[3], (jt + left) * sw, dw, (_LANE_PIXELS - 1) * sw, S)
+            for k in range(0, Kg, 2):  # the tile's columns of taps once for all its output channels
                 acc = _tile(y.dtype)
                 for r in range(r0, r1):
                     x0 = (((n * G + g) * Hp + (i + top) * sh + r * dh) * Wp + (jt + left) * sw) * Cp
-                    w0 = (((g * Kg + k) * R + r) * S) * Cp
+                    w0 = (((g * Kp + k) * R + r) * S) * Cp
                     for s in range(s0, s1):
                         xs, ws = np.uint64(x0 + s * dw * Cp), np.uint64(w0 + s * Cp)  # unsigned: no negative-index check
                         for cb in range(np.uint64(0), np.uint64(Cp), _TCU):
-                            for jj in range(TILE_PIXELS):
-                                _fma_row(acc, jj, xf, xs + np.uint64(jj * sw * Cp) + cb, wf, ws + cb)
-                for jj in range(min(TILE_PIXELS, Wo - jt)):
-                    out[j0 + dj * (jt + jj)] = _lane_sum(acc, jj)
+                            for jj in range(_LANE_PIXELS):  # a constant here (the tile in registers), not a
+                                # local of the function, which reaches the parallel loop's body as an argument
+                                xj = xs + np.uint64(jj * sw * Cp) + cb
+                                _fma_row(acc, jj, xf, xj, wf, ws + cb)
+                                _fma_row(acc, _LANE_PIXELS + jj, xf, xj, wf, ws + np.uint64(pair) + cb)
+                for kk in range(min(2, Kg - k)):
+                    out = y[n, g * Kg + k + kk, i0 + di * i]
+                    for jj in range(min(_LANE_PIXELS, Wo - jt)):
+                        out[j0 + dj * (jt + jj)] = _lane_sum(acc, kk * _LANE_PIXELS + jj)
 
 
 # What dw's tiles run along (``_tile_weight_gradient``): their vectors over output channels and
@@ -586,7 +595,7 @@ def _correlate_dy(spread, w, groups, out, origin, dilation, taps, place, data):
         return
     wt = _packed_weights(w, groups, True, taps, TILE_CHANNELS)  # (G, C blocks, R, S, Kp, TILE_CHANNELS)
     G, ncb, R, S, Kp, _ = wt.shape
-    wt = np.ascontiguousarray(wt.transpose(0, 1, 5, 2, 3, 4).reshape(G, ncb * TILE_CHANNELS, R, S, Kp)[:, :Cg])
+    wt = np.ascontiguousarray(wt.transpose(0, 1, 5, 2, 3, 4).reshape(G, ncb * TILE_CHANNELS, R, S, Kp)[:, : _round_up(Cg, 2)])
     _lane_tile_forward(spread, wt, out, *origin, 1, 1, *dilation, place, data)
 
 
