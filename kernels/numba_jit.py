@@ -12,6 +12,7 @@ block, R, S, inputs, TILE_CHANNELS), in the order a tile reads them. The packing
 call and of its timing.
 
 - forward: the tile above, tasks ordered by output block so a thread keeps its weights in L2;
+  a row's last pixels by half a tile where they fill no more (LeNet-5's rows of 10: 4 + 4 + 2);
 - ``dx``: the same kernel, run on ``dy`` padded by the kernel's reach, with the weights
   flipped and their two channel axes swapped (a 'full' correlation); a strided layer without
   dilation takes it phase by phase (one such correlation per phase of the input with the taps
@@ -109,7 +110,9 @@ TILE_CHANNELS = 16  # output channels per tile
 TILE_PIXELS = 8 if _has_avx512() else 4  # output pixels of one row per tile (input channels per dw tile)
 _TILE = TILE_PIXELS * TILE_CHANNELS
 _TCU = np.uint64(TILE_CHANNELS)
-_LANE_PIXELS = TILE_PIXELS // 2  # pixels of a tile of two output channels (``_lane_tile_forward``)
+# half a tile's pixels: those of a tile of two output channels (``_lane_tile_forward``), and a
+# row's last ones where they fill half a tile at most (``_tile_forward``)
+_HALF_TILE = TILE_PIXELS // 2
 
 # Which kernels conv2d uses: "auto" (channel tiles or pixel tiles where they pay, see `_layout`
 # and `_by_pixels`), or one of VARIANTS for every call (the tests verify each on the whole grid):
@@ -246,6 +249,7 @@ def _tile_forward(xb, wb, y, top, left, sh, sw, dh, dw, split, inputs, place, da
         for jt in range(0, Wo, TILE_PIXELS):
             acc = _tile(y.dtype)
             s0, s1 = _reaching(data[2], data[3], (jt + left) * sw, dw, (TILE_PIXELS - 1) * sw, S)
+            whole = Wo - jt > _HALF_TILE
             for r in range(r0, r1):
                 x0 = ((n * G + g) * Hp + (i + top) * sh + r * dh) * line
                 for s in range(s0, s1):
@@ -254,9 +258,14 @@ def _tile_forward(xb, wb, y, top, left, sh, sw, dh, dw, split, inputs, place, da
                     for cb in range(ncb):
                         xc = np.uint64(xs + cb * block)  # unsigned: no check for a negative index
                         wc = ws + cb * B * TILE_CHANNELS
-                        for cc in range(np.uint64(min(B, inputs - cb * B))):
-                            for jj in range(TILE_PIXELS):
-                                _fma_row(acc, jj, xf[xc + cc + np.uint64(jj * pixel * B)], 0, wf, wc + cc * _TCU)
+                        if whole:
+                            for cc in range(np.uint64(min(B, inputs - cb * B))):
+                                for jj in range(TILE_PIXELS):
+                                    _fma_row(acc, jj, xf[xc + cc + np.uint64(jj * pixel * B)], 0, wf, wc + cc * _TCU)
+                        else:  # a row's last pixels fill half a tile at most (LeNet-5's rows of 10: 4 + 4 + 2)
+                            for cc in range(np.uint64(min(B, inputs - cb * B))):
+                                for jj in range(_HALF_TILE):
+                                    _fma_row(acc, jj, xf[xc + cc + np.uint64(jj * pixel * B)], 0, wf, wc + cc * _TCU)
             for kk in range(channels):
                 out = y[n, g * Kg + kb * TILE_CHANNELS + kk, i0 + di * i]
                 for jj in range(min(TILE_PIXELS, Wo - jt)):
@@ -285,8 +294,8 @@ def _lane_tile_forward(xt, wt, y, top, left, sh, sw, dh, dw, place, data):
     for t in prange(N * G * Ho):
         n, g, i = t // (G * Ho), t // Ho % G, t % Ho
         r0, r1 = _reaching(data[0], data[1], (i + top) * sh, dh, 0, R)
-        for jt in range(0, Wo, _LANE_PIXELS):
-            s0, s1 = _reaching(data[2], data[3], (jt + left) * sw, dw, (_LANE_PIXELS - 1) * sw, S)
+        for jt in range(0, Wo, _HALF_TILE):
+            s0, s1 = _reaching(data[2], data[3], (jt + left) * sw, dw, (_HALF_TILE - 1) * sw, S)
             for k in range(0, Kg, 2):  # the tile's columns of taps once for all its output channels
                 acc = _tile(y.dtype)
                 for r in range(r0, r1):
@@ -295,15 +304,15 @@ def _lane_tile_forward(xt, wt, y, top, left, sh, sw, dh, dw, place, data):
                     for s in range(s0, s1):
                         xs, ws = np.uint64(x0 + s * dw * Cp), np.uint64(w0 + s * Cp)  # unsigned: no negative-index check
                         for cb in range(np.uint64(0), np.uint64(Cp), _TCU):
-                            for jj in range(_LANE_PIXELS):  # a constant here (the tile in registers), not a
+                            for jj in range(_HALF_TILE):  # a constant here (the tile in registers), not a
                                 # local of the function, which reaches the parallel loop's body as an argument
                                 xj = xs + np.uint64(jj * sw * Cp) + cb
                                 _fma_row(acc, jj, xf, xj, wf, ws + cb)
-                                _fma_row(acc, _LANE_PIXELS + jj, xf, xj, wf, ws + np.uint64(pair) + cb)
+                                _fma_row(acc, _HALF_TILE + jj, xf, xj, wf, ws + np.uint64(pair) + cb)
                 for kk in range(min(2, Kg - k)):
                     out = y[n, g * Kg + k + kk, i0 + di * i]
-                    for jj in range(min(_LANE_PIXELS, Wo - jt)):
-                        out[j0 + dj * (jt + jj)] = _lane_sum(acc, kk * _LANE_PIXELS + jj)
+                    for jj in range(min(_HALF_TILE, Wo - jt)):
+                        out[j0 + dj * (jt + jj)] = _lane_sum(acc, kk * _HALF_TILE + jj)
 
 
 # What dw's tiles run along (``_tile_weight_gradient``): their vectors over output channels and
