@@ -24,8 +24,10 @@ call and of its timing.
   (``DW_CHUNK_BYTES``: their x and dy stay in L2 while the chunk's tiles run) and the chunks added, by tiles
   whose vectors run along a block of input channels (or of output channels, where x's blocks
   are narrower than a vector) and whose rows run along the other channels, or along a kernel
-  row's taps for a first layer (``_tile_weight_gradient``). The dw of ResNet-18's layer1 at
-  batch 8 took 2.5x longer on channels-last x, whose pixels lie a whole channel row apart.
+  row's taps for a first layer (``_tile_weight_gradient``); a tile with half its rows real or
+  fewer sums half a tile (LeNet-5's conv2: input channels 4 and 5 of a block of 8). The dw of
+  ResNet-18's layer1 at batch 8 took 2.5x longer on channels-last x, whose pixels lie a whole
+  channel row apart.
 
 Each row of a tile is summed by one FMA on an LLVM vector of TILE_CHANNELS elements
 (``_fma_row``), written in LLVM IR rather than left to a vectoriser: numba keeps LLVM's SLP
@@ -373,6 +375,10 @@ def _tile_weight_gradient(xb, dyb, dw_out, sh, sw, dh, dw, split, mode, images):
             first, s = a * B + d % per_block * TP, d // per_block
             r, cb, step = b, a, 1
             offset = (s * dw % split * phase + s * dw // split) * B + d % per_block * TP
+        # the tile's real rows (output channels, input channels or taps): at most half of them
+        # (LeNet-5's conv2, input channels 4 and 5 of a block of 8), half a tile's FMAs
+        real = Kg - kb * TP if mode == DW_INPUTS else -(-(S - first) // split) if mode == DW_TAPS else Cg - first
+        whole = real > _HALF_TILE
         acc = _tile(dw_out.dtype)
         n, i = m * images, 0
         for _ in range((min(N, n + images) - n) * Ho):
@@ -381,15 +387,25 @@ def _tile_weight_gradient(xb, dyb, dw_out, sh, sw, dh, dw, split, mode, images):
             i += 1
             if i == Ho:
                 n, i = n + 1, 0
-            if mode == DW_INPUTS:
+            if mode == DW_INPUTS and whole:
                 for j in range(Wo):
                     dj = np.uint64(do + j * KB)  # unsigned: no check for a negative index
                     for q in range(TILE_PIXELS):
                         _fma_row(acc, q, dyf[dj + np.uint64(q)], 0, xf, xo + j * pixel * B)
-            else:
+            elif mode == DW_INPUTS:
+                for j in range(Wo):
+                    dj = np.uint64(do + j * KB)
+                    for q in range(_HALF_TILE):
+                        _fma_row(acc, q, dyf[dj + np.uint64(q)], 0, xf, xo + j * pixel * B)
+            elif whole:
                 for j in range(Wo):
                     xj = np.uint64(xo + j * pixel * B)
                     for q in range(TILE_PIXELS):
+                        _fma_row(acc, q, xf[xj + np.uint64(q * step)], 0, dyf, do + j * KB)
+            else:
+                for j in range(Wo):
+                    xj = np.uint64(xo + j * pixel * B)
+                    for q in range(_HALF_TILE):
                         _fma_row(acc, q, xf[xj + np.uint64(q * step)], 0, dyf, do + j * KB)
         for q in range(TILE_PIXELS):
             if mode == DW_INPUTS:

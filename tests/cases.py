@@ -145,6 +145,8 @@ CONV_CASES = [
     ConvCase(2, 20, 7, 9, 18, 3, 3, stride=2, padding=1),
     ConvCase(2, 17, 7, 6, 16, 1, 1, stride=2, bias=False),  # a strided 1x1 layer: numba packs what it reads
     ConvCase(2, 6, 14, 14, 16, 5, 5),  # LeNet-5's conv2: numba's dx lane by lane, over 16 channels
+    # one channel, 16 filters of 5x5: numba's dw by taps, the second tile of a row's 5 taps half a tile
+    ConvCase(2, 1, 11, 13, 16, 5, 5, padding=2),
 ]
 
 POOL_CASES = [
