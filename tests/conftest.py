@@ -2,10 +2,13 @@
 draws many more problems (minutes). Benchmarks run once as tests unless asked for, and auto's
 tuning cache lives in a temporary directory for the session."""
 
+import importlib.util
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
+from pathlib import Path
 
 import pools
 import pytest
@@ -47,6 +50,25 @@ def pytest_configure(config):
     # every row measured by this process alone, as the tests check what is written, not how fast;
     # the tests of the several-process path ask for --processes themselves
     os.environ.setdefault(PROCESSES_ENV, "1")
+    _compile_numba_once(config)
+
+
+def _compile_numba_once(config):
+    """numba's kernels compiled into their cache before the xdist workers start, one process per
+    dtype at once (tests/numba_warm.py), so the workers load them instead of each compiling them
+    all (about 90 s of a core each on a first-generation EPYC when the cache is cold, 2 s warm)."""
+    if (getattr(config.option, "numprocesses", None) or 0) < 2 or importlib.util.find_spec("numba") is None:
+        return
+    root, lock = Path(__file__).resolve().parents[1], os.path.join(config._tuning_dir, "numba-cache.lock")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
+    warming = [subprocess.Popen([sys.executable, str(root / "tests" / "numba_warm.py"), dtype, lock], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+               for dtype in ("float32", "float64")]
+    for process in warming:
+        _, err = process.communicate()
+        if process.returncode:  # the tests that reach numba show what is wrong; this only costs them time
+            lines = err.strip().splitlines() or ["no output"]
+            config.issue_config_time_warning(pytest.PytestWarning(f"numba_warm.py failed: {lines[-1]}"), stacklevel=2)
 
 
 SLOW = ("docs", "asv", "cluster", "kill", "subprocess")
