@@ -55,8 +55,9 @@ def pytest_configure(config):
 
 def _compile_numba_once(config):
     """numba's kernels compiled into their cache before the xdist workers start, one process per
-    dtype at once (tests/numba_warm.py), so the workers load them instead of each compiling them
-    all (about 90 s of a core each on a first-generation EPYC when the cache is cold, 2 s warm)."""
+    dtype at once, saving under one lock (tests/numba_warm.py): workers that compile a kernel's
+    signatures at once can lose one from numba's index, which each rewrites whole. A minute or
+    so on a cold cache (a fresh clone, or numba_jit.py edited), 2 s warm; the workers then load."""
     if (getattr(config.option, "numprocesses", None) or 0) < 2 or importlib.util.find_spec("numba") is None:
         return
     root, lock = Path(__file__).resolve().parents[1], os.path.join(config._tuning_dir, "numba-cache.lock")

@@ -1,8 +1,8 @@
 """Compile numba's kernels for one dtype into their on-disk cache, before a test session's workers
-start (tests/conftest.py runs it once per dtype, the two at once): each pytest-xdist worker would
-otherwise compile every kernel it meets for itself, twice the compiling (about 90 s of a core on a
+start (tests/conftest.py runs it once per dtype, the two at once): otherwise each pytest-xdist
+worker compiles the kernels it meets for itself (about 90 s of a core for all of them on a
 first-generation EPYC), and two processes that save one kernel's signatures at the same moment
-can lose one of them from numba's index, which it rewrites whole (numba.core.caching).
+can lose one of them from numba's index, which each rewrites whole (numba.core.caching).
 
     python tests/numba_warm.py float32 LOCKFILE
 
