@@ -181,7 +181,8 @@ def test_workers_without_the_machine_resource_are_refused_with_the_command_to_st
     from convbench.bench import cluster
 
     monkeypatch.setattr(cluster, "CONNECT_TIMEOUT", 1)  # how long it waits for such a worker to join
-    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as lc:
+    # its dashboard on a free port: None means the default 8787, which another cluster may hold
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0") as lc:
         assert main([*PLAN, "--scheduler", lc.scheduler_address, "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
     assert "no worker offers the resource machine=1" in err and "--resources machine=1" in err
