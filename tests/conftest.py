@@ -5,10 +5,8 @@ tuning cache lives in a temporary directory for the session."""
 import importlib.util
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
-from pathlib import Path
 
 import pools
 import pytest
@@ -16,6 +14,8 @@ from hypothesis import HealthCheck, settings
 
 from convbench.bench import probes
 from convbench.bench.runner import PROCESSES_ENV
+
+NUMBA_LOCK_ENV = "CONVBENCH_TEST_NUMBA_LOCK"  # the session's lock on numba's cache saves (_lock_numba_saves)
 
 settings.register_profile(
     "default", max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -37,6 +37,7 @@ def pytest_configure(config):
     if hasattr(config, "workerinput"):  # an xdist worker: its controller's files, below
         for name in [n for n in os.environ if n.startswith("PYTEST_XDIST_")]:
             del os.environ[name]  # a pytest this worker starts is a session of its own, not a worker
+        _lock_numba_saves()
         return
     # auto's tuning cache: one fresh file per test session (subprocesses and xdist workers inherit
     # it), never the user's.
@@ -50,26 +51,26 @@ def pytest_configure(config):
     # every row measured by this process alone, as the tests check what is written, not how fast;
     # the tests of the several-process path ask for --processes themselves
     os.environ.setdefault(PROCESSES_ENV, "1")
-    _compile_numba_once(config)
+    os.environ[NUMBA_LOCK_ENV] = os.path.join(config._tuning_dir, "numba-cache.lock")
 
 
-def _compile_numba_once(config):
-    """numba's kernels compiled into their cache before the xdist workers start, one process per
-    dtype at once, saving under one lock (tests/numba_warm.py): workers that compile a kernel's
-    signatures at once can lose one from numba's index, which each rewrites whole. A minute or
-    so on a cold cache (a fresh clone, or numba_jit.py edited), 2 s warm; the workers then load."""
-    if (getattr(config.option, "numprocesses", None) or 0) < 2 or importlib.util.find_spec("numba") is None:
+def _lock_numba_saves():
+    """numba rewrites a kernel's cache index whole on every save (numba.core.caching
+    IndexDataCacheFile.save): two xdist workers that compile signatures of one kernel at once can
+    lose one's entry, or leave it naming the other's code. Each worker saves under the session's lock."""
+    path = os.environ.get(NUMBA_LOCK_ENV)
+    if not path or importlib.util.find_spec("numba") is None:
         return
-    root, lock = Path(__file__).resolve().parents[1], os.path.join(config._tuning_dir, "numba-cache.lock")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
-    warming = [subprocess.Popen([sys.executable, str(root / "tests" / "numba_warm.py"), dtype, lock], env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-               for dtype in ("float32", "float64")]
-    for process in warming:
-        _, err = process.communicate()
-        if process.returncode:  # the tests that reach numba show what is wrong; this only costs them time
-            lines = err.strip().splitlines() or ["no output"]
-            config.issue_config_time_warning(pytest.PytestWarning(f"numba_warm.py failed: {lines[-1]}"), stacklevel=2)
+    from filelock import FileLock
+    from numba.core import caching
+
+    lock, save = FileLock(path), caching.IndexDataCacheFile.save
+
+    def locked_save(self, key, data):  # the index read, extended and written by one process at a time
+        with lock:
+            save(self, key, data)
+
+    caching.IndexDataCacheFile.save = locked_save
 
 
 SLOW = ("docs", "asv", "cluster", "kill", "subprocess")
