@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from convbench.bench.report import duration, summary_table
+from convbench.bench.formats import duration, number, ratio
+from convbench.bench.report import summary_table
 from convbench.bench.results import RunDirectory, describe_machine, load_results
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,15 +81,15 @@ def targets(results: Path) -> str:
         row = {"target": target, "bound": bound}
         for threads, those in mine.groupby("threads"):
             u = unit(bound)
-            span = (f"{those.value.min():.3g}{u}" if len(those) == 1
-                    else f"{those.value.min():.3g}-{those.value.max():.3g}{u}")
+            span = (f"{number(those.value.min())}{u}" if len(those) == 1
+                    else f"{number(those.value.min())}-{number(those.value.max())}{u}")
             row[f"{threads} thread{'s' if threads > 1 else ''}"] = (
                 f"{int(those.met.eq(True).sum())}/{int(those.met.notna().sum())} ({span})")
         out.append(row)
         misses = mine[mine.met.eq(False)].sort_values(["threads", "problem"])
         if len(misses):
             missed.append(f"- {target} ({bound}): " + ", ".join(
-                f"{r.problem} {r.value:.3g}{unit(bound)} ({r.threads}t)" for r in misses.itertuples()))
+                f"{r.problem} {number(r.value)}{unit(bound)} ({r.threads}t)" for r in misses.itertuples()))
     shown = pd.DataFrame(out).fillna("")
     return (f"**{_met(table)} met** (float32; {_origin(results / 'targets' / 'seeds')}). "
             "Per target and thread count, the problems that meet it (and the range of the measured values):\n\n"
@@ -113,7 +114,7 @@ def steps(results: Path) -> str:
     rows = load_results(results / "steps")
     rows = rows[(rows.direction == "step") & (rows.status == "ok")]
     times = rows.pivot_table(index="backend", columns="problem", values="median_s", sort=False)
-    cells = {model: [f"**{duration(t)}**" if t == column.min() else f"{duration(t)} ({t / column.min():.3g}x)"
+    cells = {model: [f"**{duration(t)}**" if t == column.min() else f"{duration(t)} ({ratio(t / column.min())})"
                      for t in column] for model, column in times.items()}
     table = pd.DataFrame(cells, index=times.index)
     return (f"Median time of one training step (and its ratio to the fastest), {rows.dtype.iloc[0]}, "

@@ -47,5 +47,5 @@ def test_a_new_backend_is_measured_and_reported(scratch_backend, tmp_path):
     mine = frame[frame.backend == scratch_backend]
     assert len(mine) == 6 and (mine.status == "ok").all()
     assert mine[mine.problem == "conv1"].phases.notna().all()  # declared, so measured
-    report = write_report(run.path, plots=False)[0].read_text()
+    report = write_report(run.path, plots=False).files[0].read_text()
     assert f"| {scratch_backend} " in report and "speedup over naive (geomean)" in report

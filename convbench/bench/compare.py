@@ -17,13 +17,13 @@ The ratio of medians is shown beside it, for the reader. A ``slower`` verdict is
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from convbench.bench import stats
+from convbench.bench.formats import banner, in_unit, time_unit
 from convbench.bench.results import (
     benchmark_calibration,
     is_benchmark_json,
@@ -34,14 +34,6 @@ from convbench.bench.results import (
 
 KEY = ["suite", "problem", "N", "backend", "direction", "dtype", "threads"]
 STEADY = 0.03  # a calibration ratio whose interval lies within 1 ± this: the machine held its speed
-UNITS = (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6), ("ns", 1e-9))
-
-
-def time_unit(seconds) -> tuple[str, float]:
-    """The unit that shows the smallest of ``seconds`` as a number >= 1 (one unit per table)."""
-    finite = [s for s in seconds if isinstance(s, (int, float)) and math.isfinite(s) and s > 0]
-    smallest = min(finite, default=1.0)
-    return next(((name, scale) for name, scale in UNITS if smallest >= scale), UNITS[-1])
 
 
 def machine_drift(old: list[list[float]], new: list[list[float]]) -> tuple[tuple[float, float], str]:
@@ -144,7 +136,6 @@ def compare(old: str | Path, new: str | Path, threshold: float = 0.10,
                          "suite, problem, batch, backend, direction, dtype and threads)")
     if "machine" not in merged:
         merged["machine"] = None
-    unit, scale = time_unit([*merged.fastest_s_old, *merged.fastest_s_new])
     # (machine, threads) -> (interval, sentence): the calibration is measured on the rows' machine and threads
     allowance = machine_swing if is_benchmark_json(old) or is_benchmark_json(new) else machine_drift
     by_machine = "machine" in key
@@ -154,14 +145,15 @@ def compare(old: str | Path, new: str | Path, threshold: float = 0.10,
     drifts = {(m, t): allowance(_calibration(old, raw_a, int(t), m if split_a else None),
                                 _calibration(new, raw_b, int(t), m if split_b else None))
               for m, t in merged[["machine", "threads"]].drop_duplicates().itertuples(index=False)}
-    judged = [_judge(r, threshold, drifts[r.machine, r.threads][0], unit, scale, machine_column)
+    judged = [_judge(r, threshold, drifts[r.machine, r.threads][0], machine_column)
               for r in merged.itertuples()]
     regressions = sum(regression for _, regression in judged)
     table = pd.DataFrame([row for row, _ in judged])
     counts = table.verdict.str.replace(" (REGRESSION)", "", regex=False).value_counts()
     contended = int(table.why.str.startswith("contended").sum())
     sides = [machine_line(raw_a), machine_line(raw_b)]
-    head = ((sides[0] if sides[0] == sides[1] else f"OLD: {sides[0]}\n\nNEW: {sides[1]}") + "\n\n"
+    warning = "\n".join(banner(pd.concat([raw_a, raw_b], ignore_index=True), "the compared measurements"))
+    head = ((sides[0] if sides[0] == sides[1] else f"OLD: {sides[0]}\n\nNEW: {sides[1]}") + "\n\n" + warning
             + f"{len(table)} measurements compared: " + ", ".join(f"{n} {v}" for v, n in counts.items())
             + f"; {regressions} regression(s) beyond {threshold:.0%}."
             + (f" {contended} measured while other processes held the cores (contended)." if contended else "")
@@ -171,8 +163,10 @@ def compare(old: str | Path, new: str | Path, threshold: float = 0.10,
         table = table.drop(columns="why")
     return head + "\n\n" + table.to_markdown(index=False) + "\n", regressions
 
-def _judge(r, threshold: float, drift: float, unit: str, scale: float, machine_column: bool) -> tuple[dict, bool]:
-    """One matched pair of rows as a line of the comparison table, and whether it is a regression."""
+
+def _judge(r, threshold: float, drift: float, machine_column: bool) -> tuple[dict, bool]:
+    """One matched pair of rows as a line of the comparison table (its two times in one unit, the
+    one that suits them), and whether it is a regression."""
     if r.status_old == "ok" and r.status_new == "ok":
         old_samples, new_samples = _samples(r, "old"), _samples(r, "new")
         if old_samples and new_samples:
@@ -182,8 +176,9 @@ def _judge(r, threshold: float, drift: float, unit: str, scale: float, machine_c
             v = stats.Verdict("inconclusive", r.median_s_new / r.median_s_old, float("nan"), float("nan"),
                               "no per-turn samples (a schema 1 run): measure again")
         word, regression = v.word, v.word == "slower"
-        cells = (f"{r.fastest_s_old / scale:.4g}", f"{r.fastest_s_new / scale:.4g}", f"{v.ratio:.3f}", v.interval,
-                 f"{r.median_s_new / r.median_s_old:.3f}")
+        unit = time_unit([r.fastest_s_old, r.fastest_s_new])
+        cells = (f"{in_unit(r.fastest_s_old, unit)} {unit[0]}", f"{in_unit(r.fastest_s_new, unit)} {unit[0]}",
+                 f"{v.ratio:.3f}", v.interval, f"{r.median_s_new / r.median_s_old:.3f}")
         note = v.reason
     else:
         word = f"{r.status_old} -> {r.status_new}"
@@ -191,6 +186,6 @@ def _judge(r, threshold: float, drift: float, unit: str, scale: float, machine_c
         cells, note = ("-", "-", "-", "-", "-"), ""
     return {**({"machine": r.machine} if machine_column else {}), "suite": r.suite, "problem": r.problem,
             "backend": r.backend, "direction": r.direction, "dtype": r.dtype, "threads": r.threads,
-            f"old fastest ({unit})": cells[0], f"new fastest ({unit})": cells[1], "new/old": cells[2],
+            "old fastest": cells[0], "new fastest": cells[1], "new/old": cells[2],
             "95% interval": cells[3], "medians new/old": cells[4],
             "verdict": word + (" (REGRESSION)" if regression else ""), "why": note}, regression

@@ -9,7 +9,7 @@ of median times weighted by how often each layer repeats) where every layer was 
 
 from __future__ import annotations
 
-import numbers
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,29 +17,22 @@ import pandas as pd
 
 from convbench.bench import backends
 from convbench.bench.errors import InputError
+from convbench.bench.formats import (
+    MARKS,
+    MOSTLY,
+    banner,
+    duration,
+    in_unit,
+    marks,
+    mebibytes,
+    number,
+    percent,
+    ratio,
+    time_unit,
+)
 from convbench.bench.results import load_results
 
 SECTION_ORDER = ("step", "forward+backward", "forward", "backward", "update")  # step, update: convbench step
-
-
-def duration(seconds: float) -> str:
-    """Seconds as three significant digits in the unit that suits them ("4.21 ms"); NaN (not
-    measured) as "-"."""
-    if seconds != seconds:
-        return "-"
-    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
-        if seconds >= scale:
-            return f"{seconds / scale:.3g} {unit}"
-    return f"{seconds / 1e-9:.3g} ns"
-
-
-def _mebibytes(count: float) -> str:
-    mib = count / 2**20
-    return f"{mib:.3g} MiB" if mib < 1000 else f"{mib:,.0f} MiB"
-
-
-def _ratio(value: float) -> str:
-    return f"{value:.3g}x" if value < 100 else f"{value:.0f}x"
 
 
 def _geomean(values) -> float:
@@ -54,35 +47,24 @@ def _contenders(ok: pd.DataFrame) -> pd.DataFrame:
     return ok[real | ~real.groupby(ok.problem).transform("any")]
 
 
-NOISY_MARK, CONTENDED_MARK = "~", "!"
-MARKS = (f"`{NOISY_MARK}` noisy: the median of the turns' times spread by more than 10 % (IQR / median); "
-         f"`{CONTENDED_MARK}` contended: other processes held the cores this measurement asked for.")
-
-
-def _marks(row) -> str:
-    return ((NOISY_MARK if row.get("noisy") is True else "")
-            + (CONTENDED_MARK if row.get("contended") is True else ""))
-
-
-def compare_table(rows: pd.DataFrame) -> tuple[pd.DataFrame, str]:
-    """One suite x direction: backends as rows, problems as columns, 'median (x best)' cells, all
-    in one time unit (returned with the table); noisy and contended cells are marked."""
-    from convbench.bench.compare import time_unit
-
+def compare_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """One suite x direction: backends as rows, problems as columns, 'median (x best)' cells, each
+    column in the unit that suits its fastest time, named in its header ("conv1 (µs)"); noisy and
+    contended cells are marked."""
     problems = list(dict.fromkeys(rows["problem"]))
-    order = backends.order(rows["backend"])
-    best = _contenders(rows[rows.status == "ok"]).groupby("problem")["median_s"].min()
-    unit, scale = time_unit(rows.loc[rows.status == "ok", "median_s"])
-    table = pd.DataFrame(index=order, columns=problems, dtype=object)
+    ok = rows[rows.status == "ok"]
+    best = _contenders(ok).groupby("problem")["median_s"].min()
+    units = {p: time_unit(ok.loc[ok.problem == p, "median_s"]) for p in problems}
+    table = pd.DataFrame(index=backends.order(rows["backend"]), columns=problems, dtype=object)
     for _, r in rows.iterrows():
         if r.status == "ok":
-            cell = f"{r.median_s / scale:.3g} ({_ratio(r.median_s / best[r.problem])}){_marks(r)}"
+            cell = f"{in_unit(r.median_s, units[r.problem])} ({ratio(r.median_s / best[r.problem])}){marks(r)}"
             table.loc[r.backend, r.problem] = f"**{cell}**" if r.median_s == best[r.problem] else cell
         else:
             table.loc[r.backend, r.problem] = r.status
-    winners = _contenders(rows[rows.status == "ok"]).loc[lambda d: d.groupby("problem")["median_s"].idxmin()]
+    winners = _contenders(ok).loc[lambda d: d.groupby("problem")["median_s"].idxmin()]
     table.loc["winner"] = [winners.set_index("problem")["backend"].get(p, "-") for p in problems]
-    return table.fillna("-"), unit
+    return table.fillna("-").rename(columns={p: f"{p} ({units[p][0]})" for p in problems})
 
 
 def summary_table(rows: pd.DataFrame) -> pd.DataFrame:
@@ -105,12 +87,12 @@ def summary_table(rows: pd.DataFrame) -> pd.DataFrame:
             "backend": backend,
             "measured": f"{int(times.notna().sum())}/{len(repeat)}",
             f"speedup over {baseline or 'the baseline'} (geomean)": (
-                _ratio(_geomean(ok[baseline] / times)) if baseline and backend != baseline else "-"),
-            "x fastest (geomean)": _ratio(_geomean(times / best)),
+                ratio(_geomean(ok[baseline] / times)) if baseline and backend != baseline else "-"),
+            "x fastest (geomean)": ratio(_geomean(times / best)),
             "wins": int((contenders.idxmin(axis=1) == backend).sum()),
             "model time (sum x repeat)": duration(float((times * repeat.reindex(times.index)).sum())) if complete else "-",
-            "% of SGEMM peak (median)": f"{pct.median():.2g}" if len(pct) else "-",
-            "largest extra memory": _mebibytes(memory.max()) if len(memory) else "-",
+            "% of SGEMM peak (median)": percent(pct.median()) if len(pct) else "-",
+            "largest extra memory": mebibytes(memory.max()) if len(memory) else "-",
         })
     table = pd.DataFrame(out).set_index("backend")
     if (rows.op == "train_step").all():  # whole training steps of different models do not add up
@@ -122,11 +104,6 @@ def summary_table(rows: pd.DataFrame) -> pd.DataFrame:
 def _without_empty_columns(table: pd.DataFrame) -> pd.DataFrame:
     """``table`` without the columns that hold only "-"."""
     return table.loc[:, [c for c in table.columns if not (table[c].astype(str) == "-").all()]]
-
-
-def _number(value) -> bool:
-    """A measured number (numpy's included), not NaN, None or a string."""
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and value == value
 
 
 def picks_table(rows: pd.DataFrame, picker: str) -> pd.DataFrame | None:
@@ -146,9 +123,9 @@ def picks_table(rows: pd.DataFrame, picker: str) -> pd.DataFrame | None:
         out.append({
             "problem": r.problem, "pick": pick if isinstance(pick, str) else "-",
             picker: duration(r.median_s), "pick alone": duration(alone),
-            f"{picker} / pick": _ratio(r.median_s / alone) if alone == alone else "-",
+            f"{picker} / pick": ratio(r.median_s / alone),
             "fastest": others.idxmin() if len(others) else "-",
-            f"{picker} / fastest": _ratio(r.median_s / others.min()) if len(others) else "-",
+            f"{picker} / fastest": ratio(r.median_s / others.min()) if len(others) else "-",
         })
     return pd.DataFrame(out).set_index("problem")
 
@@ -160,8 +137,9 @@ def _machine(frame: pd.DataFrame) -> str:
              f"numba {first.get('numba_version')}, Python {first.get('python_version')}",
              f"- convbench commit {first.get('git_commit')}; started {first.get('started')}"]
     for threads, group in frame.dropna(subset=["peak_gflops"]).groupby("threads"):
-        lines.append(f"- {threads} thread(s): measured SGEMM peak {group.peak_gflops.median():.1f} GFLOP/s, "
-                     f"copy bandwidth {group.bandwidth_gbs.median():.1f} GB/s")
+        lines.append(f"- {threads} thread(s): SGEMM peak {number(group.peak_gflops.max())} GFLOP/s, copy bandwidth "
+                     f"{number(group.bandwidth_gbs.max())} GB/s (the best of the sessions' probes: a probe taken while "
+                     "the host shares the cores reads low)")
     return "\n".join(lines)
 
 
@@ -169,10 +147,10 @@ def machines_table(rows: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     """One suite x direction x dtype x threads on several machines: (problem, backend) as rows,
     machines as columns, each cell the median and its ratio to the best backend on that machine,
     and each problem's winner per machine (asv's results of several machines side by side)."""
-    from convbench.bench.compare import machines, time_unit
+    from convbench.bench.compare import machines
 
     ok = rows[rows.status == "ok"]
-    unit, scale = time_unit(ok["median_s"])
+    unit = time_unit(ok["median_s"])
     names = machines(rows)
     records = []
     for problem in dict.fromkeys(rows["problem"]):
@@ -187,12 +165,12 @@ def machines_table(rows: pd.DataFrame) -> tuple[pd.DataFrame, str]:
                     record[m] = "-"
                     continue
                 t = hit.median_s.iloc[0]
-                cell = f"{t / scale:.3g} ({_ratio(t / best[m])}){_marks(hit.iloc[0])}"
+                cell = f"{in_unit(t, unit)} ({ratio(t / best[m])}){marks(hit.iloc[0])}"
                 record[m] = f"**{cell}**" if t == best[m] else cell
             records.append(record)
         records.append({"problem": problem, "backend": "winner",
                         **{m: c.loc[c.median_s.idxmin(), "backend"] if len(c) else "-" for m, c in contenders.items()}})
-    return pd.DataFrame(records), unit
+    return pd.DataFrame(records), unit[0]
 
 
 def _machines_summary(frame: pd.DataFrame) -> pd.DataFrame:
@@ -200,9 +178,9 @@ def _machines_summary(frame: pd.DataFrame) -> pd.DataFrame:
     out = []
     for name, rows in frame.groupby("machine", sort=True):
         first = rows.iloc[0]
-        peaks = rows.dropna(subset=["peak_gflops"]).groupby("threads").peak_gflops.median()
+        peaks = rows.dropna(subset=["peak_gflops"]).groupby("threads").peak_gflops.max()
         out.append({"machine": name, "CPU": first.get("cpu"), "cores": first.get("cores"), "BLAS": first.get("blas"),
-                    "SGEMM peak (GFLOP/s)": ", ".join(f"{p:.0f} at {t}t" for t, p in peaks.items()) or "-",
+                    "SGEMM peak (GFLOP/s)": ", ".join(f"{number(p)} at {t}t" for t, p in peaks.items()) or "-",
                     "calibration (median)": duration(rows.calibration_s.median()) if "calibration_s" in rows
                     and rows.calibration_s.notna().any() else "-",
                     "rows": len(rows)})
@@ -220,14 +198,14 @@ def _sections(frame: pd.DataFrame, prefix: str = "") -> list[str]:
             rows = suite_rows[suite_rows.direction == direction]
             if rows.empty:
                 continue
-            table, unit = compare_table(rows)
-            parts += [f"### {direction}", "", summary_table(rows).to_markdown(), "",
-                      f"Median times in {unit} (ratio to the best):", "", table.to_markdown(), ""]
+            parts += [f"### {direction}", "", *banner(rows), summary_table(rows).to_markdown(disable_numparse=True), "",
+                      "Median times, each column in the unit its header names (ratio to the best):", "",
+                      compare_table(rows).to_markdown(disable_numparse=True), ""]
             for picker in backends.pickers(rows.backend):
                 picks = picks_table(rows, picker)
                 if picks is not None:
                     parts += [f"{picker}'s picks (timed on first sight) and its overhead, in this run:", "",
-                              picks.to_markdown(), ""]
+                              picks.to_markdown(disable_numparse=True), ""]
         skipped = suite_rows[suite_rows.status.isin(["skipped", "wrong", "error", "unavailable"])]
         if len(skipped):
             parts += ["Not timed:", ""]
@@ -256,42 +234,100 @@ def _names(option: str, given: list[str] | None, default: tuple[str, ...]) -> li
     return names
 
 
+def _chosen(frame: pd.DataFrame, columns: list[str] | None, sort: list[str] | None) -> tuple[pd.DataFrame, list[str]]:
+    """The rows in ``sort``'s order ("-median" for descending; as measured without it), every column
+    they name present, and the names of the columns to show."""
+    shown = _names("--columns", columns, DEFAULT_COLUMNS)
+    keys = _names("--sort", sort, ())
+    descending = [k.strip().startswith("-") for k in (sort or [])]
+    rows = frame.assign(**{MEASUREMENT_COLUMNS[n]: np.nan for n in {*shown, *keys} if MEASUREMENT_COLUMNS[n] not in frame})
+    if keys:
+        rows = rows.sort_values([MEASUREMENT_COLUMNS[k] for k in keys], ascending=[not d for d in descending],
+                                kind="stable", na_position="last")
+    return rows, shown
+
+
 def measurements_table(frame: pd.DataFrame, columns: list[str] | None = None,
                        sort: list[str] | None = None) -> tuple[pd.DataFrame, str]:
     """Every measurement as a row (pytest-benchmark's and asv's long table): ``columns`` to show,
     ``sort`` keys ("-median" for descending), times in one unit; returns (table, unit)."""
-    from convbench.bench.compare import time_unit
-
-    shown = _names("--columns", columns, DEFAULT_COLUMNS)
-    keys = _names("--sort", sort, ())
-    descending = [k.strip().startswith("-") for k in (sort or [])]
-    rows = frame.copy()
-    for name in set(shown) | set(keys):
-        if MEASUREMENT_COLUMNS[name] not in rows:
-            rows[MEASUREMENT_COLUMNS[name]] = np.nan
-    if keys:
-        rows = rows.sort_values([MEASUREMENT_COLUMNS[k] for k in keys], ascending=[not d for d in descending],
-                                kind="stable", na_position="last")
-    unit, scale = time_unit(rows.loc[rows.status == "ok", "median_s"])
+    rows, shown = _chosen(frame, columns, sort)
+    unit = time_unit(rows.loc[rows.status == "ok", "median_s"])
+    show = {"gflops": number, "peak%": percent, "memory": mebibytes, **{t: lambda v: in_unit(v, unit) for t in TIMES}}
     table = pd.DataFrame(index=range(len(rows)))
     for name in shown:
         values = rows[MEASUREMENT_COLUMNS[name]].to_numpy()
-        if name in TIMES:
-            table[f"{name} ({unit})"] = [f"{v / scale:.4g}" if _number(v) else "-" for v in values]
-        elif name in ("gflops", "peak%"):
-            table[name] = [f"{v:.3g}" if _number(v) else "-" for v in values]
-        elif name == "memory":
-            table["memory"] = [_mebibytes(v) if _number(v) else "-" for v in values]
+        if name in show:
+            table[f"{name} ({unit[0]})" if name in TIMES else name] = [show[name](v) for v in values]
         else:
             table[name] = ["-" if v is None or (isinstance(v, float) and v != v) else v for v in values]
     if not columns:  # by default, a column with nothing in it (GFLOP/s of training steps) is left out
         table = _without_empty_columns(table)
-    return table, unit
+    return table, unit[0]
+
+
+def raw_measurements(frame: pd.DataFrame, columns: list[str] | None = None,
+                     sort: list[str] | None = None) -> pd.DataFrame:
+    """The measurements table with its numbers as measured, for other tools: times in seconds
+    (``median_s``), GFLOP/s, percent of the peak, bytes."""
+    rows, shown = _chosen(frame, columns, sort)
+    named = {"peak%": "pct_of_peak", "memory": "peak_mem_bytes", **{t: MEASUREMENT_COLUMNS[t] for t in TIMES}}
+    return pd.DataFrame({named.get(n, n): rows[MEASUREMENT_COLUMNS[n]].to_numpy() for n in shown})
+
+
+TABLE_STYLES = {"markdown": "pipe", "plain": "simple"}  # tabulate's names; and "csv"
+
+
+@dataclass
+class Report:
+    """What ``write_report`` wrote (report.md first, then the plots), and the rows it read."""
+
+    files: list[Path]
+    frame: pd.DataFrame
+    columns: list[str] | None = None
+    sort: list[str] | None = None
+
+    def table(self, fmt: str = "markdown") -> str:
+        """The report's summary for a terminal, as pytest-benchmark prints its table: the summary
+        table of each suite, direction, dtype and thread count (markdown or plain text), or with
+        ``--columns``/``--sort`` the measurements they choose; as csv, those measurements with their
+        numbers as measured (times in seconds), for other tools."""
+        if fmt == "csv":
+            return raw_measurements(self.frame, self.columns, self.sort).to_csv(index=False)
+        if fmt not in TABLE_STYLES:
+            raise ValueError(f"a report's table is markdown, plain or csv; got {fmt!r}")
+        style = TABLE_STYLES[fmt]
+        if self.columns or self.sort:
+            return measurements_table(self.frame, self.columns, self.sort)[0].to_markdown(index=False, tablefmt=style, disable_numparse=True) + "\n"
+        parts = []
+        for machine, frame in _by_machine(self.frame):
+            for (threads, dtype, suite, direction), rows in _summaries(frame):
+                parts += [f"{machine + ': ' if machine else ''}{suite}, {direction} ({dtype}, {threads} "
+                          f"thread{'s' if threads > 1 else ''})", "", *banner(rows),
+                          summary_table(rows).to_markdown(tablefmt=style, disable_numparse=True), ""]
+        return "\n".join(parts)
+
+
+def _by_machine(frame: pd.DataFrame):
+    """(machine, its rows) for each machine of a frame of several; ("", frame) for one machine's."""
+    from convbench.bench.compare import machines
+
+    names = machines(frame)
+    return [(str(m), frame[frame.machine == m]) for m in names] if len(names) > 1 else [("", frame)]
+
+
+def _summaries(frame: pd.DataFrame):
+    """((threads, dtype, suite, direction), rows) in the report's order of sections."""
+    for (threads, dtype, suite), suite_rows in frame.groupby(["threads", "dtype", "suite"], sort=False):
+        for direction in SECTION_ORDER:
+            rows = suite_rows[suite_rows.direction == direction]
+            if len(rows):
+                yield (threads, dtype, suite, direction), rows
 
 
 def write_report(paths: str | Path | list, plots: bool = True, out: str | Path | None = None,
-                 columns: list[str] | None = None, sort: list[str] | None = None) -> list[Path]:
-    """Write OUT/report.md (and OUT/plots/*.png); return the files written.
+                 columns: list[str] | None = None, sort: list[str] | None = None) -> Report:
+    """Write OUT/report.md (and OUT/plots/*.png); return what was written (``Report``).
 
     ``paths``: a run directory, a pytest-benchmark JSON file (whose report goes to a folder
     beside it, NAME-report/), or several of them, whose rows are reported together (``out`` is
@@ -317,13 +353,13 @@ def write_report(paths: str | Path | list, plots: bool = True, out: str | Path |
     parts = [f"# convbench report: {path.name}", "", *_preamble(frame, names), *_body(frame, names),
              "## All measurements", "",
              f"One row per measurement, times in {every_unit} (`convbench report --columns ... --sort ...`; "
-             f"columns: {', '.join(MEASUREMENT_COLUMNS)}).", "", every.to_markdown(index=False), ""]
+             f"columns: {', '.join(MEASUREMENT_COLUMNS)}).", "", every.to_markdown(index=False, disable_numparse=True), ""]
     written = _plots(frame, names, path) if plots else []
     if plots:
         parts += ["## Plots", ""] + [f"![{p.stem}]({p.relative_to(path).as_posix()})" for p in written] + [""]
     report = path / "report.md"
     report.write_text("\n".join(parts))
-    return [report, *written]
+    return Report([report, *written], frame, columns, sort)
 
 
 def _preamble(frame: pd.DataFrame, names: list) -> list[str]:
@@ -331,14 +367,15 @@ def _preamble(frame: pd.DataFrame, names: list) -> list[str]:
     statuses = frame.status.value_counts()
     parts = [_machine(frame), ""] if len(names) <= 1 else [
         f"{len(names)} machines; each one's tables come from its own rows, the backends of each problem "
-        "measured in turns on that machine.", "", _machines_summary(frame).to_markdown(), ""]
+        "measured in turns on that machine.", "", _machines_summary(frame).to_markdown(disable_numparse=True), ""]
     parts += ["Statuses: " + ", ".join(f"{n} {s}" for s, n in statuses.items()) + ".",
-              "Cells: median time, one unit per table (ratio to the best backend on that problem); **bold** "
+              "Cells: median time, in the unit of the column's header (ratio to the best backend on that problem); **bold** "
               "is the best. Medians and ratios come from one run on one machine, the backends of each "
               "problem measured in turns. " + MARKS, ""]
+    parts += banner(frame, "the run's measurements")
     for flag in ("noisy", "contended"):
-        marked = int((frame[flag] == True).sum()) if flag in frame else 0  # noqa: E712
-        if marked:
+        marked = int(frame[flag].eq(True).sum()) if flag in frame else 0
+        if 0 < marked <= MOSTLY * len(frame):
             parts += [f"{marked} of {len(frame)} measurement(s) were {flag}.", ""]
     return parts
 
@@ -351,7 +388,7 @@ def _body(frame: pd.DataFrame, names: list) -> list[str]:
     for (threads, dtype, suite, direction), rows in frame.groupby(["threads", "dtype", "suite", "direction"], sort=False):
         table, unit = machines_table(rows)
         parts += [f"### {suite}, {direction} ({dtype}, {threads} thread{'s' if threads > 1 else ''})", "",
-                  f"Median times in {unit} (ratio to the best on that machine):", "", table.to_markdown(index=False), ""]
+                  f"Median times in {unit} (ratio to the best on that machine):", "", table.to_markdown(index=False, disable_numparse=True), ""]
     for name in names:
         parts += [f"# {name}", "", _machine(frame[frame.machine == name]), ""]
         parts += _sections(frame[frame.machine == name], prefix=f"{name}: ")

@@ -166,9 +166,8 @@ def _relative(run: str | Path, out: Path) -> str:
 def write_targets(runs: list[str | Path], out: str | Path) -> tuple[str, list[Path]]:
     """Write OUT/targets.md, OUT/targets.csv and OUT/targets.png from the given runs; return the
     one-line summary ("3 of 5 met. ...") and the files."""
+    from convbench.bench.formats import duration, percent, ratio
     from convbench.bench.plots import targets_plot
-    from convbench.bench.report import duration
-
     from convbench.bench.runs import writable_folder
 
     out = writable_folder(out)
@@ -179,7 +178,7 @@ def write_targets(runs: list[str | Path], out: str | Path) -> tuple[str, list[Pa
     shown = table.assign(
         ours=table.ours_s.map(duration),
         torch=table.torch_s.map(duration),
-        value=["-" if v != v else f"{v:.3g} %" if "peak" in b else (f"{v:.3g} s" if b.endswith(" s") else f"{v:.3g}x")
+        value=[percent(v) if "peak" in b else duration(v) if b.endswith(" s") else ratio(v)
                for v, b in zip(table.value, table.bound)],
         met=[{True: "yes", False: "**no**"}.get(m, f"not measured ({why})") for m, why in zip(table.met, table.why)],
     )[["target", "bound", "problem", "threads", "fastest", "ours", "torch", "value", "met"]]

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from convbench.cli.options import names
+from convbench.cli.options import names, say
+
+FORMATS = ("markdown", "plain", "csv")  # what convbench.bench.report.Report.table writes
+
 
 def register(sub) -> None:
     report = sub.add_parser("report", help="Markdown tables and PNG plots of a run",
@@ -26,6 +29,10 @@ def register(sub) -> None:
                         help="sort that table by these columns, '-' before a name for descending (--sort=-gflops); "
                              "default the order measured")
     report.add_argument("--no-plots", action="store_true", help="tables only")
+    report.add_argument("--format", choices=FORMATS, default="markdown",
+                        help="how the terminal's table is written: markdown or plain text (each suite and "
+                             "direction's summary, or the measurements --columns/--sort choose), or csv (those "
+                             "measurements, times in seconds, for other tools)")
     report.set_defaults(execute=execute)
 
 
@@ -33,8 +40,10 @@ def execute(args) -> int:
     from convbench.bench.report import write_report
 
     paths = args.run or [_latest_run()]
-    for written in write_report(paths, plots=not args.no_plots, out=args.out, columns=args.columns, sort=args.sort):
-        print(written)
+    written = write_report(paths, plots=not args.no_plots, out=args.out, columns=args.columns, sort=args.sort)
+    print(written.table(args.format), end="")
+    plots = written.files[1:]
+    say(f"convbench report: wrote {written.files[0]}" + (f" and {len(plots)} plot(s) in {plots[0].parent}" if plots else ""))
     return 0
 
 
