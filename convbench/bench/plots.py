@@ -14,6 +14,7 @@ import pandas as pd  # noqa: E402
 
 import kernels  # noqa: E402
 from convbench.bench import backends  # noqa: E402
+from convbench.bench.formats import duration, number  # noqa: E402
 
 DIRECTION = "forward+backward"
 
@@ -24,18 +25,64 @@ def _color(backend: str) -> str:
     return f"C{known.index(backend) % 10}" if backend in known else "k"
 
 
-def _bars(ax, table: pd.DataFrame, ylabel: str) -> None:
+HATCHES = {"noisy": "//", "contended": "xx"}  # how a bar or point of a doubtful measurement is drawn
+
+
+def _bars(ax, table: pd.DataFrame, ylabel: str, spans: dict | None = None, doubts: pd.DataFrame | None = None) -> None:
+    """One bar per row and backend on a log axis. ``spans``: backend -> (low, high) tables of each
+    bar's interquartile range, drawn as error bars; ``doubts``: a table of hatches (``HATCHES``) for
+    noisy and contended measurements (``_legend`` names them)."""
     names = list(table.columns)
     width = 0.8 / len(names)
     x = np.arange(len(table.index))
     for i, backend in enumerate(names):
-        ax.bar(x + (i - (len(names) - 1) / 2) * width, table[backend].to_numpy(dtype=float), width,
-               label=backend, color=_color(backend))
+        heights = table[backend].to_numpy(dtype=float)
+        errors = None
+        if spans and backend in spans:
+            low, high = (np.asarray(v, dtype=float) for v in spans[backend])
+            errors = np.nan_to_num(np.clip([heights - low, high - heights], 0, None))
+        bars = ax.bar(x + (i - (len(names) - 1) / 2) * width, heights, width, label=backend, color=_color(backend),
+                      yerr=errors, error_kw={"elinewidth": 0.8, "capsize": 1.5, "ecolor": "0.25"})
+        for bar, hatch in zip(bars, doubts[backend] if doubts is not None and backend in doubts else []):
+            if hatch:
+                bar.set_hatch(hatch)
+                bar.set_edgecolor("0.15")
     ax.set_xticks(x, table.index, rotation=45, ha="right", fontsize=8)
     ax.set_yscale("log")
     ax.set_ylabel(ylabel)
     ax.grid(axis="y", alpha=0.3, which="both")
-    ax.legend(fontsize=8, ncols=min(5, len(names)))
+
+
+def _legend(axes: list, doubted: bool = False) -> None:
+    """One legend for ``axes`` (each label once), outside the last on its right, clear of the data,
+    with the hatches' meaning where a bar has one."""
+    found: dict = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            found.setdefault(label, handle)
+    if doubted:
+        for flag, hatch in HATCHES.items():
+            found[f"{flag} ({hatch})"] = plt.Rectangle((0, 0), 1, 1, facecolor="white", edgecolor="0.15", hatch=hatch)
+    axes[-1].legend(found.values(), found.keys(), fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1),
+                    borderaxespad=0)
+
+
+def _note(fig, lines: list[str]) -> None:
+    """A note under the figure naming what it leaves out (at most 6 lines, then how many more)."""
+    if lines:  # below the figure's edge: _save's tight bounding box takes it in
+        shown = lines[:6] + ([f"... and {len(lines) - 6} more"] if len(lines) > 6 else [])
+        fig.text(0.01, -0.01, "\n".join(shown), fontsize=7, va="top", ha="left", color="0.3", gid="note")
+
+
+def _quartiles(row) -> tuple[float, float]:
+    """The first and third quartiles of a row's turn medians (every process's), else its median
+    plus or minus half its IQR."""
+    turns = [t for process in (row.get("turn_medians_s") or []) for t in process] if isinstance(
+        row.get("turn_medians_s"), list) else []
+    if len(turns) >= 2:
+        return tuple(np.percentile(turns, [25, 75]))
+    half = (row.get("iqr_s") or 0) / 2
+    return row["median_s"] - half, row["median_s"] + half
 
 
 def _file_part(text) -> str:
@@ -46,7 +93,7 @@ def _file_part(text) -> str:
 
 def _save(fig, out: Path) -> Path:
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
+    fig.savefig(out, dpi=110, bbox_inches="tight")  # legends outside the axes and notes below them included
     plt.close(fig)
     return out
 
@@ -56,55 +103,127 @@ OPTIONAL = ("gflops", "intensity", "peak_gflops", "bandwidth_gbs", "phases", "co
 
 def write_plots(frame: pd.DataFrame, folder: Path) -> list[Path]:
     """Every plot the rows allow: a figure whose columns are absent (a pytest-benchmark file has no
-    peak or phases) is left out."""
+    peak or phases) is left out, and a measurement a figure cannot show is named in a note on it."""
     frame = frame.assign(**{c: np.nan for c in OPTIONAL if c not in frame})
     folder.mkdir(parents=True, exist_ok=True)
-    ok = frame[(frame.status == "ok") & (frame.direction == DIRECTION)]
     written = []
-    for (threads, dtype, suite), rows in ok.groupby(["threads", "dtype", "suite"], sort=False):
-        written += _layer_plots(rows, folder, f"{_file_part(suite)}-{dtype}-{threads}t",
-                                f"{suite}, {DIRECTION}, {dtype}, {threads} thread(s)")
+    for (threads, dtype, suite), rows in frame[frame.direction == DIRECTION].groupby(["threads", "dtype", "suite"], sort=False):
+        if (rows.status == "ok").any():
+            written += _layer_plots(rows, folder, f"{_file_part(suite)}-{dtype}-{threads}t",
+                                    f"{suite}, {DIRECTION}, {dtype}, {threads} thread(s)")
     return written + _step_plots(frame, folder) + _roofline_plots(frame, folder)
 
 
+POOLS = ("maxpool2d", "avgpool2d")  # their GFLOP/s (comparisons and adds) get an axis apart from convolutions'
+
+
+def _grid(rows: pd.DataFrame, values: str, order: list, columns: list) -> pd.DataFrame:
+    """``values`` by problem (rows, in ``order``) and backend (columns)."""
+    return rows.pivot_table(index="problem", columns="backend", values=values, aggfunc="first",
+                            dropna=False).reindex(index=order, columns=columns)
+
+
+def _doubts(rows: pd.DataFrame) -> pd.Series:
+    """Each row's hatch: its flags' (``HATCHES``), joined; "" for a clean measurement."""
+    return pd.Series(["".join(h for flag, h in HATCHES.items() if r.get(flag) == True)  # noqa: E712
+                      for _, r in rows.iterrows()], index=rows.index, dtype=object)
+
+
+def _spread(rows: pd.DataFrame, numerator: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """(low, high) of ``numerator`` / time over each row's interquartile range of times."""
+    quartiles = np.array([_quartiles(r) for _, r in rows.iterrows()], dtype=float).reshape(-1, 2)
+    return numerator / quartiles[:, 1], numerator / quartiles[:, 0]
+
+
+def _left_out(rows: pd.DataFrame) -> list[str]:
+    """A line for each measurement of ``rows`` that was not timed, with its status and reason."""
+    return [f"not shown: {r.backend} on {r.problem} ({r.status}"
+            + (f": {str(r.reason)[:90]}" if isinstance(getattr(r, "reason", None), str) else "") + ")"
+            for r in rows[rows.status != "ok"].itertuples()]
+
+
 def _layer_plots(rows: pd.DataFrame, folder: Path, tag: str, title: str) -> list[Path]:
-    """GFLOP/s, speedup over the baseline and phase shares per layer of one suite, dtype and thread count."""
-    written = []
-    order = list(dict.fromkeys(rows.problem))
-    columns = backends.order(rows.backend)
-    gflops = rows.pivot_table(index="problem", columns="backend", values="gflops").reindex(order)[columns]
-    fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(order) + 3), 4.5))
-    _bars(ax, gflops, "GFLOP/s")
-    if rows.peak_gflops.notna().any():
-        ax.axhline(rows.peak_gflops.median(), color="k", ls="--", lw=1)
-    ax.set_title(f"GFLOP/s per layer: {title}" + (" (dashed: SGEMM peak)" if rows.peak_gflops.notna().any() else ""))
-    written.append(_save(fig, folder / f"gflops-{tag}.png"))
+    """GFLOP/s, speedup over the baseline and phase shares per layer of one suite, dtype and thread
+    count; ``rows`` holds its measurements, timed or not."""
+    ok, left_out = rows[rows.status == "ok"], _left_out(rows)
+    figures = [_gflops_plot(ok, left_out, title), _speedup_plot(ok, left_out, title), _phases_plot(ok, title)]
+    return [_save(figure[1], folder / f"{figure[0]}-{tag}.png") for figure in figures if figure is not None]
 
-    times = rows.pivot_table(index="problem", columns="backend", values="median_s").reindex(order)
+
+def _gflops_plot(ok: pd.DataFrame, left_out: list[str], title: str):
+    """GFLOP/s per layer, convolution and pooling on axes of their own, each bar's interquartile
+    range as whiskers, doubtful measurements hatched; the SGEMM peak over the convolutions."""
+    pooling = ok.op.isin(POOLS) if "op" in ok else pd.Series(False, index=ok.index)
+    panels = [(kind, mine) for kind, mine in (("convolution", ok[~pooling]), ("pooling", ok[pooling])) if len(mine)]
+    widths = [max(2, mine.problem.nunique()) for _, mine in panels]
+    fig, axes = plt.subplots(1, len(panels), figsize=(max(7, 0.6 * sum(widths) + 4), 4.8), squeeze=False,
+                             gridspec_kw={"width_ratios": widths})
+    for ax, (kind, mine) in zip(axes[0], panels):
+        order, columns = list(dict.fromkeys(mine.problem)), backends.order(mine.backend)
+        low, high = _spread(mine, mine.gflops * mine.median_s)  # GFLOP per call over the quartiles' times
+        spans = {b: (_grid(mine.assign(v=low), "v", order, [b])[b], _grid(mine.assign(v=high), "v", order, [b])[b])
+                 for b in columns}
+        _bars(ax, _grid(mine, "gflops", order, columns), "GFLOP/s", spans,
+              _grid(mine.assign(hatch=_doubts(mine)), "hatch", order, columns).fillna(""))
+        if kind == "convolution" and mine.peak_gflops.notna().any():
+            ax.axhline(mine.peak_gflops.max(), color="k", ls="--", lw=1, label="SGEMM peak", gid="peak")
+        ax.set_title(kind, fontsize=10)
+    _legend(list(axes[0]), doubted=(_doubts(ok) != "").any())
+    fig.suptitle(f"GFLOP/s per layer: {title}\nbars: medians; whiskers: interquartile range of the turns", fontsize=10)
+    _note(fig, left_out)
+    return "gflops", fig
+
+
+def _speedup_plot(ok: pd.DataFrame, left_out: list[str], title: str):
+    """Each backend's speedup over the baseline (naive) per layer, with its interquartile range."""
+    order, columns = list(dict.fromkeys(ok.problem)), backends.order(ok.backend)
+    times = _grid(ok, "median_s", order, columns)
     baseline = backends.baseline(times.columns)
-    if baseline:
-        speedup = times.rdiv(times[baseline], axis=0).drop(columns=baseline)
-        fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(order) + 3), 4.5))
-        _bars(ax, speedup[[c for c in columns if c != baseline]], f"speedup over {baseline}")
-        ax.set_title(f"Speedup over {baseline}: {title}")
-        written.append(_save(fig, folder / f"speedup-{tag}.png"))
+    if not baseline:
+        return None
+    base = ok.problem.map(times[baseline])
+    low, high = _spread(ok, base)
+    shown = [c for c in columns if c != baseline]
+    spans = {b: (_grid(ok.assign(v=low), "v", order, [b])[b], _grid(ok.assign(v=high), "v", order, [b])[b])
+             for b in shown}
+    fig, ax = plt.subplots(figsize=(max(7, 0.6 * len(order) + 4), 4.8))
+    _bars(ax, times.rdiv(times[baseline], axis=0)[shown], f"speedup over {baseline}", spans,
+          _grid(ok.assign(hatch=_doubts(ok)), "hatch", order, shown).fillna(""))
+    _legend([ax], doubted=(_doubts(ok) != "").any())
+    ax.set_title(f"Speedup over {baseline}: {title}\nwhiskers: interquartile range of the turns", fontsize=10)
+    _note(fig, left_out)
+    return "speedup", fig
 
-    phased = rows[rows.phases.notna()]
-    if len(phased):
-        fig, axes = plt.subplots(1, phased.backend.nunique(), figsize=(12, 4.5), squeeze=False)
-        for ax, (backend, group) in zip(axes[0], phased.groupby("backend")):
-            shares = pd.DataFrame([
-                {**r.phases, "other": max(0.0, r.median_s - sum(r.phases.values()))} for r in group.itertuples()
-            ], index=group.problem).reindex([p for p in order if p in set(group.problem)])
-            shares = shares.div(shares.sum(axis=1), axis=0)
-            shares.plot.bar(stacked=True, ax=ax, width=0.8, fontsize=8)
-            ax.set_title(f"{backend}: share of one call", fontsize=10)
-            ax.set_ylim(0, 1)
-            ax.legend(fontsize=7)
-        fig.suptitle(f"Phase breakdown: {title}")
-        written.append(_save(fig, folder / f"phases-{tag}.png"))
 
-    return written
+def _phases_plot(ok: pd.DataFrame, title: str):
+    """Where one call's time goes, per backend that records its phases: shares per layer, each
+    layer's median time under its name; a layer without its phases is named in the note."""
+    from convbench.bench.runner import SLOW_EXTRAS
+
+    phased = ok[ok.phases.notna()]
+    if phased.empty:
+        return None
+    order = list(dict.fromkeys(ok.problem))
+    fig, axes = plt.subplots(1, phased.backend.nunique(), figsize=(12, 4.8), squeeze=False)
+    missing = []
+    for ax, (backend, group) in zip(axes[0], phased.groupby("backend")):
+        shares = pd.DataFrame([{**r.phases, "other": max(0.0, r.median_s - sum(r.phases.values()))}
+                               for r in group.itertuples()], index=group.problem)
+        shares = shares.div(shares.sum(axis=1), axis=0).reindex([p for p in order if p in set(group.problem)])
+        shares.plot.bar(stacked=True, ax=ax, width=0.8, fontsize=8)
+        median = group.set_index("problem").median_s
+        ax.set_xticks(range(len(shares)), [f"{p}\n{duration(median[p])}" for p in shares.index], rotation=45,
+                      ha="right", fontsize=7)
+        ax.set_title(f"{backend}: share of one call (its median under each layer)", fontsize=9)
+        ax.set_ylim(0, 1)
+        ax.legend(fontsize=7)
+        for r in ok[(ok.backend == backend) & ok.phases.isna()].itertuples():
+            missing.append(f"not shown: {backend} on {r.problem} ({duration(r.median_s)} a call: "
+                           + (f"calls over {SLOW_EXTRAS:g} s get no instrumented call)" if r.median_s >= SLOW_EXTRAS
+                              else "its instrumented call recorded no phases)"))
+    fig.suptitle(f"Phase breakdown: {title}", fontsize=10)
+    _note(fig, missing)
+    return "phases", fig
 
 
 def _step_plots(frame: pd.DataFrame, folder: Path) -> list[Path]:
@@ -120,7 +239,7 @@ def _step_plots(frame: pd.DataFrame, folder: Path) -> list[Path]:
         parts["SGD update"] = update.reindex(parts.index)
         parts["loss and overhead"] = (rows.median_s - parts.sum(axis=1)).clip(lower=0)
         shares = parts.div(parts.sum(axis=1), axis=0)
-        shares.index = [f"{b} ({rows.median_s[b] * 1e3:.3g} ms)" for b in shares.index]
+        shares.index = [f"{b} ({duration(rows.median_s[b])})" for b in shares.index]
         fig, ax = plt.subplots(figsize=(11, 4.5))
         shares.plot.barh(stacked=True, ax=ax, width=0.7)
         ax.set_xlim(0, 1)
@@ -133,26 +252,43 @@ def _step_plots(frame: pd.DataFrame, folder: Path) -> list[Path]:
     return written
 
 
+MARKERS = {"forward": "o", "backward": "s", "forward+backward": "^"}  # the roofline's marker per direction
+
+
 def _roofline_plots(frame: pd.DataFrame, folder: Path) -> list[Path]:
-    """Achieved GFLOP/s against arithmetic intensity, under the SGEMM and copy roofs."""
+    """Achieved GFLOP/s against arithmetic intensity, under the SGEMM and copy roofs: a colour per
+    backend, a marker per direction, a backend that picks others (auto) hollow so that the points of
+    its picks show through, and doubtful measurements crossed."""
     written = []
-    conv = frame[(frame.status == "ok") & (frame.op == "conv2d")].dropna(subset=["peak_gflops", "intensity"])
+    conv = frame[(frame.status == "ok") & (frame.op == "conv2d")].dropna(subset=["peak_gflops", "intensity", "gflops"])
     for threads, rows in conv.groupby("threads"):
-        fig, ax = plt.subplots(figsize=(7, 5))
+        fig, ax = plt.subplots(figsize=(8.5, 5))
+        pickers = set(backends.pickers(rows.backend))
         for backend in backends.order(rows.backend):
-            r = rows[rows.backend == backend]
-            ax.scatter(r.intensity, r.gflops, s=14, label=backend, alpha=0.75, color=_color(backend))
-        peak, bandwidth = rows.peak_gflops.median(), rows.bandwidth_gbs.median()
+            for direction, marker in MARKERS.items():
+                r = rows[(rows.backend == backend) & (rows.direction == direction)]
+                hollow = backend in pickers
+                ax.scatter(r.intensity, r.gflops, s=34 if hollow else 16, marker=marker, linewidths=1,
+                           facecolors="none" if hollow else _color(backend), edgecolors=_color(backend),
+                           alpha=0.8, gid=f"{backend}|{direction}")
+        doubtful = rows[_doubts(rows) != ""]
+        ax.scatter(doubtful.intensity, doubtful.gflops, s=12, marker="x", c="k", linewidths=0.8, gid="doubtful")
+        peak, bandwidth = rows.peak_gflops.max(), rows.bandwidth_gbs.max()
         ai = np.logspace(np.log10(rows.intensity.min() / 2), np.log10(rows.intensity.max() * 2), 200)
-        ax.plot(ai, np.minimum(peak, bandwidth * ai), "k--", lw=1,
-                label=f"roof: {peak:.0f} GFLOP/s SGEMM, {bandwidth:.0f} GB/s copy")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("arithmetic intensity (FLOP per byte moved, at least)")
-        ax.set_ylabel("achieved GFLOP/s")
-        ax.set_title(f"Roofline: conv2d, every direction, {threads} thread(s)")
+        ax.plot(ai, np.minimum(peak, bandwidth * ai), "k--", lw=1)
+        ax.set(xscale="log", yscale="log", xlabel="arithmetic intensity (FLOP per byte moved, at least)",
+               ylabel="achieved GFLOP/s", title=f"Roofline: conv2d, {threads} thread(s)")
         ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=8)
+        handles = {b + (" (hollow: its picks)" if b in pickers else ""): plt.Line2D(
+            [], [], ls="", marker="o", color=_color(b), mfc="none" if b in pickers else _color(b))
+            for b in backends.order(rows.backend)}
+        handles |= {d: plt.Line2D([], [], ls="", marker=m, color="0.3") for d, m in MARKERS.items()
+                    if (rows.direction == d).any()}
+        handles[f"roof: {number(peak)} GFLOP/s SGEMM, {number(bandwidth)} GB/s copy"] = plt.Line2D([], [], ls="--", color="k")
+        if len(doubtful):
+            handles["noisy or contended"] = plt.Line2D([], [], ls="", marker="x", color="k")
+        ax.legend(handles.values(), handles.keys(), fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1),
+                  borderaxespad=0)
         written.append(_save(fig, folder / f"roofline-{threads}t.png"))
     return written
 

@@ -306,21 +306,41 @@ def write_outputs(result: dict, out: Path) -> list[Path]:
     return paths
 
 
+def redraw(out: Path) -> Path:
+    """OUT/curves.png drawn again from what ``write_outputs`` wrote there (after a change to the
+    plot's code; reproduce.sh --reports)."""
+    import pandas as pd
+
+    out = Path(out)
+    result = json.loads((out / "train.json").read_text())
+    history, steps = pd.read_csv(out / "history.csv"), pd.read_csv(out / "steps.csv")
+    _plot_curves(history, steps, f"{result['model']} on {result['backend']}", out / "curves.png")
+    return out / "curves.png"
+
+
+def running_window(steps: int) -> int:
+    """Steps in the training curve's running mean: about 2 % of them, at least 5; 1 (no mean drawn)
+    for a training too short to smooth (under 20 steps)."""
+    return 1 if steps < 20 else max(5, steps // 50)
+
+
 def _plot_curves(history, steps, title: str, path: Path) -> None:
-    """Training loss and accuracy step by step (faint) and as a running mean over about 2 % of the
-    steps, with the validation figures at each epoch's end: a curve even after a single epoch."""
+    """Training loss and accuracy step by step (faint) and as a running mean (``running_window``),
+    with the validation figures at each epoch's end: a curve even after a single epoch."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, (loss, accuracy) = plt.subplots(1, 2, figsize=(10, 4))
-    window = max(1, len(steps) // 50)
+    window = running_window(len(steps))
     for ax, column in ((loss, "train_loss"), (accuracy, "train_accuracy")):
         if len(steps):
-            ax.plot(steps.step, steps[column], color="C0", alpha=0.25, linewidth=0.8)
+            ax.plot(steps.step, steps[column], color="C0", alpha=0.25 if window > 1 else 1.0, linewidth=0.8,
+                    label="train (each step)")
+        if window > 1:
             ax.plot(steps.step, steps[column].rolling(window, min_periods=1).mean(), color="C0",
-                    label=f"train (mean of {window} step{'s' * (window > 1)})")
+                    label=f"train (running mean of {window} steps)")
     loss.plot(history.step, history.val_loss, "o-", color="C1", label="validation (each epoch)")
     accuracy.plot(history.step, history.val_accuracy, "o-", color="C1", label="validation (each epoch)")
     loss.set(xlabel="step", ylabel="loss", title=f"{title}: loss")
