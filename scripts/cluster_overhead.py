@@ -9,7 +9,7 @@ The worker opened its session (its peaks) in a warm-up run first, and the local 
 opened outside its timing, so both sides time the cells alone. The overhead per cell is the
 difference of the medians divided by the number of cells: scheduling, serialising the plan and
 the problem out and the rows back, and the client's writing, which the local path also does.
-Writes OUT/overhead.json and OUT/overhead.md.
+Writes OUT/overhead.json and OUT/overhead.md (``--reports``: the latter again from the former).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 from convbench.bench.cluster import RESOURCE, connect, run_on_cluster
+from convbench.bench.formats import duration
 from convbench.bench.results import MACHINE_ENV, RunDirectory, machine_metadata
 from convbench.bench.runner import Plan, Runner, windows
 
@@ -60,7 +61,10 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3, help="alternations of local and cluster; default 3")
     parser.add_argument("--match", metavar="REGEX", help="only the seeds' layers whose name matches, as convbench "
                         "run --match (--quick's few layers); default every layer")
+    parser.add_argument("--reports", action="store_true", help="write OUT/overhead.md again from OUT/overhead.json")
     args = parser.parse_args()
+    if args.reports:
+        return rewrite(args.out)
     spec = {**PLAN, "match": args.match}
     plan = Plan(**spec).resolve()
     with socket.socket() as s:
@@ -102,26 +106,40 @@ def main() -> int:
             process.kill()
             process.wait()
     local, cluster = (statistics.median(times[k]) for k in ("local", "cluster"))
-    spread = max(max(v) - min(v) for v in times.values())
     meta = machine_metadata()
     result = {"plan": spec, "cells": cells, "seconds": times, "local_median_s": local, "cluster_median_s": cluster,
               "overhead_per_cell_s": (cluster - local) / cells, "empty_task_round_trips_s": round_trips, "cpu": meta["cpu"], "cores": meta["cores"],
               "git_commit": meta["git_commit"], "started": meta["started"]}
     (args.out / "overhead.json").write_text(json.dumps(result, indent=2) + "\n")
-    (args.out / "overhead.md").write_text(
-        f"# The cluster path's overhead per cell\n\n{meta['cpu']}, {meta['cores']} cores, commit {meta['git_commit']}, "
-        f"{meta['started']}; `python scripts/cluster_overhead.py {args.out}`.\n\n"
-        f"{cells} cells of one problem each (seeds{f' matching {args.match}' if args.match else ''}, im2col and numba, "
-        f"forward, 1 thread, budget 0.05 s), {args.repeats} alternations:\n\n"
-        f"| path | wall, median (range) | per cell |\n|---|---|---|\n"
-        + "".join(f"| {label} | {statistics.median(times[k]):.2f} s ({min(times[k]):.2f}-{max(times[k]):.2f}) | "
-                  f"{1e3 * statistics.median(times[k]) / cells:.0f} ms |\n"
-                  for k, label in (("local", "here (Runner.measure)"), ("cluster", "scheduler + one worker on this machine")))
-        + f"\nDifference of the medians: {1e3 * (cluster - local) / cells:+.0f} ms per cell, within the runs' own "
-        f"spread of {1e3 * spread / cells:.0f} ms per cell. An empty task's round trip through the scheduler "
-        f"to the worker and back (50 in a row): median {1e3 * statistics.median(round_trips):.1f} ms, "
-        f"slowest {1e3 * max(round_trips):.1f} ms.\n")
+    (args.out / "overhead.md").write_text(markdown(result, args.out))
     print((args.out / "overhead.md").read_text())
+    return 0
+
+
+def markdown(result: dict, out: Path) -> str:
+    """overhead.md from what overhead.json holds."""
+    times, cells, trips = result["seconds"], result["cells"], result["empty_task_round_trips_s"]
+    difference = (result["cluster_median_s"] - result["local_median_s"]) / cells
+    spread = max(max(v) - min(v) for v in times.values()) / cells
+    match = result["plan"].get("match")
+    return (
+        f"# The cluster path's overhead per cell\n\n{result['cpu']}, {result['cores']} cores, commit "
+        f"{result['git_commit']}, {result['started']}; `python scripts/cluster_overhead.py {out}`.\n\n"
+        f"{cells} cells of one problem each (seeds{f' matching {match}' if match else ''}, im2col and numba, "
+        f"forward, 1 thread, budget 0.05 s), {len(times['local'])} alternations:\n\n"
+        f"| path | wall, median (range) | per cell |\n|---|---|---|\n"
+        + "".join(f"| {label} | {duration(statistics.median(times[k]))} ({duration(min(times[k]))}-"
+                  f"{duration(max(times[k]))}) | {duration(statistics.median(times[k]) / cells)} |\n"
+                  for k, label in (("local", "here (Runner.measure)"), ("cluster", "scheduler + one worker on this machine")))
+        + f"\nDifference of the medians: {'+' if difference >= 0 else '-'}{duration(abs(difference))} per cell, "
+        f"{'within' if abs(difference) <= spread else 'beyond'} the widest spread of one side's repetitions "
+        f"({duration(spread)} per cell). An empty task's round trip through the scheduler to the worker and back "
+        f"({len(trips)} in a row): median {duration(statistics.median(trips))}, slowest {duration(max(trips))}.\n")
+
+
+def rewrite(out: Path) -> int:
+    """--reports: overhead.md written again from overhead.json, with this checkout's code."""
+    (out / "overhead.md").write_text(markdown(json.loads((out / "overhead.json").read_text()), out))
     return 0
 
 

@@ -16,7 +16,7 @@ quick_options() {
         case "$a" in
             --quick) quick=1 ;;
             -h|--help) sed -n '2,/^set /{/^#/s/^# \{0,1\}//p}' "$0"; exit 0 ;;  # the script's header
-            --resume|--slowed) args+=("$a") ;;
+            --resume|--slowed|--reports) args+=("$a") ;;
             -*) echo "$(basename "$0"): unknown option $a (--help shows the usage)" >&2; exit 2 ;;
             *) args+=("$a") ;;
         esac

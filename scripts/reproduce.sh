@@ -8,7 +8,12 @@
 #   bash scripts/reproduce.sh OUT --resume OUT.new-XXXXXX    finish an interrupted reproduction
 #   bash scripts/reproduce.sh --quick [OUT]                  every part at tiny budgets, on a few
 #       problems and backends (scripts/quick.sh), into runs/reproduce-quick: checks the script in minutes
+#   bash scripts/reproduce.sh [OUT] --reports                every report, plot and comparison of OUT
+#       written again from its measurements with this checkout's code (after a change to them; a few
+#       minutes): OUT/README.md then names both commits
 #
+# auto picks afresh, in a tuning cache of the reproduction's own: a pick cached by older code is
+# never measured as this commit's.
 # Needs: a clean git checkout (the commit is the results' version), torch beside convbench
 # (pip install -e ".[yardstick]"), and the real MNIST test set in $CONVBENCH_MNIST (default
 # ../shared/data/mnist-t10k). The parts, each a command the docs name:
@@ -22,23 +27,42 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/quick.sh
 quick_options "$@"; set -- "${args[@]}"
+reports=0; kept=()
+for a in "$@"; do if [ "$a" = --reports ]; then reports=1; else kept+=("$a"); fi; done
+set -- "${kept[@]}"
 default=results; [ "$quick" = 1 ] && default=runs/reproduce-quick
 out=${1:-$default}
 out=${out%/}
 mnist=${CONVBENCH_MNIST:-../shared/data/mnist-t10k}
 fail() { echo "reproduce.sh: $*" >&2; exit 2; }
 command -v convbench > /dev/null || fail "convbench is not on PATH: activate the environment it is installed in"
+[ "$quick" = 1 ] || [ -z "$(git status --porcelain --untracked-files=no)" ] || fail "the checkout has uncommitted changes: results must belong to one commit"
+commit=$(git rev-parse --short HEAD)
+if [ "$reports" = 1 ]; then  # the measurements stay; what is written from them is written again
+    [ -f "$out/README.md" ] || fail "$out holds no reproduction (no README.md)"
+    echo "rewriting the reports of $out from its measurements, at $commit"
+    bash scripts/measure_targets.sh "$out/targets" --reports
+    for run in suites steps; do convbench report "$out/$run" > /dev/null; done
+    for run in "$out"/seed002-mnist-t10k/*/; do python -c 'import sys; from convbench.cnn.train import redraw; redraw(sys.argv[1])' "$run"; done
+    bash scripts/verify_verdicts.sh "$out/verdicts" --reports > /dev/null
+    python scripts/cluster_overhead.py "$out/cluster-overhead" --reports
+    sed -i '/^Reports, plots and comparisons written again/d' "$out/README.md"
+    echo "Reports, plots and comparisons written again from these measurements by \`bash scripts/reproduce.sh --reports\` at commit $commit ($(date -u +%Y-%m-%d))." >> "$out/README.md"
+    if [ "$out" = results ]; then python scripts/docs_figures.py; fi
+    echo "reports of $out rewritten at $commit; commit them with the pages' figures (git add results README.md docs)"
+    exit 0
+fi
 python -c "import torch" 2>/dev/null || fail 'needs torch (pip install -e ".[yardstick]")'
 [ -d "$mnist" ] || fail "no MNIST folder at $mnist (set CONVBENCH_MNIST to the folder of the t10k IDX files)"
-[ "$quick" = 1 ] || [ -z "$(git status --porcelain --untracked-files=no)" ] || fail "the checkout has uncommitted changes: results must belong to one commit"
 if [ "${2:-}" = "--resume" ]; then
     work=${3:?"--resume needs the interrupted directory (OUT.new-XXXXXX)"}
 else
     mkdir -p "$(dirname "$out")"
     work=$(mktemp -d "$out.new-XXXXXX")
 fi
-commit=$(git rev-parse --short HEAD)
 echo "reproducing results at $commit into $work"
+# auto's picks measured afresh at this commit, whatever a user's cache holds (kept for a resume, then dropped)
+export CONVBENCH_TUNING_CACHE="$(cd "$work" && pwd)/.tuning.json"
 
 part() {  # part NAME COMMAND...: run COMMAND once for NAME (skipped when a resumed reproduction did it)
     local name=$1; shift
@@ -71,7 +95,7 @@ part seed002-mnist-t10k mnist
 part cluster-overhead python scripts/cluster_overhead.py "$work/cluster-overhead" "${overhead_budget[@]}"
 part verdicts bash scripts/verify_verdicts.sh "$work/verdicts" --slowed "${quick_flag[@]}"
 
-rm -f "$work"/.done-*
+rm -f "$work"/.done-* "$work"/.tuning.json*
 cat > "$work/README.md" <<EOF
 # results
 

@@ -12,6 +12,8 @@
 #   check the script; its verdicts mean nothing;
 #   --ab-only: only the checks through `convbench ab` (with --slowed or SCRATCH_REVISION), for a
 #   change to ab's code alone (about 35 minutes).
+#   OUT --reports: every comparison of OUT written again from its runs with this checkout's code
+#   (after a change to compare's tables; the measurements stay as they are).
 # About 70 minutes on 2 cores. Run it on an otherwise idle machine.
 set -euo pipefail  # a run that fails stops the script; compare's verdicts (exit 0 or 1) are recorded
 source "$(dirname "$0")/quick.sh"
@@ -22,7 +24,8 @@ OUT=${1:?usage: verify_verdicts.sh OUT [--slowed | SCRATCH_REVISION] [--quick]}
 SCRATCH=${2:-}
 command -v convbench > /dev/null || { echo "convbench is not on PATH: activate the environment it is installed in" >&2; exit 2; }
 if [ "$ab_only" = 1 ] && [ -z "$SCRATCH" ]; then echo "--ab-only needs --slowed or SCRATCH_REVISION" >&2; exit 2; fi
-if [ -e "$OUT" ]; then echo "$OUT exists; choose another" >&2; exit 2; fi
+if [ "$SCRATCH" = "--reports" ]; then :
+elif [ -e "$OUT" ]; then echo "$OUT exists; choose another" >&2; exit 2; fi
 mkdir -p "$OUT"
 if [ "$SCRATCH" = "--slowed" ]; then  # HEAD with im2col 1.25x slower, as a dangling commit
   index=$(mktemp); file=$(mktemp --suffix=.py)
@@ -46,6 +49,15 @@ verdict() {  # verdict NAME COMMAND...: COMMAND's report to OUT/NAME.md; its exi
   [ "$status" -le 1 ] || { echo "verify_verdicts.sh: ${*:2} failed" >&2; exit "$status"; }
 }
 compare() { verdict "compare-$1-$2" convbench compare "$OUT/$1" "$OUT/$2" --threshold 0.10; }
+if [ "$SCRATCH" = "--reports" ]; then  # compare-X-Y.md from runs X and Y; compare-AB.md from AB/a and AB/b
+  for f in "$OUT"/compare-*.md; do
+    pair=$(basename "$f" .md); pair=${pair#compare-}
+    if [ -d "$OUT/$pair/a" ]; then verdict "compare-$pair" convbench compare "$OUT/$pair/a" "$OUT/$pair/b" --threshold 0.10
+    else compare "${pair%-*}" "${pair#*-}"; fi
+  done
+  bash "$(dirname "$0")/verify_benchmark_files.sh" "$OUT/benchmark-files" --reports
+  exit 0
+fi
 pairs=5
 if [ "$quick" = 1 ]; then pairs=1; fi
 if [ "$ab_only" = 0 ]; then
