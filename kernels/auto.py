@@ -41,13 +41,14 @@ from kernels.traits import Traits
 
 name = "auto"
 description = "the fastest backend per problem signature, timed on first sight and cached on disk"
-TRAITS = Traits(contender=False, picks=True, exact=False)  # it may pick scipy's FFTs
+# it may pick scipy's FFTs (inexact) and numba (a thread pool of its own, beside BLAS's)
+TRAITS = Traits(contender=False, picks=True, exact=False, own_threads=True)
 
 TUNING_BUDGET = 0.05  # seconds of timed calls per candidate, after a warm-up call
 MAX_ROUNDS = 7
 PRUNE = 3  # a candidate whose first timed call is over 3x the fastest one's is not timed again
 
-_memo: dict[tuple, kernels.Backend] = {}  # (op, problem, threads) -> picked backend
+_memo: dict[tuple, kernels.Backend] = {}  # (op, problem, (threads, BLAS threads)) -> picked backend
 
 
 def candidates(p: ConvProblem | PoolProblem) -> list[str]:
@@ -74,19 +75,30 @@ def _machine() -> str:
     return f"{platform.node()} {platform.machine()} {os.cpu_count()} cpus"
 
 
-def _threads() -> int:
-    """numba's thread count (convbench sets numba's and BLAS's together); 0 without numba."""
+@functools.cache
+def _blas_pools() -> list:
+    """threadpoolctl's controllers of the BLAS libraries loaded (numpy's), found once."""
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController().select(user_api="blas").lib_controllers
+
+
+def _threads() -> tuple[int, int]:
+    """(numba's threads, BLAS's threads): the pools a pick was timed with. They differ inside a
+    training step on auto, which gives BLAS one thread beside numba's pool
+    (``convbench.bench.timing.one_pool``), so a step's picks are its own. 0 for one not loaded."""
     try:
         import numba
     except ImportError:
-        return 0
-    return numba.get_num_threads()
+        numba = None
+    blas = max((pool.num_threads for pool in _blas_pools()), default=0)
+    return (numba.get_num_threads() if numba is not None else 0), blas
 
 
-def _key(op: str, p, threads: int) -> str:
-    """The tuning cache's key: ``conv2d N=4 C=1 ... dtype=float32 ... threads=2``."""
+def _key(op: str, p, threads: tuple[int, int]) -> str:
+    """The tuning cache's key: ``conv2d N=4 C=1 ... dtype=float32 ... threads=2 blas=2``."""
     values = " ".join(f"{f.name}={getattr(p, f.name)}" for f in fields(p))
-    return f"{op} {values} threads={threads}"
+    return f"{op} {values} threads={threads[0]} blas={threads[1]}"
 
 
 def _read() -> dict:

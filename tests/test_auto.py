@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_limits
 
 import kernels
 from convbench.bench.suites import load_suite, suite_names
@@ -155,10 +156,20 @@ def test_each_signature_and_thread_count_is_tuned_on_its_own(cache, monkeypatch)
     auto.conv2d_forward(x, w)
     auto.conv2d_forward(x, w, padding=1)
     auto.maxpool2d_forward(x, 2)
-    monkeypatch.setattr(auto, "_threads", lambda: 99)
+    monkeypatch.setattr(auto, "_threads", lambda: (99, 1))
     auto.conv2d_forward(x, w)
     keys = list(auto.picks())
-    assert len(keys) == 4 and sum(k.endswith("threads=99") for k in keys) == 1
+    assert len(keys) == 4 and sum(k.endswith("threads=99 blas=1") for k in keys) == 1
+
+
+def test_picks_made_with_other_blas_threads_are_kept_apart(cache):
+    """A training step on auto gives BLAS one thread beside numba's pool (``timing.one_pool``):
+    the picks it makes are timed with the pools it runs and kept apart from a run's."""
+    x, w = conv_call()
+    for blas in (1, 2):
+        with threadpool_limits(limits=blas, user_api="blas"):
+            auto.conv2d_forward(x, w)
+    assert sorted(key.rsplit(" ", 1)[-1] for key in auto.picks()) == ["blas=1", "blas=2"]
 
 
 def test_clear_forgets_every_pick(cache):
