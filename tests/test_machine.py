@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import re
 import threading
 import time
 
@@ -59,6 +60,7 @@ def test_a_busy_neighbour_is_seen(busy_core):
 def test_the_start_of_a_run_warns_on_a_busy_machine_and_names_the_process(busy_core):
     warning = machine.busy_warning(0.5)
     assert warning is not None and "the machine is busy" in warning and f"pid {busy_core.pid}" in warning
+    assert re.search(r"more threads than the \d+ free cores? waits .* \(--threads \d+ avoids it\)", warning), warning
 
 
 def test_the_allocator_is_fixed_alike_in_this_process_and_in_workers():

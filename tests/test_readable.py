@@ -119,6 +119,20 @@ def test_a_table_whose_rows_are_mostly_in_doubt_gets_a_banner_saying_what_to_do(
         assert f"{flagged['contended']} of 8 measurement(s) were contended." in report
 
 
+@pytest.mark.parametrize("contended", [0, 8])
+def test_auto_against_its_pick_carries_the_marks_of_both_times_and_says_why_when_contended(tmp_path, contended):
+    """auto 400x faster than the numba it calls was a contended run at 2 threads beside a busy core:
+    numba's calls waited a scheduler slice (8 ms) for their second thread, or did not."""
+    run = _run(tmp_path / "run", {"contended": contended})
+    assert main(["report", str(run), "--no-plots"]) == 0
+    report = (run / "report.md").read_text()
+    big = next(line for line in report.splitlines() if line.startswith("| big ") and "| numba " in line)
+    cells = [cell.strip() for cell in big.strip("|").split("|")]
+    mark = "!" if contended else ""
+    assert cells[:5] == ["big", "numba", f"1.25 ms{mark}", f"1.22 ms{mark}", f"1.02x{mark}"], cells
+    assert ("waits for its last thread" in report) == bool(contended)
+
+
 def test_the_comparison_warns_of_contended_rows_and_gives_each_row_its_unit(tmp_path, capsys):
     quiet, busy = _run(tmp_path / "quiet"), _run(tmp_path / "busy", {"contended": 8})
     assert main(["compare", str(quiet), str(busy)]) in (0, 1)

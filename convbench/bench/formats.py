@@ -75,7 +75,8 @@ MARKS = (f"`{NOISY_MARK}` noisy: the median of the turns' times spread by more t
          f"`{CONTENDED_MARK}` contended: other processes held the cores this measurement asked for.")
 MOSTLY = 0.5  # the share of a table's rows so marked above which the table gets a banner
 DOUBTS = {"contended": "other processes held the cores they asked for, so their times show the machine's load as "
-                       "much as the code",
+                       "much as the code (a kernel on more threads than the free cores waits milliseconds a call for "
+                       "its last thread, so a fast backend can read as slow as naive)",
           "noisy": "their turns' times spread by more than 10 %, so their medians are uncertain by about as much"}
 
 

@@ -212,9 +212,11 @@ def busy_warning(seconds: float = 0.5) -> str | None:
         except psutil.Error:
             pass
     top = ", ".join(f"{name} (pid {pid}, {pct:.0f} %)" for pct, name, pid in sorted(usage, reverse=True)[:3] if pct >= 5)
+    free = max(1, int(usable_cores() - others + 0.5))
     return (f"the machine is busy: other processes used {others:.2f} of {usable_cores()} cores over "
             f"{seconds:g} s{' (' + top + ')' if top else ''}; measurements they overlap will be "
-            f"marked contended and get no faster/slower verdict")
+            f"marked contended and get no faster/slower verdict, and a kernel on more threads than "
+            f"the {free} free core{'s' * (free > 1)} waits milliseconds a call for a core (--threads {free} avoids it)")
 
 
 _CAL_RNG = np.random.default_rng(20261123)

@@ -18,8 +18,10 @@ import pandas as pd
 from convbench.bench import backends
 from convbench.bench.errors import InputError
 from convbench.bench.formats import (
+    CONTENDED_MARK,
     MARKS,
     MOSTLY,
+    NOISY_MARK,
     banner,
     duration,
     in_unit,
@@ -108,26 +110,44 @@ def _without_empty_columns(table: pd.DataFrame) -> pd.DataFrame:
 
 def picks_table(rows: pd.DataFrame, picker: str) -> pd.DataFrame | None:
     """A picking backend's (auto's) pick per problem and its cost: its median over its pick's,
-    and over the fastest of our contenders' (the yardstick left out) in the same run."""
+    and over the fastest of our contenders' (the yardstick left out) in the same run; each time
+    with its row's marks (``formats.marks``), a ratio with the marks of both its times."""
     ok = rows[rows.status == "ok"]
     mine = ok[ok.backend == picker]
     if mine.empty or len(ok.backend.unique()) < 2 or "pick" not in mine or not mine["pick"].map(
             lambda p: isinstance(p, str)).any():  # no pick recorded (a training step picks per layer)
         return None
-    times = ok.pivot_table(index="problem", columns="backend", values="median_s")
-    times = times[backends.ours(times.columns)]
+    contenders = ok[ok.backend.isin(backends.ours(ok.backend.unique()))].set_index(["problem", "backend"])
     out = []
     for r in mine.itertuples():
-        pick, others = getattr(r, "pick", None), times.loc[r.problem].dropna()
-        alone = others.get(pick, np.nan) if isinstance(pick, str) else np.nan
+        pick, others = getattr(r, "pick", None), contenders.loc[r.problem] if r.problem in contenders.index else None
+        alone = others.loc[pick] if isinstance(pick, str) and others is not None and pick in others.index else None
+        best = others.loc[others.median_s.idxmin()] if others is not None and len(others) else None
+        me = marks(r._asdict())
         out.append({
             "problem": r.problem, "pick": pick if isinstance(pick, str) else "-",
-            picker: duration(r.median_s), "pick alone": duration(alone),
-            f"{picker} / pick": ratio(r.median_s / alone),
-            "fastest": others.idxmin() if len(others) else "-",
-            f"{picker} / fastest": ratio(r.median_s / others.min()) if len(others) else "-",
+            picker: duration(r.median_s) + me,
+            "pick alone": duration(alone.median_s) + marks(alone) if alone is not None else "-",
+            f"{picker} / pick": ratio(r.median_s / alone.median_s) + _joint(me, alone) if alone is not None else "-",
+            "fastest": best.name if best is not None else "-",
+            f"{picker} / fastest": ratio(r.median_s / best.median_s) + _joint(me, best) if best is not None else "-",
         })
     return pd.DataFrame(out).set_index("problem")
+
+
+PICKS_CONTENDED = (
+    f"A ratio marked `{CONTENDED_MARK}` compares times taken while other processes held cores this run asked for. "
+    "A kernel on more threads than there are free cores waits for its last thread until the scheduler "
+    "gives it a core (milliseconds: 8 and 16 ms on a 2-core AMD EPYC beside one busy process, for calls "
+    "of 20-200 µs), so its calls are either as fast as on a quiet machine or slower by a scheduler slice, "
+    "and a median falls on either side by chance: the picker and the backend it calls can then differ "
+    "by 100x or more. Measure with `--threads` at most the free cores, or on a quiet machine.")
+
+
+def _joint(mine: str, other) -> str:
+    """The marks of a ratio: those of either of its two times."""
+    theirs = marks(other)
+    return "".join(m for m in (NOISY_MARK, CONTENDED_MARK) if m in mine or m in theirs)
 
 
 def _machine(frame: pd.DataFrame) -> str:
@@ -206,6 +226,8 @@ def _sections(frame: pd.DataFrame, prefix: str = "") -> list[str]:
                 if picks is not None:
                     parts += [f"{picker}'s picks (timed on first sight) and its overhead, in this run:", "",
                               picks.to_markdown(disable_numparse=True), ""]
+                    if picks.map(lambda cell: CONTENDED_MARK in str(cell)).to_numpy().any():
+                        parts += [PICKS_CONTENDED, ""]
         skipped = suite_rows[suite_rows.status.isin(["skipped", "wrong", "error", "unavailable"])]
         if len(skipped):
             parts += ["Not timed:", ""]
