@@ -67,7 +67,7 @@ class PoolProblem:
         return (self.N, self.C, self.out_h, self.out_w)
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(eq=False, slots=True)  # not frozen: a frozen dataclass takes 2 µs to make, a call of 10 µs here
 class Context:
     """What a forward pass hands to its backward pass. Opaque to callers.
 

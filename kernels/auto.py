@@ -1,28 +1,36 @@
 """auto: on each problem, the backend that is fastest on this machine, timed on first sight.
 
 Like cuDNN's benchmark mode. The first call with a new signature (the op, every shape and
-parameter, the dtype and the thread count) times forward+backward on each candidate backend and
-keeps the winner, in memory and in a small JSON tuning cache on disk; later calls, and later
-processes, go straight to it. The result is the picked backend's own result, wrapped in an auto
-``ctx`` so that the backward pass goes to the same backend.
+parameter, the dtype, numba's and BLAS's thread counts) times forward+backward on each candidate
+backend as the harness times (``_tune``: in turns, each call after the pools of the one before
+have gone to sleep) and keeps the winner, in memory and in a small JSON tuning cache on disk;
+later calls, and later processes, go straight to it. The result is the picked backend's own
+result, wrapped in an auto ``ctx`` so that the backward pass goes to the same backend. Once a
+signature is picked, a call costs a dictionary lookup on its arguments' shapes before the pick
+runs (the pick validates them).
 
 The cache is ``$CONVBENCH_TUNING_CACHE`` if set, else ``tuning.json`` in the user cache
-directory (``platformdirs``). Its entries are tied to the machine they were measured on; a
-cache from another machine, or one that cannot be read, is measured afresh and rewritten.
-``picks()`` lists what has been measured; ``clear()`` forgets it.
+directory (``platformdirs``). A pick is tied to what it timed: the machine, the CPU and the
+kernels' code (``code_identity``: a hash of this package's modules and of the numpy, scipy and
+numba versions). A pick made on other code or another CPU, or a cache that cannot be read, is
+measured afresh and rewritten. ``picks()`` lists what has been measured, when and against
+what; ``clear()`` forgets it.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 import platform
+import statistics
 import tempfile
 import time
 import warnings
 from collections.abc import Callable
 from dataclasses import fields
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +45,7 @@ from kernels._checks import (
     check_conv2d,
     check_pool2d,
 )
+from kernels.quiet import quiesce
 from kernels.traits import Traits
 
 name = "auto"
@@ -44,11 +53,14 @@ description = "the fastest backend per problem signature, timed on first sight a
 # it may pick scipy's FFTs (inexact) and numba (a thread pool of its own, beside BLAS's)
 TRAITS = Traits(contender=False, picks=True, exact=False, own_threads=True)
 
-TUNING_BUDGET = 0.05  # seconds of timed calls per candidate, after a warm-up call
-MAX_ROUNDS = 7
-PRUNE = 3  # a candidate whose first timed call is over 3x the fastest one's is not timed again
+TUNING_BUDGET = 0.1  # seconds of timed calls, all candidates together, after the warm-up
+MIN_TURNS, MAX_TURNS = 3, 9
+PRUNE = 3  # a candidate whose fastest call is over 3x the best median leaves the turns: it cannot win
+CLOSE = 0.03  # candidates whose medians are within 3 % of the pick's are recorded as close to it
 
-_memo: dict[tuple, kernels.Backend] = {}  # (op, problem, (threads, BLAS threads)) -> picked backend
+# picked backends, by (op, problem, (threads, BLAS threads)) and by a call's arguments as given
+# (their shapes, dtypes and parameters) and the thread counts: the lookup before any other work
+_memo: dict[tuple, kernels.Backend] = {}
 
 
 def candidates(p: ConvProblem | PoolProblem) -> list[str]:
@@ -76,23 +88,35 @@ def _machine() -> str:
 
 
 @functools.cache
-def _blas_pools() -> list:
-    """threadpoolctl's controllers of the BLAS libraries loaded (numpy's), found once."""
+def _thread_readers() -> tuple[Callable[[], int], Callable[[], int]]:
+    """Cheap readers of numba's and BLAS's thread counts: the functions numba's
+    ``get_num_threads`` and threadpoolctl's controllers call underneath, found once (0.25 µs a
+    read, against 2.8 µs through numba's public function and 1 µs through threadpoolctl's)."""
+    try:
+        import numba
+        from numba.np.ufunc import parallel
+
+        numba.get_num_threads()  # starts numba's threads, after which the raw reader is valid
+        read_numba = getattr(parallel, "_get_num_threads", numba.get_num_threads)
+    except ImportError:
+        read_numba = int  # 0
     from threadpoolctl import ThreadpoolController
 
-    return ThreadpoolController().select(user_api="blas").lib_controllers
+    blas = []
+    for pool in ThreadpoolController().select(user_api="blas").lib_controllers:
+        symbol = "omp_get_max_threads" if getattr(pool, "threading_layer", None) == "openmp" else "openblas_get_num_threads"
+        raw = getattr(pool, "_get_symbol", lambda name: None)(symbol) if pool.internal_api == "openblas" else None
+        blas.append(raw or pool.get_num_threads)
+    read_blas = blas[0] if len(blas) == 1 else (lambda: max((read() for read in blas), default=0))
+    return read_numba, read_blas
 
 
 def _threads() -> tuple[int, int]:
-    """(numba's threads, BLAS's threads): the pools a pick was timed with. They differ inside a
+    """(numba's threads, BLAS's threads): the pools a pick is timed with. They differ inside a
     training step on auto, which gives BLAS one thread beside numba's pool
     (``convbench.bench.timing.one_pool``), so a step's picks are its own. 0 for one not loaded."""
-    try:
-        import numba
-    except ImportError:
-        numba = None
-    blas = max((pool.num_threads for pool in _blas_pools()), default=0)
-    return (numba.get_num_threads() if numba is not None else 0), blas
+    read_numba, read_blas = _thread_readers()
+    return read_numba(), read_blas()
 
 
 def _key(op: str, p, threads: tuple[int, int]) -> str:
@@ -114,8 +138,38 @@ def _read() -> dict:
 
 
 def _usable(entry: object, choices: list[str]) -> bool:
-    """A cached entry names one of today's candidates (never auto itself, nor a yardstick)."""
-    return isinstance(entry, dict) and entry.get("backend") in choices
+    """A cached entry names one of today's candidates (never auto itself, nor a yardstick) and was
+    timed on this CPU against this code."""
+    return (isinstance(entry, dict) and entry.get("backend") in choices
+            and entry.get("code") == code_identity() and entry.get("cpu") == _cpu())
+
+
+@functools.cache
+def code_identity() -> str:
+    """What a pick was timed against: a hash of every module of this package (the backends and
+    what they share) and of the versions of numpy, scipy and numba they run on."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    for package in ("numpy", "scipy", "numba"):
+        try:
+            digest.update(f"{package}={metadata.version(package)}".encode())
+        except metadata.PackageNotFoundError:
+            digest.update(f"{package}=none".encode())
+    return digest.hexdigest()[:16]
+
+
+@functools.cache
+def _cpu() -> str:
+    """The CPU's model name (Linux's /proc/cpuinfo; elsewhere what ``platform`` knows)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def _store(key: str, entry: dict) -> None:
@@ -139,44 +193,58 @@ def _store(key: str, entry: dict) -> None:
                       RuntimeWarning, stacklevel=4)
 
 
-def _seconds(call) -> float:
-    start = time.perf_counter()
-    call()
-    return time.perf_counter() - start
-
-
-def _tune(calls: dict[str, Callable[[], object]]) -> dict[str, float]:
-    """Each candidate's median seconds: all are called once to warm up (numba loads or compiles
-    there) and once timed; those within ``PRUNE`` times the fastest of these calls are then
-    timed to ``TUNING_BUDGET`` (at least 3 calls), the others keep their one call: they cannot win,
-    and timing them again took most of the tuning (scipy's FFTs at 0.2 s a call on ResNet-18)."""
-    first = {}
-    for name, call in calls.items():
+def _tune(calls: dict[str, Callable[[], object]], clock: Callable[[], float] = time.perf_counter,
+          settle: Callable[[], object] = quiesce) -> dict:
+    """Each candidate's median seconds, timed as the harness times: every candidate called once
+    to warm up (numba loads or compiles there), then in turns of one timed call each, in an order
+    that rotates from turn to turn, each call after ``settle`` (the pools of the call before have
+    gone to sleep: a BLAS pool left spinning made numba's next call twice as slow). After each
+    turn a candidate whose fastest call is over ``PRUNE`` times the best median leaves the turns
+    (it cannot win: scipy's FFTs at 0.2 s a call on ResNet-18). From ``MIN_TURNS`` on, the turns
+    end when one candidate is left, when the best's slowest call beats every other's fastest, or
+    when ``TUNING_BUDGET`` is spent; at ``MAX_TURNS`` at most. Returns ``{"seconds": {name:
+    median}, "turns": turns}``."""
+    for call in calls.values():
         call()
-        first[name] = _seconds(call)
-    fastest = min(first.values())
-    return {name: _median_seconds(call, first[name]) if first[name] <= PRUNE * fastest else first[name]
-            for name, call in calls.items()}
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    live, spent, turn = list(calls), 0.0, 0
+    while turn < MAX_TURNS:
+        first = turn % len(live)
+        for name in live[first:] + live[:first]:
+            settle()
+            start = clock()
+            calls[name]()
+            times[name].append(clock() - start)
+            spent += times[name][-1]
+        turn += 1
+        medians = {name: statistics.median(times[name]) for name in live}
+        best = min(medians, key=medians.get)
+        live = [name for name in live if min(times[name]) <= PRUNE * medians[best]]
+        separated = all(max(times[best]) < min(times[name]) for name in live if name != best)
+        if turn >= MIN_TURNS and (len(live) == 1 or separated or spent >= TUNING_BUDGET):
+            break
+    return {"seconds": {name: statistics.median(t) for name, t in times.items()}, "turns": turn}
 
 
-def _median_seconds(call, first: float) -> float:
-    times = [first]
-    while len(times) < MAX_ROUNDS and (sum(times) < TUNING_BUDGET or len(times) < 3):
-        times.append(_seconds(call))
-    return float(np.median(times))
+def _entry(tuned: dict) -> dict:
+    """A cache entry of a tuning: the pick, each candidate's median, those close to the pick,
+    and when, on which CPU and against which code it was measured."""
+    seconds = tuned["seconds"]
+    pick = min(seconds, key=seconds.get)
+    close = sorted(n for n, t in seconds.items() if n != pick and t <= (1 + CLOSE) * seconds[pick])
+    return {"backend": pick, "seconds": seconds, "turns": tuned["turns"], "close": close,
+            "measured": time.strftime("%Y-%m-%dT%H:%M:%S"), "cpu": _cpu(), "code": code_identity()}
 
 
-def _backend_for(op: str, p, forward_backward) -> kernels.Backend:
+def _backend_for(op: str, p, forward_backward, threads: tuple[int, int]) -> kernels.Backend:
     """The memoised pick for this signature; measured (and cached on disk) the first time."""
-    threads = _threads()
     be = _memo.get((op, p, threads))
     if be is not None:
         return be
     key, choices = _key(op, p, threads), candidates(p)
     entry = _read().get(key)
     if not _usable(entry, choices):
-        seconds = _tune({n: functools.partial(forward_backward, kernels.get(n)) for n in choices})
-        entry = {"backend": min(seconds, key=seconds.get), "seconds": seconds, "measured": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        entry = _entry(_tune({n: functools.partial(forward_backward, kernels.get(n)) for n in choices}))
         _store(key, entry)
     be = _memo[op, p, threads] = kernels.get(entry["backend"])
     return be
@@ -205,17 +273,47 @@ def _ones(y):
     return np.ones(y.shape, dtype=y.dtype)
 
 
+def _plain(x, w, b) -> bool:
+    """Whether the arrays of a conv call are plain arrays (and the bias absent or one): only such
+    calls are memoised; the others are validated every time."""
+    return type(x) is np.ndarray and type(w) is np.ndarray and (b is None or type(b) is np.ndarray)
+
+
+def _tuned(op: str, key: tuple, threads: tuple[int, int], validate, forward_backward) -> kernels.Backend:
+    """The pick for a call that missed the memo: the arguments validated (``validate()`` returns
+    the problem), the signature's pick (tuned if need be), and the call memoised by ``key`` (the
+    arguments' shapes, dtypes and parameters as given) unless an argument is not a plain array
+    or a parameter does not hash (a list)."""
+    be = _backend_for(op, validate(), forward_backward, threads)
+    try:
+        if key[0] is not None:
+            _memo[key, threads] = be
+    except TypeError:
+        pass
+    return be
+
+
 def conv2d_forward(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1):
-    p = check_conv2d(x, w, b, stride, padding, dilation, groups)
+    threads = _threads()
+    key = ((x.shape, x.dtype, w.shape, w.dtype, b is None or (b.shape, b.dtype)) if _plain(x, w, b) else None,
+           stride, padding, dilation, groups)
+    try:  # the memo first: a picked call costs this lookup, and its pick validates the arguments
+        be = _memo[key, threads]
+    except (KeyError, TypeError):
+        be = _conv_tuned(x, w, b, stride, padding, dilation, groups, key, threads)
+    y, ctx = be.conv2d_forward(x, w, b, stride=stride, padding=padding, dilation=dilation, groups=groups)
+    return y, Context(name, "conv2d", ctx.problem, {"backend": be, "ctx": ctx})
+
+
+def _conv_tuned(x, w, b, stride, padding, dilation, groups, key, threads) -> kernels.Backend:
     kw = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups}
 
     def forward_backward(be):
         y, ctx = be.conv2d_forward(x, w, b, **kw)
         be.conv2d_backward(_ones(y), ctx)
 
-    be = _backend_for("conv2d", p, forward_backward)
-    y, ctx = be.conv2d_forward(x, w, b, **kw)
-    return y, Context(name, "conv2d", p, {"backend": be, "ctx": ctx})
+    return _tuned("conv2d", key, threads, lambda: check_conv2d(x, w, b, stride, padding, dilation, groups),
+                  forward_backward)
 
 
 def conv2d_backward(dy, ctx, *, need_dx=True):
@@ -224,15 +322,22 @@ def conv2d_backward(dy, ctx, *, need_dx=True):
 
 
 def _pool_forward(op: str, x, kernel_size, stride, padding):
-    p = check_pool2d(x, kernel_size, stride, padding)
+    threads = _threads()
+    key = ((x.shape, x.dtype) if type(x) is np.ndarray else None, op, kernel_size, stride, padding)
+    try:
+        be = _memo[key, threads]
+    except (KeyError, TypeError):
+        be = _pool_tuned(op, x, kernel_size, stride, padding, key, threads)
+    y, ctx = getattr(be, f"{op}_forward")(x, kernel_size, stride=stride, padding=padding)
+    return y, Context(name, op, ctx.problem, {"backend": be, "ctx": ctx})
 
+
+def _pool_tuned(op: str, x, kernel_size, stride, padding, key, threads) -> kernels.Backend:
     def forward_backward(be):
         y, ctx = getattr(be, f"{op}_forward")(x, kernel_size, stride=stride, padding=padding)
         getattr(be, f"{op}_backward")(_ones(y), ctx)
 
-    be = _backend_for(op, p, forward_backward)
-    y, ctx = getattr(be, f"{op}_forward")(x, kernel_size, stride=stride, padding=padding)
-    return y, Context(name, op, p, {"backend": be, "ctx": ctx})
+    return _tuned(op, key, threads, lambda: check_pool2d(x, kernel_size, stride, padding), forward_backward)
 
 
 def maxpool2d_forward(x, kernel_size, *, stride=None, padding=0):

@@ -59,7 +59,7 @@ def test_a_cached_pick_is_used_without_measuring_again(cache, monkeypatch):
     entry = next(iter(auto.picks().values()))
     # Another process with the same cache file measures nothing and takes the cached pick
     code = ("import numpy as np, kernels.auto as a\n"
-            "a._median_seconds = lambda *args: (_ for _ in ()).throw(AssertionError('measured again'))\n"
+            "a._tune = lambda *args: (_ for _ in ()).throw(AssertionError('measured again'))\n"
             "x = np.random.default_rng(0).standard_normal((2, 3, 9, 9)).astype(np.float32)\n"
             "w = np.random.default_rng(0).standard_normal((4, 3, 3, 3)).astype(np.float32)\n"
             "print(a.pick_of(a.conv2d_forward(x, w)[1]))")
@@ -70,7 +70,7 @@ def test_a_cached_pick_is_used_without_measuring_again(cache, monkeypatch):
     assert out.strip() == entry["backend"]
     # and in this process, a forgotten memo is refilled from the disk
     auto._memo.clear()
-    monkeypatch.setattr(auto, "_median_seconds", lambda *args: pytest.fail("measured again"))
+    monkeypatch.setattr(auto, "_tune", lambda *args: pytest.fail("measured again"))
     assert auto.pick_of(auto.conv2d_forward(x, w)[1]) == entry["backend"]
 
 
@@ -105,22 +105,96 @@ def test_loop_backends_are_timed_only_on_small_problems(cache):
     assert "im2col" in auto.candidates(large) and "auto" not in auto.candidates(large)
 
 
-def test_a_candidate_over_3x_the_fastest_first_call_is_not_timed_again(monkeypatch):
-    """Every candidate is warmed up and timed once; only those within PRUNE times the fastest
-    are timed on to the budget (fake seconds, so no clock decides it)."""
-    seconds = {"fast": 0.01, "close": 0.025, "slow": 0.05}
-    calls = {name: [] for name in seconds}
-    monkeypatch.setattr(auto, "_seconds", lambda call: (call(), seconds[call.name])[1])
+def _fake(durations: dict[str, list[float]]):
+    """Candidates whose calls take the given seconds in turn on a fake clock (the first of each
+    list is its warm-up call), and the clock: no machine's load decides a tuning test."""
+    now, calls = [0.0], {name: [] for name in durations}
 
     def candidate(name):
-        call = lambda: calls[name].append(1)  # noqa: E731
-        call.name = name
+        def call():
+            now[0] += durations[name][len(calls[name])]
+            calls[name].append(1)
         return call
 
-    tuned = auto._tune({name: candidate(name) for name in seconds})
-    assert tuned == seconds and min(tuned, key=tuned.get) == "fast"
-    assert len(calls["slow"]) == 2  # the warm-up and one timed call
-    assert len(calls["fast"]) >= 4 and len(calls["close"]) >= 4  # and at least 3 timed calls each
+    return {name: candidate(name) for name in durations}, (lambda: now[0]), calls
+
+
+def test_of_two_candidates_whose_times_overlap_the_tuning_picks_the_faster(monkeypatch):
+    """B's fastest call (0.8 ms) beats every one of A's, and B's first timed call beats A's: a pick
+    by one call or by the fastest would be B. A's median (1.0 ms) is the better, and wins."""
+    a = [5e-3] + [1.0e-3, 1.05e-3, 0.95e-3, 1.0e-3, 1.02e-3, 0.98e-3, 1.0e-3, 1.01e-3, 0.99e-3]
+    b = [5e-3] + [0.8e-3, 1.3e-3, 1.25e-3, 0.85e-3, 1.3e-3, 1.2e-3, 1.3e-3, 1.25e-3, 1.3e-3]
+    calls, clock, made = _fake({"A": a, "B": b})
+    tuned = auto._tune(calls, clock=clock, settle=lambda: None)
+    assert auto._entry(tuned)["backend"] == "A"
+    assert tuned["turns"] >= auto.MIN_TURNS and tuned["seconds"]["A"] == pytest.approx(1.0e-3)
+    assert len(made["A"]) == len(made["B"]) == 1 + tuned["turns"]  # the warm-up outside the timing
+
+
+def test_a_candidate_over_3x_the_best_median_leaves_the_turns_and_a_close_one_is_named():
+    durations = {"fast": [0.01] * 10, "close": [0.0102] * 10, "slow": [0.05] * 10}
+    calls, clock, made = _fake(durations)
+    tuned = auto._tune(calls, clock=clock, settle=lambda: None)
+    entry = auto._entry(tuned)
+    assert entry["backend"] == "fast" and entry["close"] == ["close"]
+    assert len(made["slow"]) == 2  # the warm-up and one timed call
+    assert len(made["fast"]) == len(made["close"]) == 1 + tuned["turns"] >= 1 + auto.MIN_TURNS
+
+
+def test_every_timed_call_waits_for_the_pools_of_the_one_before():
+    settled = []
+    calls, clock, made = _fake({"a": [1e-3] * 10, "b": [2e-3] * 10})
+    tuned = auto._tune(calls, clock=clock, settle=lambda: settled.append(1))
+    assert len(settled) == sum(map(len, made.values())) - 2  # every call but the warm-ups
+
+
+@pytest.mark.parametrize("changed", ["code_identity", "_cpu"])
+def test_a_pick_made_on_other_code_or_another_cpu_is_measured_again(cache, monkeypatch, changed):
+    x, w = conv_call()
+    auto.conv2d_forward(x, w)
+    (key, before), = auto.picks().items()
+    assert before["code"] == auto.code_identity() and before["cpu"] == auto._cpu()
+    auto._memo.clear()
+    monkeypatch.setattr(auto, changed, lambda: "changed")  # a backend edited, or the cache carried to another CPU
+    tuned = []
+    real_tune = auto._tune
+    monkeypatch.setattr(auto, "_tune", lambda calls: tuned.append(1) or real_tune(calls))
+    auto.conv2d_forward(x, w)
+    assert tuned == [1] and auto.picks()[key][{"code_identity": "code", "_cpu": "cpu"}[changed]] == "changed"
+    auto._memo.clear()
+    auto.conv2d_forward(x, w)  # measured once for this code: cached from then on
+    assert tuned == [1]
+
+
+def test_editing_any_module_of_the_kernels_changes_the_code_identity(tmp_path, monkeypatch):
+    import shutil
+    from pathlib import Path
+
+    for module in Path(auto.__file__).parent.glob("*.py"):
+        shutil.copy(module, tmp_path)
+    monkeypatch.setattr(auto, "__file__", str(tmp_path / "auto.py"))
+    identities = []
+    for edit in ("", "# a comment\n", "# a comment\n"):
+        with open(tmp_path / "numba_jit.py", "a") as f:
+            f.write(edit)
+        auto.code_identity.cache_clear()
+        identities.append(auto.code_identity())
+    auto.code_identity.cache_clear()
+    assert len(set(identities)) == 3 and all(len(i) == 16 for i in identities)
+
+
+def test_once_picked_a_call_validates_nothing_before_its_pick_which_validates_it(cache, monkeypatch):
+    x, w = conv_call()
+    auto.conv2d_forward(x, w, stride=1)
+    monkeypatch.setattr(auto, "check_conv2d", lambda *args: pytest.fail("validated before the memo"))
+    monkeypatch.setattr(auto, "_tune", lambda *args: pytest.fail("tuned again"))
+    y, ctx = auto.conv2d_forward(x, w, stride=1)
+    assert y.shape == (2, 4, 7, 7) and ctx.backend == "auto"
+    with pytest.raises(kernels.ShapeError, match="stride"):  # hashes as 1: the memo hits, the pick refuses it
+        auto.conv2d_forward(x, w, stride=True)
+    monkeypatch.setattr(auto, "check_conv2d", check_conv2d)
+    with pytest.raises(TypeError):  # not an array: never memoised, validated by auto itself
+        auto.conv2d_forward(x.tolist(), w)
 
 
 def _kernel_problem(p):
