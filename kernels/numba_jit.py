@@ -65,7 +65,8 @@ of 16 output channels; on small planes a row of 7 pixels makes two tiles, one of
 and the packing and each task's set-up weigh on a few microseconds of work.
 
 ``cache=True`` writes the compiled code next to this module, so a new process loads it instead
-of compiling again. Everything is validated (``_checks``) and made contiguous before any
+of compiling again; processes started together compile one at a time (``kernels.numba_cache``),
+so that each signature is compiled once. Everything is validated (``_checks``) and made contiguous before any
 compiled code runs, so no input can read out of bounds.
 """
 
@@ -83,7 +84,10 @@ from numba.extending import intrinsic
 
 from kernels._arrays import crop, finite_pair, pad, padded_zeros
 from kernels._checks import Context, check_backward, check_conv2d, check_pool2d, padded_size
+from kernels.numba_cache import lock_compiles
 from kernels.traits import Traits
+
+lock_compiles(__name__, __file__)  # one process at a time compiles a signature; the others load it
 
 name = "numba"
 description = (

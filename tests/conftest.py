@@ -2,7 +2,6 @@
 draws many more problems (minutes). Benchmarks run once as tests unless asked for, and auto's
 tuning cache lives in a temporary directory for the session."""
 
-import importlib.util
 import os
 import shutil
 import sys
@@ -15,7 +14,6 @@ from hypothesis import HealthCheck, settings
 from convbench.bench import probes
 from convbench.bench.runner import PROCESSES_ENV
 
-NUMBA_LOCK_ENV = "CONVBENCH_TEST_NUMBA_LOCK"  # the session's lock on numba's cache saves (_lock_numba_saves)
 
 settings.register_profile(
     "default", max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -37,7 +35,6 @@ def pytest_configure(config):
     if hasattr(config, "workerinput"):  # an xdist worker: its controller's files, below
         for name in [n for n in os.environ if n.startswith("PYTEST_XDIST_")]:
             del os.environ[name]  # a pytest this worker starts is a session of its own, not a worker
-        _lock_numba_saves()
         return
     # auto's tuning cache: one fresh file per test session (subprocesses and xdist workers inherit
     # it), never the user's.
@@ -51,26 +48,6 @@ def pytest_configure(config):
     # every row measured by this process alone, as the tests check what is written, not how fast;
     # the tests of the several-process path ask for --processes themselves
     os.environ.setdefault(PROCESSES_ENV, "1")
-    os.environ[NUMBA_LOCK_ENV] = os.path.join(config._tuning_dir, "numba-cache.lock")
-
-
-def _lock_numba_saves():
-    """numba rewrites a kernel's cache index whole on every save (numba.core.caching
-    IndexDataCacheFile.save): two xdist workers that compile signatures of one kernel at once can
-    lose one's entry, or leave it naming the other's code. Each worker saves under the session's lock."""
-    path = os.environ.get(NUMBA_LOCK_ENV)
-    if not path or importlib.util.find_spec("numba") is None:
-        return
-    from filelock import FileLock
-    from numba.core import caching
-
-    lock, save = FileLock(path), caching.IndexDataCacheFile.save
-
-    def locked_save(self, key, data):  # the index read, extended and written by one process at a time
-        with lock:
-            save(self, key, data)
-
-    caching.IndexDataCacheFile.save = locked_save
 
 
 SLOW = ("docs", "asv", "cluster", "kill", "subprocess")
