@@ -39,14 +39,14 @@ def quiesce(step: float = QUIET_STEP, limit: float = QUIET_LIMIT, busy: Callable
     spinning thread that other processes keep off the cores for a step reads as quiet (tests
     inject ``busy``).
     """
-    busy = busy or ((lambda: _threads_awake(pids)) if TASKS.is_dir() else lambda: _cpu_busy(step, pids))
+    busy = busy or ((lambda: threads_awake(pids)) if TASKS.is_dir() else lambda: cpu_busy(step, pids))
     start = time.perf_counter()
     while busy() and time.perf_counter() - start < limit:
         time.sleep(step)
     return time.perf_counter() - start
 
 
-def _threads_awake(pids: tuple[int, ...] = ()) -> bool:
+def threads_awake(pids: tuple[int, ...] = ()) -> bool:
     """Whether a thread of this process other than the caller, or any thread of ``pids``, is
     running or runnable (state R)."""
     me = str(threading.get_native_id())
@@ -68,21 +68,21 @@ def _threads_awake(pids: tuple[int, ...] = ()) -> bool:
     return False
 
 
-def _cpu_busy(step: float, pids: tuple[int, ...] = ()) -> bool:
+def cpu_busy(step: float, pids: tuple[int, ...] = ()) -> bool:
     """Where threads' states cannot be read: whether the CPU use of this process and ``pids``
     over ``step`` of sleep is above ``QUIET_CORES``."""
     processes = [psutil.Process()]
     for pid in pids:
         try:
             processes.append(psutil.Process(pid))
-        except psutil.Error:  # the process ended, as `_threads_awake` allows
+        except psutil.Error:  # the process ended, as `threads_awake` allows
             pass
-    used, t0 = _cpu_seconds(processes), time.perf_counter()
+    used, t0 = cpu_seconds(processes), time.perf_counter()
     time.sleep(step)
-    return (_cpu_seconds(processes) - used) / (time.perf_counter() - t0) >= QUIET_CORES
+    return (cpu_seconds(processes) - used) / (time.perf_counter() - t0) >= QUIET_CORES
 
 
-def _cpu_seconds(processes: list[psutil.Process]) -> float:
+def cpu_seconds(processes: list[psutil.Process]) -> float:
     total = 0.0
     for p in processes:
         try:

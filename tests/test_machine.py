@@ -116,7 +116,7 @@ def test_a_spinning_thread_is_awake_and_a_sleeping_one_is_not():
         started.wait()
         time.sleep(0.01)
         try:
-            assert machine._threads_awake() is awake
+            assert machine.threads_awake() is awake
         finally:
             stop.set()
             thread.join()
@@ -133,14 +133,14 @@ def test_the_threads_of_other_processes_named_are_watched_too():
     spinner = subprocess.Popen([sys.executable, "-c", SPINNER])
     try:
         deadline = time.monotonic() + 10
-        while not machine._threads_awake((spinner.pid,)) and time.monotonic() < deadline:
+        while not machine.threads_awake((spinner.pid,)) and time.monotonic() < deadline:
             time.sleep(0.01)  # the interpreter starting up may sleep on its disk reads
-        assert machine._threads_awake((spinner.pid,))
+        assert machine.threads_awake((spinner.pid,))
         assert machine.quiesce(limit=0.05, pids=(spinner.pid,)) >= 0.05
     finally:
         spinner.kill()
         spinner.wait()
-    assert not machine._threads_awake((spinner.pid,))
+    assert not machine.threads_awake((spinner.pid,))
 
 
 @pytest.mark.subprocess
@@ -149,7 +149,7 @@ def test_without_proc_the_cpu_clock_of_the_processes_named_is_read():
     over QUIET_CORES of one (0.2) even beside two other busy processes on two cores."""
     spinner = subprocess.Popen([sys.executable, "-c", SPINNER])
     try:
-        assert any(machine._cpu_busy(0.1, (spinner.pid,)) for _ in range(3))
+        assert any(machine.cpu_busy(0.1, (spinner.pid,)) for _ in range(3))
     finally:
         spinner.kill()
         spinner.wait()
@@ -162,7 +162,7 @@ from convbench.bench import machine
 a = np.ones((512, 512), dtype=np.float32)
 with threadpool_limits(limits=2, user_api="blas"):
     a @ a
-    print(machine._threads_awake(), machine.quiesce() < machine.QUIET_LIMIT, machine._threads_awake())
+    print(machine.threads_awake(), machine.quiesce() < machine.QUIET_LIMIT, machine.threads_awake())
 """
 
 

@@ -30,7 +30,7 @@ from threadpoolctl import threadpool_limits
 from convbench.bench.abworker import call_times
 # thread pools left spinning: quiesce lives beside the kernels, since auto's tuning waits with it too
 from kernels.quiet import (  # noqa: F401
-    QUIET_CORES, QUIET_LIMIT, QUIET_STEP, TASKS, _cpu_busy, _cpu_seconds, _threads_awake, quiesce,
+    QUIET_CORES, QUIET_LIMIT, QUIET_STEP, TASKS, cpu_busy, cpu_seconds, threads_awake, quiesce,
 )
 from convbench.bench.timing import usable_cores
 
@@ -72,11 +72,11 @@ class CpuMeter:
         self._processes = [psutil.Process(pid) for pid in self.pids]
 
     def __enter__(self) -> CpuMeter:
-        self._start = (time.perf_counter(), _cpu_seconds(self._processes), _busy_seconds())
+        self._start = (time.perf_counter(), cpu_seconds(self._processes), _busy_seconds())
         return self
 
     def __exit__(self, *exc) -> None:
-        wall, own, busy = time.perf_counter(), _cpu_seconds(self._processes), _busy_seconds()
+        wall, own, busy = time.perf_counter(), cpu_seconds(self._processes), _busy_seconds()
         self.wall += wall - self._start[0]
         self.own_cpu += own - self._start[1]
         self.others_cpu += max(0.0, (busy - self._start[2]) - (own - self._start[1]))
