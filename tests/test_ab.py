@@ -69,9 +69,10 @@ def test_two_commits_measured_in_turns(repo, tmp_path, capsys, monkeypatch):
     a, b = rows(out, "a"), rows(out, "b")
     assert [r["status"] for r in a + b] == ["ok"] * 4
     assert all(r["turns"] == 6 for r in a + b)  # 5 turns rounded up to an even count: A first as often as B
-    # before every slice, both workers' threads asleep: one revision's spinning pool would take
-    # the cores from the other's turn (tiny numba calls took a 20 ms scheduler slice, not 50 µs)
-    assert len(settled) == 2 * 2 * 6 and all(len(set(pids)) == 2 for pids in settled)
+    # before every slice and every setup (auto tunes there), both workers' threads asleep: one
+    # revision's spinning pool would take the cores from the other's turn (tiny numba calls took a
+    # 20 ms scheduler slice, not 50 µs): 2 backends x 2 sides x (6 turns + 1 setup)
+    assert len(settled) == 2 * 2 * (6 + 1) and all(len(set(pids)) == 2 for pids in settled)
     commits = [git(repo, "rev-parse", rev) for rev in ("HEAD~2", "HEAD~1")]
     for side, commit in zip("ab", commits):
         session = json.loads((out / side / "sessions.jsonl").read_text().splitlines()[0])

@@ -76,3 +76,23 @@ def test_a_run_in_three_processes_keeps_each_processes_samples_taken_in_turns(tm
     order = [c["session"] for c in calibrations]
     assert [len(set(order[i:i + 3])) for i in range(0, 9, 3)] == [3, 3, 3]
     assert main(["compare", str(out), str(out)]) == 0  # three processes a side: a verdict can be given
+
+
+def test_a_process_lets_its_pools_sleep_after_readying_a_cell_and_after_its_turns(monkeypatch):
+    """The next process readies the cell next (auto tunes there) or takes its turn: a pool this
+    one left spinning would take its cores (10 ms medians for 60 µs numba calls in auto's tuning)."""
+    from convbench.bench import executors
+    from convbench.bench.runner import Plan, Runner, windows
+
+    plan = Plan(suites=["seeds"], backends=["im2col"], directions=["forward"], match="^seed001_pool$",
+                threads=[1], rounds=2, processes=1)
+    runner = Runner(plan, executors.Collector())
+    cell, = windows(runner.groups(), plan.budget, plan.window)
+    problems = {(s, p.name): p for s, p in plan.problems()}
+    settled = []
+    monkeypatch.setattr(executors, "quiesce", lambda: settled.append(len(executors._cell)))
+    executors.start_cell(plan, cell, problems)
+    assert settled == [len(executors._cell)]  # once the cell is ready, before any turn
+    executors.cell_turns()
+    assert len(settled) == 2
+    assert [r["status"] for r in executors.end_cell()["rows"]] == ["ok"]

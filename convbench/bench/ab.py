@@ -247,18 +247,18 @@ def _measure_group(plan: Plan, pairs: list[list[Worker]], runs: list[RunDirector
     seconds falls on every pair alike rather than on one pair's share."""
     calibration = _calibrate(runs, sessions, threads)
     entries, rows, timed = [], [], []  # timed: (entry, (session, base, setup fields)) of each side set up
+    everyone = tuple(w.process.pid for workers in pairs for w in workers)
     for workers, pair_sessions in zip(pairs, sessions):
         for backend in plan.backends:
             for direction in problem.directions(plan, dtype):
                 base = {"suite": suite, **problem.row(direction), "backend": backend, "dtype": dtype,
                         "threads": threads, "direction": direction, "calibration_s": calibration["index_s"]}
-                pair = _setup_pair(plan, workers, pair_sessions, base, problem, rows)
+                pair = _setup_pair(plan, workers, pair_sessions, base, problem, rows, everyone)
                 timed += pair
                 if len(pair) == 1:  # the other side cannot run it: time this one alone
                     idle = Entry(("idle", backend, direction), lambda seconds, exact: [0.0])
                     pair.insert(SIDES.index(pair[0][0].key[0]) ^ 1, (idle, None))
                 entries += [entry for entry, _ in pair]
-    everyone = tuple(w.process.pid for workers in pairs for w in workers)
     interleave(entries, plan.budget / plan.processes, _even(plan.process_turns()),
                exact=plan.rounds is not None, order=paired, between=lambda: _calibrate(runs, sessions, threads),
                settle=lambda: quiesce(pids=everyone), least=_even(plan.process_least()))
@@ -267,12 +267,15 @@ def _measure_group(plan: Plan, pairs: list[list[Worker]], runs: list[RunDirector
 
 
 def _setup_pair(plan: Plan, workers: list[Worker], sessions: list[str], base: dict, problem,
-                rows: list) -> list[tuple[Entry, tuple]]:
+                rows: list, everyone: tuple[int, ...] = ()) -> list[tuple[Entry, tuple]]:
     """Both sides of one backend and direction set up and checked: (entry, (session, base, setup
     fields)) for each side that can be timed; a side that cannot gets its row (wrong, skipped,
-    error) in ``rows``."""
+    error) in ``rows``. Each setup waits until the pools of ``everyone`` (the workers) sleep:
+    auto tunes there, and a side's BLAS pool left spinning made the other's numba calls wait
+    scheduler slices (10 ms medians for 60 µs calls in its tuning, and wrong picks)."""
     pair = []
     for side, worker, session in zip(SIDES, workers, sessions):
+        quiesce(pids=everyone)
         ident = worker.next_id()
         answer = worker.ask({"op": "setup", "id": ident, **problem.request(), "backend": base["backend"],
                              "dtype": base["dtype"], "threads": base["threads"], "direction": base["direction"],

@@ -67,7 +67,7 @@ _cell: dict = {}  # in a measuring process: the cell it is measuring part by par
 
 def start_cell(plan: Plan, cell: list[tuple], problems: dict, **session: object) -> None:
     """Check and warm up every backend of one cell (a window: [(group, wanted)]) in this process,
-    ready for ``cell_turns``. A process opens one session (the machine's metadata and peaks,
+    ready for ``cell_turns``; then this process waits until its thread pools sleep. A process opens one session (the machine's metadata and peaks,
     ``session`` among them) the first time it sees a plan's thread counts, and names it in every
     row it measures after."""
     sink = Collector()
@@ -81,6 +81,7 @@ def start_cell(plan: Plan, cell: list[tuple], problems: dict, **session: object)
         _opened[key] = (record, runner.peaks)
     _cell.update(runner=runner, sink=sink, record=record, window=cell,
                  entries=runner.prepare(cell, problems))
+    quiesce()  # the next process prepares (auto tunes there) without this one's pools spinning
 
 
 def cell_turns(which: range | None = None) -> None:
