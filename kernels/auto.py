@@ -197,8 +197,9 @@ def _tune(calls: dict[str, Callable[[], object]], clock: Callable[[], float] = t
           settle: Callable[[], object] = quiesce) -> dict:
     """Each candidate's median seconds, timed as the harness times: every candidate called once
     to warm up (numba loads or compiles there), then in turns of one timed call each, in an order
-    that rotates from turn to turn, each call after ``settle`` (the pools of the call before have
-    gone to sleep: a BLAS pool left spinning made numba's next call twice as slow). After each
+    that rotates from turn to turn, each after ``settle`` (the pools of the candidate before have
+    gone to sleep: a BLAS pool left spinning made numba's next call twice as slow) and one untimed
+    call (which wakes this candidate's pools: a first call after a sleep took 1.5-2.6x a warm one). After each
     turn a candidate whose fastest call is over ``PRUNE`` times the best median leaves the turns
     (it cannot win: scipy's FFTs at 0.2 s a call on ResNet-18). From ``MIN_TURNS`` on, the turns
     end when one candidate is left, when the best's slowest call beats every other's fastest, or
@@ -212,6 +213,7 @@ def _tune(calls: dict[str, Callable[[], object]], clock: Callable[[], float] = t
         first = turn % len(live)
         for name in live[first:] + live[:first]:
             settle()
+            calls[name]()  # wakes the pools that settle let sleep: the timed call finds them awake
             start = clock()
             calls[name]()
             times[name].append(clock() - start)

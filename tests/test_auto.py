@@ -105,9 +105,11 @@ def test_loop_backends_are_timed_only_on_small_problems(cache):
     assert "im2col" in auto.candidates(large) and "auto" not in auto.candidates(large)
 
 
-def _fake(durations: dict[str, list[float]]):
-    """Candidates whose calls take the given seconds in turn on a fake clock (the first of each
-    list is its warm-up call), and the clock: no machine's load decides a tuning test."""
+def _fake(timed: dict[str, list[float]], untimed: float = 5e-3):
+    """Candidates whose timed calls take the given seconds in turn on a fake clock (their warm-up
+    call, and the call before each timed one that wakes their pools, take ``untimed``), and the
+    clock: no machine's load decides a tuning test."""
+    durations = {name: [untimed] + [d for t in times for d in (untimed, t)] for name, times in timed.items()}
     now, calls = [0.0], {name: [] for name in durations}
 
     def candidate(name):
@@ -122,13 +124,13 @@ def _fake(durations: dict[str, list[float]]):
 def test_of_two_candidates_whose_times_overlap_the_tuning_picks_the_faster(monkeypatch):
     """B's fastest call (0.8 ms) beats every one of A's, and B's first timed call beats A's: a pick
     by one call or by the fastest would be B. A's median (1.0 ms) is the better, and wins."""
-    a = [5e-3] + [1.0e-3, 1.05e-3, 0.95e-3, 1.0e-3, 1.02e-3, 0.98e-3, 1.0e-3, 1.01e-3, 0.99e-3]
-    b = [5e-3] + [0.8e-3, 1.3e-3, 1.25e-3, 0.85e-3, 1.3e-3, 1.2e-3, 1.3e-3, 1.25e-3, 1.3e-3]
+    a = [1.0e-3, 1.05e-3, 0.95e-3, 1.0e-3, 1.02e-3, 0.98e-3, 1.0e-3, 1.01e-3, 0.99e-3]
+    b = [0.8e-3, 1.3e-3, 1.25e-3, 0.85e-3, 1.3e-3, 1.2e-3, 1.3e-3, 1.25e-3, 1.3e-3]
     calls, clock, made = _fake({"A": a, "B": b})
     tuned = auto._tune(calls, clock=clock, settle=lambda: None)
     assert auto._entry(tuned)["backend"] == "A"
     assert tuned["turns"] >= auto.MIN_TURNS and tuned["seconds"]["A"] == pytest.approx(1.0e-3)
-    assert len(made["A"]) == len(made["B"]) == 1 + tuned["turns"]  # the warm-up outside the timing
+    assert len(made["A"]) == len(made["B"]) == 1 + 2 * tuned["turns"]  # the warm-up and wake-ups outside the timing
 
 
 def test_a_candidate_over_3x_the_best_median_leaves_the_turns_and_a_close_one_is_named():
@@ -137,15 +139,15 @@ def test_a_candidate_over_3x_the_best_median_leaves_the_turns_and_a_close_one_is
     tuned = auto._tune(calls, clock=clock, settle=lambda: None)
     entry = auto._entry(tuned)
     assert entry["backend"] == "fast" and entry["close"] == ["close"]
-    assert len(made["slow"]) == 2  # the warm-up and one timed call
-    assert len(made["fast"]) == len(made["close"]) == 1 + tuned["turns"] >= 1 + auto.MIN_TURNS
+    assert len(made["slow"]) == 3  # the warm-up, a wake-up and one timed call
+    assert len(made["fast"]) == len(made["close"]) == 1 + 2 * tuned["turns"] >= 1 + 2 * auto.MIN_TURNS
 
 
 def test_every_timed_call_waits_for_the_pools_of_the_one_before():
     settled = []
     calls, clock, made = _fake({"a": [1e-3] * 10, "b": [2e-3] * 10})
     tuned = auto._tune(calls, clock=clock, settle=lambda: settled.append(1))
-    assert len(settled) == sum(map(len, made.values())) - 2  # every call but the warm-ups
+    assert len(settled) == (sum(map(len, made.values())) - 2) // 2  # before every timed call and its waking call
 
 
 @pytest.mark.parametrize("changed", ["code_identity", "_cpu"])
