@@ -287,3 +287,26 @@ def test_the_pairs_of_workers_take_each_turn_together(tmp_path):
         sleeper.wait()
     assert len(rows) == 4 and all(row["status"] == "ok" for _, row in rows)
     assert log == ["a1", "b1", "a2", "b2", "b2", "a2", "b1", "a1"]  # turn 0, then turn 1 in the other order
+
+
+def test_each_revision_s_workers_share_a_tuning_cache_of_their_own(tmp_path, monkeypatch):
+    """In one shared file each revision's auto picks replaced the other's (their code identities
+    differ), so every worker tuned afresh and the workers of a side picked differently."""
+    import io
+
+    from convbench.bench import ab
+
+    started = []
+
+    class FakeProcess:
+        def __init__(self, args, env, **kwargs):
+            started.append(env["CONVBENCH_TUNING_CACHE"])
+            self.stdout, self.stdin = io.StringIO('{"ok": true}\n'), io.StringIO()
+
+        def poll(self):
+            return 0
+
+    monkeypatch.setattr(ab.subprocess, "Popen", FakeProcess)
+    with ab._pairs([tmp_path / "a", tmp_path / "b"], tmp_path, 2) as pairs:
+        assert len(pairs) == 2
+    assert started == [str(tmp_path / f"tuning-{side}.json") for _ in range(2) for side in "ab"]

@@ -122,12 +122,12 @@ def worktrees(repo: Path, commits: list[str]) -> Iterator[list[Path]]:
 class Worker:
     """One revision's worker process; ``ask`` sends a request and returns the answer."""
 
-    def __init__(self, root: Path, log: Path):
+    def __init__(self, root: Path, log: Path, tuning: Path):
         self.log, self._ident = log, 0
-        with open(log, "w") as err:
+        with open(log, "w") as err:  # auto's picks: one tuning cache per revision, shared by its workers
             self.process = subprocess.Popen([sys.executable, str(WORKER), str(root)], cwd=root, text=True,
                                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
-                                            env={**os.environ, **ALLOCATOR_ENV})
+                                            env={**os.environ, **ALLOCATOR_ENV, "CONVBENCH_TUNING_CACHE": str(tuning)})
         hello = self._read()
         if not hello.get("ok"):
             raise AbError(f"the worker in {root} imported kernels from {hello.get('kernels')}, not from its revision")
@@ -205,14 +205,17 @@ def run_ab(repo: Path, revisions: tuple[str, str], plan: Plan, out: Path,
 
 @contextmanager
 def _pairs(roots: list[Path], out: Path, count: int) -> Iterator[list[list[Worker]]]:
-    """``count`` pairs of workers (A's and B's), closed afterwards."""
+    """``count`` pairs of workers (A's and B's), closed afterwards. Each side's workers share a
+    tuning cache of their own (OUT/tuning-a.json, -b.json): in one shared file, each revision's
+    picks replaced the other's (their code differs), so every worker tuned afresh, and picked
+    differently."""
     pairs: list[list[Worker]] = []
     try:
         for number in range(count):
             suffix = "" if count == 1 else str(number + 1)
             pairs.append([])
             for side, root in zip(SIDES, roots):
-                pairs[-1].append(Worker(root, out / f"worker-{side}{suffix}.log"))
+                pairs[-1].append(Worker(root, out / f"worker-{side}{suffix}.log", out / f"tuning-{side}.json"))
         yield pairs
     finally:
         for worker in (w for pair in pairs for w in pair):

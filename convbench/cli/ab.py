@@ -17,7 +17,7 @@ def register(sub) -> None:
         description="Check REV_A and REV_B out in temporary git worktrees and measure the same problems "
                     "on both, each revision in its own worker process, taking turns (A then B, then B "
                     "then A) so drift of the machine falls on both alike. Writes OUT/a and OUT/b (run "
-                    "directories) and prints `convbench compare OUT/a OUT/b`; the exit status is "
+                    "directories; auto's picks per revision in OUT/tuning-a.json and -b.json) and prints `convbench compare OUT/a OUT/b`; the exit status is "
                     "compare's. REV_A and REV_B may be one commit: an A/A run, which shows what the "
                     "measuring itself reports on identical code. Every speed claim in this project goes through it.")
     ab.add_argument("rev_a", metavar="REV_A", help="the baseline revision (a commit, branch or tag)")
