@@ -275,12 +275,6 @@ def _ones(y):
     return np.ones(y.shape, dtype=y.dtype)
 
 
-def _plain(x, w, b) -> bool:
-    """Whether the arrays of a conv call are plain arrays (and the bias absent or one): only such
-    calls are memoised; the others are validated every time."""
-    return type(x) is np.ndarray and type(w) is np.ndarray and (b is None or type(b) is np.ndarray)
-
-
 def _tuned(op: str, key: tuple, threads: tuple[int, int], validate, forward_backward) -> kernels.Backend:
     """The pick for a call that missed the memo: the arguments validated (``validate()`` returns
     the problem), the signature's pick (tuned if need be), and the call memoised by ``key`` (the
@@ -297,8 +291,9 @@ def _tuned(op: str, key: tuple, threads: tuple[int, int], validate, forward_back
 
 def conv2d_forward(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1):
     threads = _threads()
-    key = ((x.shape, x.dtype, w.shape, w.dtype, b is None or (b.shape, b.dtype)) if _plain(x, w, b) else None,
-           stride, padding, dilation, groups)
+    plain = type(x) is np.ndarray and type(w) is np.ndarray and (b is None or type(b) is np.ndarray)
+    key = ((x.shape, x.dtype, w.shape, w.dtype, b is None or (b.shape, b.dtype)) if plain else None,
+           stride, padding, dilation, groups)  # other arrays: validated every time, never memoised
     try:  # the memo first: a picked call costs this lookup, and its pick validates the arguments
         be = _memo[key, threads]
     except (KeyError, TypeError):
@@ -318,9 +313,18 @@ def _conv_tuned(x, w, b, stride, padding, dilation, groups, key, threads) -> ker
                   forward_backward)
 
 
+def _saved(dy, ctx, op: str, need_dx=True) -> dict:
+    """What auto's forward pass kept (the pick and its ctx), for a backward call: auto checks only
+    that ``ctx`` is its own, since the pick checks ``dy`` and ``need_dx`` against its ctx; any
+    other ``ctx`` gets ``check_backward``'s error."""
+    if type(ctx) is not Context or ctx.backend != name or ctx.op != op:
+        check_backward(dy, ctx, name, op, need_dx)
+    return ctx.saved
+
+
 def conv2d_backward(dy, ctx, *, need_dx=True):
-    check_backward(dy, ctx, name, "conv2d", need_dx)
-    return ctx.saved["backend"].conv2d_backward(dy, ctx.saved["ctx"], need_dx=need_dx)
+    saved = _saved(dy, ctx, "conv2d", need_dx)
+    return saved["backend"].conv2d_backward(dy, saved["ctx"], need_dx=need_dx)
 
 
 def _pool_forward(op: str, x, kernel_size, stride, padding):
@@ -347,8 +351,8 @@ def maxpool2d_forward(x, kernel_size, *, stride=None, padding=0):
 
 
 def maxpool2d_backward(dy, ctx):
-    check_backward(dy, ctx, name, "maxpool2d")
-    return ctx.saved["backend"].maxpool2d_backward(dy, ctx.saved["ctx"])
+    saved = _saved(dy, ctx, "maxpool2d")
+    return saved["backend"].maxpool2d_backward(dy, saved["ctx"])
 
 
 def avgpool2d_forward(x, kernel_size, *, stride=None, padding=0):
@@ -356,5 +360,5 @@ def avgpool2d_forward(x, kernel_size, *, stride=None, padding=0):
 
 
 def avgpool2d_backward(dy, ctx):
-    check_backward(dy, ctx, name, "avgpool2d")
-    return ctx.saved["backend"].avgpool2d_backward(dy, ctx.saved["ctx"])
+    saved = _saved(dy, ctx, "avgpool2d")
+    return saved["backend"].avgpool2d_backward(dy, saved["ctx"])
