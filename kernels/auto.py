@@ -253,7 +253,9 @@ def _backend_for(op: str, p, forward_backward, threads: tuple[int, int]) -> kern
 
 
 def picks() -> dict[str, dict]:
-    """Every signature in the tuning cache: the picked backend and each candidate's median seconds."""
+    """Every signature in the tuning cache: the picked backend, each candidate's median seconds,
+    the candidates close to the pick, the turns, and when, on which CPU and against which code
+    (``code_identity``) it was measured."""
     return _read()
 
 
