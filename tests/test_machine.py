@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
-import re
 import threading
 import time
 
@@ -14,6 +14,7 @@ from pools import SLEEPING
 
 from convbench.bench import machine
 from convbench.bench.machine import CpuMeter
+from kernels import quiet
 
 SPIN = "import time\nend = time.time() + 20\nwhile time.time() < end: pass\n"
 
@@ -76,7 +77,7 @@ def test_the_allocator_is_fixed_alike_in_this_process_and_in_workers():
 
 
 def test_quiesce_returns_at_once_when_nothing_spins():
-    assert machine.quiesce(busy=lambda: False) < 0.01
+    assert quiet.quiesce(busy=lambda: False) < 0.01
 
 
 def test_quiesce_waits_while_another_thread_is_awake():
@@ -84,19 +85,19 @@ def test_quiesce_waits_while_another_thread_is_awake():
     region: quiesce must not return before it sleeps, and must not hang. The state is injected,
     so what the rest of the machine is doing cannot change the outcome."""
     start = time.perf_counter()
-    waited = machine.quiesce(busy=lambda: time.perf_counter() < start + 0.3)
+    waited = quiet.quiesce(busy=lambda: time.perf_counter() < start + 0.3)
     assert 0.3 <= waited <= 0.3 + 0.1
 
 
 def test_quiesce_gives_up_at_its_limit():
-    waited = machine.quiesce(limit=0.05, busy=lambda: True)
+    waited = quiet.quiesce(limit=0.05, busy=lambda: True)
     assert 0.05 <= waited < 0.5
 
 
 def test_a_spinning_thread_is_awake_and_a_sleeping_one_is_not():
     """The default test reads threads' states, which do not depend on load: a thread in a busy
     loop is running or runnable even while other processes hold every core."""
-    if not machine.TASKS.is_dir():
+    if not quiet.TASKS.is_dir():
         pytest.skip("no /proc/self/task: quiesce falls back to the CPU clock here")
     stop, started = threading.Event(), threading.Event()
 
@@ -116,7 +117,7 @@ def test_a_spinning_thread_is_awake_and_a_sleeping_one_is_not():
         started.wait()
         time.sleep(0.01)
         try:
-            assert machine.threads_awake() is awake
+            assert quiet.threads_awake() is awake
         finally:
             stop.set()
             thread.join()
@@ -126,21 +127,21 @@ SPINNER = "while True: pass"
 
 
 @pytest.mark.subprocess
-@pytest.mark.skipif(not machine.TASKS.is_dir(), reason="no /proc: quiesce falls back to the CPU clock here")
+@pytest.mark.skipif(not quiet.TASKS.is_dir(), reason="no /proc: quiesce falls back to the CPU clock here")
 def test_the_threads_of_other_processes_named_are_watched_too():
     """`convbench ab` settles on its workers: a spinning thread in one of ``pids`` is awake, and
     a process that has ended is none (its folder is gone)."""
     spinner = subprocess.Popen([sys.executable, "-c", SPINNER])
     try:
         deadline = time.monotonic() + 10
-        while not machine.threads_awake((spinner.pid,)) and time.monotonic() < deadline:
+        while not quiet.threads_awake((spinner.pid,)) and time.monotonic() < deadline:
             time.sleep(0.01)  # the interpreter starting up may sleep on its disk reads
-        assert machine.threads_awake((spinner.pid,))
-        assert machine.quiesce(limit=0.05, pids=(spinner.pid,)) >= 0.05
+        assert quiet.threads_awake((spinner.pid,))
+        assert quiet.quiesce(limit=0.05, pids=(spinner.pid,)) >= 0.05
     finally:
         spinner.kill()
         spinner.wait()
-    assert not machine.threads_awake((spinner.pid,))
+    assert not quiet.threads_awake((spinner.pid,))
 
 
 @pytest.mark.subprocess
@@ -149,7 +150,7 @@ def test_without_proc_the_cpu_clock_of_the_processes_named_is_read():
     over QUIET_CORES of one (0.2) even beside two other busy processes on two cores."""
     spinner = subprocess.Popen([sys.executable, "-c", SPINNER])
     try:
-        assert any(machine.cpu_busy(0.1, (spinner.pid,)) for _ in range(3))
+        assert any(quiet.cpu_busy(0.1, (spinner.pid,)) for _ in range(3))
     finally:
         spinner.kill()
         spinner.wait()
@@ -158,16 +159,16 @@ def test_without_proc_the_cpu_clock_of_the_processes_named_is_read():
 QUIESCED = """
 import numpy as np
 from threadpoolctl import threadpool_limits
-from convbench.bench import machine
+from kernels import quiet
 a = np.ones((512, 512), dtype=np.float32)
 with threadpool_limits(limits=2, user_api="blas"):
     a @ a
-    print(machine.threads_awake(), machine.quiesce() < machine.QUIET_LIMIT, machine.threads_awake())
+    print(quiet.threads_awake(), quiet.quiesce() < quiet.QUIET_LIMIT, quiet.threads_awake())
 """
 
 
 @pytest.mark.subprocess
-@pytest.mark.skipif(machine.usable_cores() < 2 or not machine.TASKS.is_dir(),
+@pytest.mark.skipif(machine.usable_cores() < 2 or not quiet.TASKS.is_dir(),
                     reason="a BLAS pool needs two cores to spin beside us, and /proc to be seen")
 def test_quiesce_outlasts_blas_threads_left_spinning():
     """OpenBLAS's workers spin after a threaded product (awake right after it) and quiesce waits,

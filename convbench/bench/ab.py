@@ -29,9 +29,10 @@ from pathlib import Path
 from convbench.bench import abworker
 from convbench.bench.executors import merge_rows
 from convbench.bench.interleave import Entry, interleave, paired
-from convbench.bench.machine import ALLOCATOR_ENV, CpuMeter, calibrate, quiesce
+from convbench.bench.machine import ALLOCATOR_ENV, CpuMeter, calibrate
 from convbench.bench.results import RunDirectory, machine_metadata, make_row
 from convbench.bench.runner import TOLERANCE, Plan
+from kernels.quiet import quiesce
 
 WORKER = Path(__file__).with_name("abworker.py")
 SIDES = ("a", "b")

@@ -30,9 +30,10 @@ from typing import TYPE_CHECKING
 
 from convbench.bench.child import Child
 from convbench.bench.interleave import rotation, timing_fields
-from convbench.bench.machine import ALLOCATOR_ENV, quiesce
+from convbench.bench.machine import ALLOCATOR_ENV
 from convbench.bench.results import with_rates
 from convbench.bench.runner import Plan, Runner, row_key, window_label, windows
+from kernels.quiet import quiesce
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -67,9 +68,9 @@ _cell: dict = {}  # in a measuring process: the cell it is measuring part by par
 
 def start_cell(plan: Plan, cell: list[tuple], problems: dict, **session: object) -> None:
     """Check and warm up every backend of one cell (a window: [(group, wanted)]) in this process,
-    ready for ``cell_turns``; then this process waits until its thread pools sleep. A process opens one session (the machine's metadata and peaks,
-    ``session`` among them) the first time it sees a plan's thread counts, and names it in every
-    row it measures after."""
+    ready for ``cell_turns``; then this process waits until its thread pools sleep. A process
+    opens one session (the machine's metadata and peaks, ``session`` among them) the first time
+    it sees a plan's thread counts, and names it in every row it measures after."""
     sink = Collector()
     runner = Runner(plan, sink)
     key = json.dumps(plan.threads)

@@ -86,7 +86,7 @@ def interleave(entries: list[Entry], budget: float, turns: int = TURNS, exact: b
     ``which`` of them (a caller that hands the turns out in parts, to several processes). A slice that
     raises marks its entry failed (``error``) and the others go on. ``between`` is called before
     every turn (the machine's calibration workload goes there), ``settle`` before every slice,
-    outside its timing and CPU accounting (``machine.quiesce`` goes there: no slice pays for
+    outside its timing and CPU accounting (``kernels.quiet.quiesce`` goes there: no slice pays for
     the thread pool its predecessor left spinning).
 
     Without ``exact``, an entry whose slices have overshot its budget stops once it has

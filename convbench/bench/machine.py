@@ -28,11 +28,8 @@ import psutil
 from threadpoolctl import threadpool_limits
 
 from convbench.bench.abworker import call_times
-# thread pools left spinning: quiesce lives beside the kernels, since auto's tuning waits with it too
-from kernels.quiet import (  # noqa: F401
-    QUIET_CORES, QUIET_LIMIT, QUIET_STEP, TASKS, cpu_busy, cpu_seconds, threads_awake, quiesce,
-)
 from convbench.bench.timing import usable_cores
+from kernels.quiet import cpu_seconds
 
 CALIBRATION_VERSION = 2
 # glibc's malloc serves a block above its mmap threshold with fresh pages (a page fault per 4 KiB

@@ -135,6 +135,13 @@ def _spread(rows: pd.DataFrame, numerator: pd.Series) -> tuple[pd.Series, pd.Ser
     return numerator / quartiles[:, 1], numerator / quartiles[:, 0]
 
 
+def _spans(rows: pd.DataFrame, numerator: pd.Series, order: list, columns: list) -> dict:
+    """backend -> (low, high) of ``numerator`` / time per problem over the interquartile range of
+    times (``_spread``), for ``_bars``'s whiskers."""
+    low, high = (_grid(rows.assign(v=v), "v", order, columns) for v in _spread(rows, numerator))
+    return {b: (low[b], high[b]) for b in columns}
+
+
 def _left_out(rows: pd.DataFrame) -> list[str]:
     """A line for each measurement of ``rows`` that was not timed, with its status and reason."""
     return [f"not shown: {r.backend} on {r.problem} ({r.status}"
@@ -160,9 +167,7 @@ def _gflops_plot(ok: pd.DataFrame, left_out: list[str], title: str):
                              gridspec_kw={"width_ratios": widths})
     for ax, (kind, mine) in zip(axes[0], panels):
         order, columns = list(dict.fromkeys(mine.problem)), backends.order(mine.backend)
-        low, high = _spread(mine, mine.gflops * mine.median_s)  # GFLOP per call over the quartiles' times
-        spans = {b: (_grid(mine.assign(v=low), "v", order, [b])[b], _grid(mine.assign(v=high), "v", order, [b])[b])
-                 for b in columns}
+        spans = _spans(mine, mine.gflops * mine.median_s, order, columns)  # GFLOP per call over the quartiles' times
         _bars(ax, _grid(mine, "gflops", order, columns), "GFLOP/s", spans,
               _grid(mine.assign(hatch=_doubts(mine)), "hatch", order, columns).fillna(""))
         if kind == "convolution" and mine.peak_gflops.notna().any():
@@ -182,14 +187,12 @@ def _speedup_plot(ok: pd.DataFrame, left_out: list[str], title: str):
     if not baseline:
         return None
     base = ok.problem.map(times[baseline])
-    low, high = _spread(ok, base)
     shown = [c for c in columns if c != baseline]
-    spans = {b: (_grid(ok.assign(v=low), "v", order, [b])[b], _grid(ok.assign(v=high), "v", order, [b])[b])
-             for b in shown}
+    doubts = _doubts(ok)
     fig, ax = plt.subplots(figsize=(max(7, 0.6 * len(order) + 4), 4.8))
-    _bars(ax, times.rdiv(times[baseline], axis=0)[shown], f"speedup over {baseline}", spans,
-          _grid(ok.assign(hatch=_doubts(ok)), "hatch", order, shown).fillna(""))
-    _legend([ax], doubted=(_doubts(ok) != "").any())
+    _bars(ax, times.rdiv(times[baseline], axis=0)[shown], f"speedup over {baseline}", _spans(ok, base, order, shown),
+          _grid(ok.assign(hatch=doubts), "hatch", order, shown).fillna(""))
+    _legend([ax], doubted=(doubts != "").any())
     ax.set_title(f"Speedup over {baseline}: {title}\nwhiskers: interquartile range of the turns", fontsize=10)
     _note(fig, left_out)
     return "speedup", fig

@@ -484,16 +484,15 @@ def load_results(path: str | Path) -> pd.DataFrame:
     run = RunDirectory(path.parent if path.name == MEASUREMENTS else path)
     if not (run.path / MEASUREMENTS).exists():
         raise RunError(f"{run.path} holds no {MEASUREMENTS}: is it a convbench run directory?")
-    frame = pd.DataFrame(run.rows())
-    sessions = pd.DataFrame(run.sessions())
+    frame, records = pd.DataFrame(run.rows()), run.sessions()
+    sessions = pd.DataFrame(records)
     if frame.empty or sessions.empty:
         return frame
-    best = best_peaks(run.sessions())
     sessions = sessions[[c for c in sessions.columns if c == "session" or c not in frame.columns]]
     frame = frame.merge(sessions, on="session", how="left")
     # a run none of whose measurements was timed (all skipped, say) still has the timed columns
     frame = frame.reindex(columns=[*frame.columns, *(c for c in TIMED_COLUMNS if c not in frame.columns)])
-    return _rated_by(frame, best)
+    return _rated_by(frame, best_peaks(records))
 
 
 def best_peaks(sessions: list[dict]) -> dict[tuple, tuple[float, float]]:

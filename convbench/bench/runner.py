@@ -37,11 +37,12 @@ import kernels
 from convbench.bench import limits, stats, timing
 from convbench.bench.abworker import call_times, fresh_inputs, max_relative_error
 from convbench.bench.interleave import TURNS, Entry, interleave
-from convbench.bench.machine import calibrate, quiesce, steady_allocator
+from convbench.bench.machine import calibrate, steady_allocator
 from convbench.bench.problems import DIRECTIONS, OPS, Problem
 from convbench.bench.results import RunDirectory, machine_metadata, machine_name, make_row
 from convbench.bench.suites import read_suite
 from kernels import phases
+from kernels.quiet import quiesce
 
 TOLERANCE = {"float32": 1e-4, "float64": 1e-10}  # relative to the largest reference value
 DTYPES = tuple(TOLERANCE)

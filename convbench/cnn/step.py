@@ -22,12 +22,13 @@ import kernels
 from convbench.bench import limits, timing
 from convbench.bench.abworker import call_times
 from convbench.bench.interleave import Entry, interleave, timing_fields
-from convbench.bench.machine import calibrate, quiesce, steady_allocator
+from convbench.bench.machine import calibrate, steady_allocator
 from convbench.bench.results import RunDirectory, machine_metadata, make_row
 from convbench.bench.runner import DTYPES, MAX_TIME, TOLERANCE, all_backends, check_backends
 from convbench.cnn.data import embedded_digits, prepare
 from convbench.cnn.layers import SGD
 from convbench.cnn.models import MODELS, build_model, model_spec
+from kernels.quiet import quiesce
 
 PARTS = ("step", "forward", "backward", "update")
 PROBE_IMAGES = 4  # the larger of the two batches a step's time is estimated from
