@@ -4,10 +4,10 @@ Like cuDNN's benchmark mode. The first call with a new signature (the op, every 
 parameter, the dtype, numba's and BLAS's thread counts) times forward+backward on each candidate
 backend as the harness times (``_tune``: in turns, each call after the pools of the one before
 have gone to sleep) and keeps the winner, in memory and in a small JSON tuning cache on disk;
-later calls, and later processes, go straight to it. The result is the picked backend's own
-result, wrapped in an auto ``ctx`` so that the backward pass goes to the same backend. Once a
-signature is picked, a call costs a dictionary lookup on its arguments' shapes before the pick
-runs (the pick validates them).
+later calls, and later processes, go straight to it. The result and the ``ctx`` are the picked
+backend's own, and auto's backward functions pass a ``ctx`` to the backend that made it. Once a
+signature is picked, a call costs a dictionary lookup on its arguments' shapes and the thread
+counts before the pick runs (the pick validates the arguments): 0.8 µs on an AMD EPYC.
 
 The cache is ``$CONVBENCH_TUNING_CACHE`` if set, else ``tuning.json`` in the user cache
 directory (``platformdirs``). A pick is tied to what it timed: the machine, the CPU and the
@@ -58,9 +58,11 @@ MIN_TURNS, MAX_TURNS = 3, 9
 PRUNE = 3  # a candidate whose fastest call is over 3x the best median leaves the turns: it cannot win
 CLOSE = 0.03  # candidates whose medians are within 3 % of the pick's are recorded as close to it
 
-# picked backends, by (op, problem, (threads, BLAS threads)) and by a call's arguments as given
-# (their shapes, dtypes and parameters) and the thread counts: the lookup before any other work
+# picked backends, by (op, problem, (threads, BLAS threads))
 _memo: dict[tuple, kernels.Backend] = {}
+# the picks' forward functions, by a call's arguments as given (their shapes, dtype and parameters)
+# and the thread counts: the lookup before any other work
+_calls: dict[tuple, Callable] = {}
 
 
 def candidates(p: ConvProblem | PoolProblem) -> list[str]:
@@ -87,36 +89,47 @@ def _machine() -> str:
     return f"{platform.node()} {platform.machine()} {os.cpu_count()} cpus"
 
 
-@functools.cache
-def _thread_readers() -> tuple[Callable[[], int], Callable[[], int]]:
-    """Cheap readers of numba's and BLAS's thread counts: the functions numba's
-    ``get_num_threads`` and threadpoolctl's controllers call underneath, found once (0.25 µs a
-    read, against 2.8 µs through numba's public function and 1 µs through threadpoolctl's)."""
+def _bind_readers() -> None:
+    """Bind ``_read_numba`` and ``_read_blas`` to cheap readers of numba's and BLAS's thread counts:
+    the functions numba's ``get_num_threads`` and threadpoolctl's controllers call underneath,
+    found once (0.15 µs a read, against 2.8 µs through numba's public function and 1 µs through
+    threadpoolctl's)."""
+    global _read_numba, _read_blas
     try:
         import numba
         from numba.np.ufunc import parallel
 
         numba.get_num_threads()  # starts numba's threads, after which the raw reader is valid
-        read_numba = getattr(parallel, "_get_num_threads", numba.get_num_threads)
+        _read_numba = getattr(parallel, "_get_num_threads", numba.get_num_threads)
     except ImportError:
-        read_numba = int  # 0
+        _read_numba = int  # 0
     from threadpoolctl import ThreadpoolController
 
-    blas = []
+    readers = []
     for pool in ThreadpoolController().select(user_api="blas").lib_controllers:
         symbol = "omp_get_max_threads" if getattr(pool, "threading_layer", None) == "openmp" else "openblas_get_num_threads"
         raw = getattr(pool, "_get_symbol", lambda name: None)(symbol) if pool.internal_api == "openblas" else None
-        blas.append(raw or pool.get_num_threads)
-    read_blas = blas[0] if len(blas) == 1 else (lambda: max((read() for read in blas), default=0))
-    return read_numba, read_blas
+        readers.append(raw or pool.get_num_threads)
+    _read_blas = readers[0] if len(readers) == 1 else (lambda: max((read() for read in readers), default=0))
+
+
+def _read_numba() -> int:
+    """numba's thread count (0 without numba); rebound to a raw reader on first use."""
+    _bind_readers()
+    return _read_numba()
+
+
+def _read_blas() -> int:
+    """BLAS's thread count; rebound to a raw reader on first use."""
+    _bind_readers()
+    return _read_blas()
 
 
 def _threads() -> tuple[int, int]:
     """(numba's threads, BLAS's threads): the pools a pick is timed with. They differ inside a
     training step on auto, which gives BLAS one thread beside numba's pool
     (``convbench.bench.timing.one_pool``), so a step's picks are its own. 0 for one not loaded."""
-    read_numba, read_blas = _thread_readers()
-    return read_numba(), read_blas()
+    return _read_numba(), _read_blas()
 
 
 def _key(op: str, p, threads: tuple[int, int]) -> str:
@@ -259,9 +272,15 @@ def picks() -> dict[str, dict]:
     return _read()
 
 
+def _forget() -> None:
+    """Forget the picks in memory, not on disk: what a new process knows."""
+    _memo.clear()
+    _calls.clear()
+
+
 def clear() -> None:
     """Forget every pick, in memory and on disk."""
-    _memo.clear()
+    _forget()
     try:
         cache_path().unlink()
     except FileNotFoundError:
@@ -270,82 +289,89 @@ def clear() -> None:
 
 def pick_of(ctx: Context) -> str:
     """The backend that ran the forward pass that made ``ctx``."""
-    return ctx.saved["backend"].name
+    return ctx.backend
 
 
 def _ones(y):
     return np.ones(y.shape, dtype=y.dtype)
 
 
-def _tuned(op: str, key: tuple, threads: tuple[int, int], validate, forward_backward) -> kernels.Backend:
-    """The pick for a call that missed the memo: the arguments validated (``validate()`` returns
-    the problem), the signature's pick (tuned if need be), and the call memoised by ``key`` (the
-    arguments' shapes, dtypes and parameters as given) unless an argument is not a plain array
-    or a parameter does not hash (a list)."""
-    be = _backend_for(op, validate(), forward_backward, threads)
+def _tuned(op: str, key: tuple | None, validate, forward_backward) -> Callable:
+    """The pick's forward function for a call that missed ``_calls``: the arguments validated
+    (``validate()`` returns the problem), the signature's pick (tuned if need be), and the call
+    memoised by ``key`` (the arguments' shapes, dtype and parameters as given, and the thread
+    counts) unless it could not be built (not an array) or does not hash (a list)."""
+    forward = getattr(_backend_for(op, validate(), forward_backward, _threads()), f"{op}_forward")
     try:
-        if key[0] is not None:
-            _memo[key, threads] = be
+        if key is not None:
+            _calls[key] = forward
     except TypeError:
         pass
-    return be
+    return forward
+
+
+# The forward functions look their call up in the memo before any other work (a picked call
+# costs that lookup: the pick validates the arguments) and return the pick's own result and ctx,
+# unwrapped (a wrapper cost 0.4 µs a call), so that the backward functions pass a ctx to the
+# backend that made it. The key holds what decides the problem and no more (b's shape and dtype
+# are the pick's to check), numba's and BLAS's thread counts last.
 
 
 def conv2d_forward(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1):
-    threads = _threads()
-    plain = type(x) is np.ndarray and type(w) is np.ndarray and (b is None or type(b) is np.ndarray)
-    key = ((x.shape, x.dtype, w.shape, w.dtype, b is None or (b.shape, b.dtype)) if plain else None,
-           stride, padding, dilation, groups)  # other arrays: validated every time, never memoised
-    try:  # the memo first: a picked call costs this lookup, and its pick validates the arguments
-        be = _memo[key, threads]
-    except (KeyError, TypeError):
-        be = _conv_tuned(x, w, b, stride, padding, dilation, groups, key, threads)
-    y, ctx = be.conv2d_forward(x, w, b, stride=stride, padding=padding, dilation=dilation, groups=groups)
-    return y, Context(name, "conv2d", ctx.problem, {"backend": be, "ctx": ctx})
+    key = None
+    try:
+        key = (x.shape, w.shape, x.dtype, b is None, stride, padding, dilation, groups, _read_numba(), _read_blas())
+        forward = _calls[key]
+    except (KeyError, TypeError, AttributeError):
+        forward = _conv_tuned(x, w, b, stride, padding, dilation, groups, key)
+    return forward(x, w, b, stride=stride, padding=padding, dilation=dilation, groups=groups)
 
 
-def _conv_tuned(x, w, b, stride, padding, dilation, groups, key, threads) -> kernels.Backend:
+def _conv_tuned(x, w, b, stride, padding, dilation, groups, key) -> Callable:
     kw = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups}
 
     def forward_backward(be):
         y, ctx = be.conv2d_forward(x, w, b, **kw)
         be.conv2d_backward(_ones(y), ctx)
 
-    return _tuned("conv2d", key, threads, lambda: check_conv2d(x, w, b, stride, padding, dilation, groups),
-                  forward_backward)
+    return _tuned("conv2d", key, lambda: check_conv2d(x, w, b, stride, padding, dilation, groups), forward_backward)
 
 
-def _saved(dy, ctx, op: str, need_dx=True) -> dict:
-    """What auto's forward pass kept (the pick and its ctx), for a backward call: auto checks only
-    that ``ctx`` is its own, since the pick checks ``dy`` and ``need_dx`` against its ctx; any
-    other ``ctx`` gets ``check_backward``'s error."""
-    if type(ctx) is not Context or ctx.backend != name or ctx.op != op:
-        check_backward(dy, ctx, name, op, need_dx)
-    return ctx.saved
+@functools.cache
+def _contenders() -> dict[str, kernels.Backend]:
+    """The backends auto may pick from, by name (every contender that loads here)."""
+    return {n: kernels.get(n) for n, reason in kernels.available().items() if reason is None and kernels.traits(n).contender}
+
+
+def _maker(dy, ctx, op: str, need_dx=True) -> kernels.Backend:
+    """The backend that made ``ctx`` in auto's forward pass: one auto picks from (which checks ``dy``
+    and ``need_dx`` against its ctx); any other ``ctx`` gets ``check_backward``'s error."""
+    if type(ctx) is Context and ctx.op == op and ctx.backend in _contenders():
+        return _contenders()[ctx.backend]
+    check_backward(dy, ctx, name, op, need_dx)  # a ctx from elsewhere: the error every backend gives
+    raise TypeError(f"ctx must come from {name}.{op}_forward; got a Context claiming to be auto's")
 
 
 def conv2d_backward(dy, ctx, *, need_dx=True):
-    saved = _saved(dy, ctx, "conv2d", need_dx)
-    return saved["backend"].conv2d_backward(dy, saved["ctx"], need_dx=need_dx)
+    return _maker(dy, ctx, "conv2d", need_dx).conv2d_backward(dy, ctx, need_dx=need_dx)
 
 
-def _pool_forward(op: str, x, kernel_size, stride, padding):
-    threads = _threads()
-    key = ((x.shape, x.dtype) if type(x) is np.ndarray else None, op, kernel_size, stride, padding)
-    try:
-        be = _memo[key, threads]
-    except (KeyError, TypeError):
-        be = _pool_tuned(op, x, kernel_size, stride, padding, key, threads)
-    y, ctx = getattr(be, f"{op}_forward")(x, kernel_size, stride=stride, padding=padding)
-    return y, Context(name, op, ctx.problem, {"backend": be, "ctx": ctx})
-
-
-def _pool_tuned(op: str, x, kernel_size, stride, padding, key, threads) -> kernels.Backend:
+def _pool_tuned(op: str, x, kernel_size, stride, padding, key) -> Callable:
     def forward_backward(be):
         y, ctx = getattr(be, f"{op}_forward")(x, kernel_size, stride=stride, padding=padding)
         getattr(be, f"{op}_backward")(_ones(y), ctx)
 
-    return _tuned(op, key, threads, lambda: check_pool2d(x, kernel_size, stride, padding), forward_backward)
+    return _tuned(op, key, lambda: check_pool2d(x, kernel_size, stride, padding), forward_backward)
+
+
+def _pool_forward(op: str, x, kernel_size, stride, padding):
+    key = None
+    try:
+        key = (x.shape, x.dtype, op, kernel_size, stride, padding, _read_numba(), _read_blas())
+        forward = _calls[key]
+    except (KeyError, TypeError, AttributeError):
+        forward = _pool_tuned(op, x, kernel_size, stride, padding, key)
+    return forward(x, kernel_size, stride=stride, padding=padding)
 
 
 def maxpool2d_forward(x, kernel_size, *, stride=None, padding=0):
@@ -353,8 +379,7 @@ def maxpool2d_forward(x, kernel_size, *, stride=None, padding=0):
 
 
 def maxpool2d_backward(dy, ctx):
-    saved = _saved(dy, ctx, "maxpool2d")
-    return saved["backend"].maxpool2d_backward(dy, saved["ctx"])
+    return _maker(dy, ctx, "maxpool2d").maxpool2d_backward(dy, ctx)
 
 
 def avgpool2d_forward(x, kernel_size, *, stride=None, padding=0):
@@ -362,5 +387,4 @@ def avgpool2d_forward(x, kernel_size, *, stride=None, padding=0):
 
 
 def avgpool2d_backward(dy, ctx):
-    saved = _saved(dy, ctx, "avgpool2d")
-    return saved["backend"].avgpool2d_backward(dy, saved["ctx"])
+    return _maker(dy, ctx, "avgpool2d").avgpool2d_backward(dy, ctx)

@@ -14,16 +14,16 @@ from threadpoolctl import threadpool_limits
 import kernels
 from convbench.bench.suites import load_suite, suite_names
 from kernels import auto
-from kernels._checks import check_conv2d, check_pool2d
+from kernels._checks import Context, check_conv2d, check_pool2d
 
 
 @pytest.fixture
 def cache(tmp_path, monkeypatch):
     path = tmp_path / "tuning.json"
     monkeypatch.setenv("CONVBENCH_TUNING_CACHE", str(path))
-    auto._memo.clear()
+    auto._forget()
     yield path
-    auto._memo.clear()
+    auto._forget()
 
 
 def conv_call(n=2, c=3, size=9, k=4):
@@ -53,6 +53,16 @@ def test_the_backward_pass_goes_to_the_backend_that_ran_the_forward(cache):
         np.testing.assert_array_equal(got, expected)
 
 
+def test_auto_hands_out_its_picks_own_ctx_and_its_backward_takes_no_other_kind(cache):
+    x, w = conv_call()
+    y, ctx = auto.conv2d_forward(x, w)
+    assert type(ctx) is Context and ctx.backend == auto.pick_of(ctx) in auto.candidates(ctx.problem)
+    _, pool_ctx = auto.maxpool2d_forward(x, 2)
+    for bad in (pool_ctx, Context("auto", "conv2d", ctx.problem, {}), Context("reference", "conv2d", ctx.problem, {})):
+        with pytest.raises(TypeError, match=r"ctx must come from auto\.conv2d_forward"):
+            auto.conv2d_backward(np.ones_like(y), bad)
+
+
 def test_a_cached_pick_is_used_without_measuring_again(cache, monkeypatch):
     x, w = conv_call()
     auto.conv2d_forward(x, w)
@@ -69,7 +79,7 @@ def test_a_cached_pick_is_used_without_measuring_again(cache, monkeypatch):
     # the subprocess draws other numbers (one generator for both), but the signature is the same
     assert out.strip() == entry["backend"]
     # and in this process, a forgotten memo is refilled from the disk
-    auto._memo.clear()
+    auto._forget()
     monkeypatch.setattr(auto, "_tune", lambda *args: pytest.fail("measured again"))
     assert auto.pick_of(auto.conv2d_forward(x, w)[1]) == entry["backend"]
 
@@ -88,12 +98,12 @@ def test_an_unwritable_cache_warns_and_still_works(tmp_path, monkeypatch):
     blocker = tmp_path / "file"
     blocker.write_text("")
     monkeypatch.setenv("CONVBENCH_TUNING_CACHE", str(blocker / "tuning.json"))  # parent is a file
-    auto._memo.clear()
+    auto._forget()
     x, w = conv_call()
     with pytest.warns(RuntimeWarning, match="cannot write the tuning cache"):
         y, _ = auto.conv2d_forward(x, w)
     np.testing.assert_allclose(y, kernels.reference.conv2d_forward(x.astype(float), w.astype(float))[0], rtol=1e-4, atol=1e-4)
-    auto._memo.clear()
+    auto._forget()
 
 
 def test_loop_backends_are_timed_only_on_small_problems(cache):
@@ -156,14 +166,14 @@ def test_a_pick_made_on_other_code_or_another_cpu_is_measured_again(cache, monke
     auto.conv2d_forward(x, w)
     (key, before), = auto.picks().items()
     assert before["code"] == auto.code_identity() and before["cpu"] == auto._cpu()
-    auto._memo.clear()
+    auto._forget()
     monkeypatch.setattr(auto, changed, lambda: "changed")  # a backend edited, or the cache carried to another CPU
     tuned = []
     real_tune = auto._tune
     monkeypatch.setattr(auto, "_tune", lambda calls: tuned.append(1) or real_tune(calls))
     auto.conv2d_forward(x, w)
     assert tuned == [1] and auto.picks()[key][{"code_identity": "code", "_cpu": "cpu"}[changed]] == "changed"
-    auto._memo.clear()
+    auto._forget()
     auto.conv2d_forward(x, w)  # measured once for this code: cached from then on
     assert tuned == [1]
 
@@ -191,7 +201,7 @@ def test_once_picked_a_call_validates_nothing_before_its_pick_which_validates_it
     monkeypatch.setattr(auto, "check_conv2d", lambda *args: pytest.fail("validated before the memo"))
     monkeypatch.setattr(auto, "_tune", lambda *args: pytest.fail("tuned again"))
     y, ctx = auto.conv2d_forward(x, w, stride=1)
-    assert y.shape == (2, 4, 7, 7) and ctx.backend == "auto"
+    assert y.shape == (2, 4, 7, 7) and ctx.backend == auto.pick_of(ctx) != "auto"
     with pytest.raises(kernels.ShapeError, match="stride"):  # hashes as 1: the memo hits, the pick refuses it
         auto.conv2d_forward(x, w, stride=True)
     monkeypatch.setattr(auto, "check_conv2d", check_conv2d)
@@ -232,7 +242,8 @@ def test_each_signature_and_thread_count_is_tuned_on_its_own(cache, monkeypatch)
     auto.conv2d_forward(x, w)
     auto.conv2d_forward(x, w, padding=1)
     auto.maxpool2d_forward(x, 2)
-    monkeypatch.setattr(auto, "_threads", lambda: (99, 1))
+    monkeypatch.setattr(auto, "_read_numba", lambda: 99)
+    monkeypatch.setattr(auto, "_read_blas", lambda: 1)
     auto.conv2d_forward(x, w)
     keys = list(auto.picks())
     assert len(keys) == 4 and sum(k.endswith("threads=99 blas=1") for k in keys) == 1
@@ -251,7 +262,7 @@ def test_picks_made_with_other_blas_threads_are_kept_apart(cache):
 def test_clear_forgets_every_pick(cache):
     auto.conv2d_forward(*conv_call())
     auto.clear()
-    assert auto.picks() == {} and not cache.exists() and not auto._memo
+    assert auto.picks() == {} and not cache.exists() and not auto._memo and not auto._calls
 
 
 def _key_of(x, w) -> str:
