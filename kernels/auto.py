@@ -346,8 +346,9 @@ def _contenders() -> dict[str, kernels.Backend]:
 def _maker(dy, ctx, op: str, need_dx=True) -> kernels.Backend:
     """The backend that made ``ctx`` in auto's forward pass: one auto picks from (which checks ``dy``
     and ``need_dx`` against its ctx); any other ``ctx`` gets ``check_backward``'s error."""
-    if type(ctx) is Context and ctx.op == op and ctx.backend in _contenders():
-        return _contenders()[ctx.backend]
+    be = _contenders().get(ctx.backend) if type(ctx) is Context and ctx.op == op else None
+    if be is not None:
+        return be
     check_backward(dy, ctx, name, op, need_dx)  # a ctx from elsewhere: the error every backend gives
     raise TypeError(f"ctx must come from {name}.{op}_forward; got a Context claiming to be auto's")
 
