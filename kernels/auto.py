@@ -313,14 +313,15 @@ def _tuned(op: str, key: tuple | None, validate, forward_backward) -> Callable:
 # The forward functions look their call up in the memo before any other work (a picked call
 # costs that lookup: the pick validates the arguments) and return the pick's own result and ctx,
 # unwrapped (a wrapper cost 0.4 µs a call), so that the backward functions pass a ctx to the
-# backend that made it. The key holds what decides the problem and no more (b's shape and dtype
-# are the pick's to check), numba's and BLAS's thread counts last.
+# backend that made it. The key holds what tells valid problems apart and no more, since the pick
+# checks the rest: the itemsize for the dtype (float32 from float64; numpy hashes a dtype anew on
+# every call), not b's shape or dtype; numba's and BLAS's thread counts last.
 
 
 def conv2d_forward(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1):
     key = None
     try:
-        key = (x.shape, w.shape, x.dtype, b is None, stride, padding, dilation, groups, _read_numba(), _read_blas())
+        key = (x.shape, w.shape, x.itemsize, b is None, stride, padding, dilation, groups, _read_numba(), _read_blas())
         forward = _calls[key]
     except (KeyError, TypeError, AttributeError):
         forward = _conv_tuned(x, w, b, stride, padding, dilation, groups, key)
@@ -368,7 +369,7 @@ def _pool_tuned(op: str, x, kernel_size, stride, padding, key) -> Callable:
 def _pool_forward(op: str, x, kernel_size, stride, padding):
     key = None
     try:
-        key = (x.shape, x.dtype, op, kernel_size, stride, padding, _read_numba(), _read_blas())
+        key = (x.shape, x.itemsize, op, kernel_size, stride, padding, _read_numba(), _read_blas())
         forward = _calls[key]
     except (KeyError, TypeError, AttributeError):
         forward = _pool_tuned(op, x, kernel_size, stride, padding, key)

@@ -209,6 +209,20 @@ def test_once_picked_a_call_validates_nothing_before_its_pick_which_validates_it
         auto.conv2d_forward(x.tolist(), w)
 
 
+@pytest.mark.parametrize("dtype", [np.int32, np.complex64])
+def test_a_dtype_as_wide_as_a_picked_one_gets_the_picks_error_and_float64_its_own_pick(cache, dtype):
+    """The memo tells dtypes apart by itemsize (float32 from float64): a refused dtype of the same
+    width hits a pick's entry and that pick refuses it, as every backend does."""
+    x, w = conv_call()
+    wide = np.float32 if np.dtype(dtype).itemsize == 4 else np.float64
+    auto.conv2d_forward(x.astype(wide), w.astype(wide))
+    with pytest.raises(TypeError, match="float32 or float64"):
+        auto.conv2d_forward(x.astype(dtype), w.astype(dtype))
+    other = np.float64 if wide is np.float32 else np.float32
+    auto.conv2d_forward(x.astype(other), w.astype(other))
+    assert len(auto.picks()) == 2
+
+
 def _kernel_problem(p):
     """``kernels``' own problem of a catalogue layer, from zero-stride arrays (no memory)."""
     x = np.lib.stride_tricks.as_strided(np.zeros(1, np.float32), (p.N, p.C, p.H, p.W), (0, 0, 0, 0))
