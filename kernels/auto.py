@@ -7,7 +7,9 @@ have gone to sleep) and keeps the winner, in memory and in a small JSON tuning c
 later calls, and later processes, go straight to it. The result and the ``ctx`` are the picked
 backend's own, and auto's backward functions pass a ``ctx`` to the backend that made it. Once a
 signature is picked, a call costs a dictionary lookup on its arguments' shapes and the thread
-counts before the pick runs (the pick validates the arguments): 0.8 µs on an AMD EPYC.
+counts before the pick runs (the pick validates the arguments): on an AMD EPYC, 1 µs in a tight
+loop and 3-6 µs between real kernels, where the two reads of the thread counts (ctypes calls)
+take about half of it.
 
 The cache is ``$CONVBENCH_TUNING_CACHE`` if set, else ``tuning.json`` in the user cache
 directory (``platformdirs``). A pick is tied to what it timed: the machine, the CPU and the
