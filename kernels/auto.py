@@ -57,6 +57,7 @@ TRAITS = Traits(contender=False, picks=True, exact=False, own_threads=True)
 
 TUNING_BUDGET = 0.1  # seconds of timed calls, all candidates together, after the warm-up
 MIN_TURNS, MAX_TURNS = 3, 9
+TURN_SECONDS = 0.002  # a candidate's turn: calls back to back for this long (one at least), their median its sample
 PRUNE = 3  # a candidate whose fastest call is over 3x the best median leaves the turns: it cannot win
 CLOSE = 0.03  # candidates whose medians are within 3 % of the pick's are recorded as close to it
 
@@ -209,10 +210,10 @@ def _store(key: str, entry: dict) -> None:
 
 
 def _tune(calls: dict[str, Callable[[], object]], clock: Callable[[], float] = time.perf_counter,
-          settle: Callable[[], object] = quiesce) -> dict:
+          settle: Callable[[], object] = quiesce, turn_seconds: float = TURN_SECONDS) -> dict:
     """Each candidate's median seconds, timed as the harness times: every candidate called once
-    to warm up (numba loads or compiles there), then in turns of one timed call each, in an order
-    that rotates from turn to turn, each after ``settle`` (the pools of the candidate before have
+    to warm up (numba loads or compiles there), then in turns (``_turn``), in an order that
+    rotates from turn to turn, each after ``settle`` (the pools of the candidate before have
     gone to sleep: a BLAS pool left spinning made numba's next call twice as slow) and one untimed
     call (which wakes this candidate's pools: a first call after a sleep took 1.5-2.6x a warm one). After each
     turn a candidate whose fastest call is over ``PRUNE`` times the best median leaves the turns
@@ -228,11 +229,10 @@ def _tune(calls: dict[str, Callable[[], object]], clock: Callable[[], float] = t
         first = turn % len(live)
         for name in live[first:] + live[:first]:
             settle()
-            calls[name]()  # wakes the pools that settle let sleep: the timed call finds them awake
-            start = clock()
-            calls[name]()
-            times[name].append(clock() - start)
-            spent += times[name][-1]
+            calls[name]()  # wakes the pools that settle let sleep: the timed calls find them awake
+            sample, took = _turn(calls[name], clock, turn_seconds)
+            times[name].append(sample)
+            spent += took
         turn += 1
         medians = {name: statistics.median(times[name]) for name in live}
         best = min(medians, key=medians.get)
@@ -241,6 +241,21 @@ def _tune(calls: dict[str, Callable[[], object]], clock: Callable[[], float] = t
         if turn >= MIN_TURNS and (len(live) == 1 or separated or spent >= TUNING_BUDGET):
             break
     return {"seconds": {name: statistics.median(t) for name, t in times.items()}, "turns": turn}
+
+
+def _turn(call: Callable[[], object], clock: Callable[[], float], seconds: float) -> tuple[float, float]:
+    """One candidate's turn: calls back to back, as a training step makes them, until ``seconds``
+    are spent and three calls made (one, where a call takes over ten times ``seconds``: naive's).
+    Returns their median and the time spent. One call alone could stall: on a 2-core virtual
+    machine, numba's 2-thread calls took 2-3 ms against 0.2 ms when the host had parked the second
+    core, even after a waking call, and every turn of a tuning inside `convbench step` read so
+    (it picked im2col for seed002's conv, and auto's step was 1.33x numba's)."""
+    times: list[float] = []
+    while not times or sum(times) < seconds or (len(times) < 3 and times[-1] < 10 * seconds):
+        start = clock()
+        call()
+        times.append(clock() - start)
+    return statistics.median(times), sum(times)
 
 
 def _entry(tuned: dict) -> dict:

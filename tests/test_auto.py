@@ -137,7 +137,7 @@ def test_of_two_candidates_whose_times_overlap_the_tuning_picks_the_faster(monke
     a = [1.0e-3, 1.05e-3, 0.95e-3, 1.0e-3, 1.02e-3, 0.98e-3, 1.0e-3, 1.01e-3, 0.99e-3]
     b = [0.8e-3, 1.3e-3, 1.25e-3, 0.85e-3, 1.3e-3, 1.2e-3, 1.3e-3, 1.25e-3, 1.3e-3]
     calls, clock, made = _fake({"A": a, "B": b})
-    tuned = auto._tune(calls, clock=clock, settle=lambda: None)
+    tuned = auto._tune(calls, clock=clock, settle=lambda: None, turn_seconds=0)
     assert auto._entry(tuned)["backend"] == "A"
     assert tuned["turns"] >= auto.MIN_TURNS and tuned["seconds"]["A"] == pytest.approx(1.0e-3)
     assert len(made["A"]) == len(made["B"]) == 1 + 2 * tuned["turns"]  # the warm-up and wake-ups outside the timing
@@ -146,17 +146,41 @@ def test_of_two_candidates_whose_times_overlap_the_tuning_picks_the_faster(monke
 def test_a_candidate_over_3x_the_best_median_leaves_the_turns_and_a_close_one_is_named():
     durations = {"fast": [0.01] * 10, "close": [0.0102] * 10, "slow": [0.05] * 10}
     calls, clock, made = _fake(durations)
-    tuned = auto._tune(calls, clock=clock, settle=lambda: None)
+    tuned = auto._tune(calls, clock=clock, settle=lambda: None, turn_seconds=0)
     entry = auto._entry(tuned)
     assert entry["backend"] == "fast" and entry["close"] == ["close"]
     assert len(made["slow"]) == 3  # the warm-up, a wake-up and one timed call
     assert len(made["fast"]) == len(made["close"]) == 1 + 2 * tuned["turns"] >= 1 + 2 * auto.MIN_TURNS
 
 
+def test_a_turn_is_calls_back_to_back_so_a_stall_after_the_wake_up_does_not_decide_the_pick():
+    """A pooled candidate whose first timed call of every turn stalls (2.5 ms, its pool's thread
+    waking) and whose calls then take 0.2 ms, against a steady one at 0.5 ms: one call a turn would
+    pick the steady one; turns of 2 ms pick the pooled one, as a training step would run it."""
+    now, made = [0.0], {"pooled": [], "steady": []}
+
+    def call(name):
+        def run():
+            after_wake = made[name][-2:] == ["settled", "called"]  # the first call after the waking one
+            made[name].append("called")
+            now[0] += 0.5e-3 if name == "steady" else 2.5e-3 if after_wake else 0.2e-3
+        return run
+
+    def settle():
+        for name in made:
+            made[name].append("settled")
+
+    calls = {name: call(name) for name in made}
+    one_call = auto._tune(calls, clock=lambda: now[0], settle=settle, turn_seconds=0)
+    assert auto._entry(one_call)["backend"] == "steady"
+    tuned = auto._tune(calls, clock=lambda: now[0], settle=settle)
+    assert auto._entry(tuned)["backend"] == "pooled" and tuned["seconds"]["pooled"] == pytest.approx(0.2e-3)
+
+
 def test_every_timed_call_waits_for_the_pools_of_the_one_before():
     settled = []
     calls, clock, made = _fake({"a": [1e-3] * 10, "b": [2e-3] * 10})
-    tuned = auto._tune(calls, clock=clock, settle=lambda: settled.append(1))
+    tuned = auto._tune(calls, clock=clock, settle=lambda: settled.append(1), turn_seconds=0)
     assert len(settled) == (sum(map(len, made.values())) - 2) // 2  # before every timed call and its waking call
 
 
