@@ -57,8 +57,8 @@ TRAITS = Traits(contender=False, picks=True, exact=False, own_threads=True)
 
 TUNING_BUDGET = 0.1  # seconds of timed calls, all candidates together, after the warm-up
 MIN_TURNS, MAX_TURNS = 3, 9
-TURN_SECONDS = 0.002  # a candidate's turn: calls back to back for this long (one at least), their median its sample
-PRUNE = 3  # a candidate whose fastest call is over 3x the best median leaves the turns: it cannot win
+TURN_SECONDS = 0.002  # a candidate's turn: calls back to back for this long (``_turn``), their median its sample
+PRUNE = 3  # a candidate whose fastest turn is over 3x the best median leaves the turns: it cannot win
 CLOSE = 0.03  # candidates whose medians are within 3 % of the pick's are recorded as close to it
 
 # picked backends, by (op, problem, (threads, BLAS threads))
@@ -216,9 +216,9 @@ def _tune(calls: dict[str, Callable[[], object]], clock: Callable[[], float] = t
     rotates from turn to turn, each after ``settle`` (the pools of the candidate before have
     gone to sleep: a BLAS pool left spinning made numba's next call twice as slow) and one untimed
     call (which wakes this candidate's pools: a first call after a sleep took 1.5-2.6x a warm one). After each
-    turn a candidate whose fastest call is over ``PRUNE`` times the best median leaves the turns
+    turn a candidate whose fastest turn is over ``PRUNE`` times the best median leaves the turns
     (it cannot win: scipy's FFTs at 0.2 s a call on ResNet-18). From ``MIN_TURNS`` on, the turns
-    end when one candidate is left, when the best's slowest call beats every other's fastest, or
+    end when one candidate is left, when the best's slowest turn beats every other's fastest, or
     when ``TUNING_BUDGET`` is spent; at ``MAX_TURNS`` at most. Returns ``{"seconds": {name:
     median}, "turns": turns}``."""
     for call in calls.values():
