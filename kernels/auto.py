@@ -75,8 +75,12 @@ def candidates(p: ConvProblem | PoolProblem) -> list[str]:
         op, K, groups, taps = "conv2d", p.K, p.groups, p.R * p.S
     else:
         op, K, groups, taps = "pool2d", p.C, 1, p.kernel_size[0] * p.kernel_size[1]
-    usable = [n for n, reason in kernels.available().items() if reason is None and kernels.traits(n).contender]
-    return [n for n in usable if kernels.traits(n).worth_timing(op, p.N, p.C, K, p.out_h, p.out_w, groups, taps)]
+    return [n for n in _contending() if kernels.traits(n).worth_timing(op, p.N, p.C, K, p.out_h, p.out_w, groups, taps)]
+
+
+def _contending() -> list[str]:
+    """Every contending backend that loads here: what auto may pick from."""
+    return [n for n, reason in kernels.available().items() if reason is None and kernels.traits(n).contender]
 
 
 def cache_path() -> Path:
@@ -357,8 +361,8 @@ def _conv_tuned(x, w, b, stride, padding, dilation, groups, key) -> Callable:
 
 @functools.cache
 def _contenders() -> dict[str, kernels.Backend]:
-    """The backends auto may pick from, by name (every contender that loads here)."""
-    return {n: kernels.get(n) for n, reason in kernels.available().items() if reason is None and kernels.traits(n).contender}
+    """The backends auto may pick from (``_contending``), by name, found once for its backward calls."""
+    return {n: kernels.get(n) for n in _contending()}
 
 
 def _maker(dy, ctx, op: str, need_dx=True) -> kernels.Backend:
