@@ -1,4 +1,4 @@
-"""One process at a time compiles this package's numba kernels, so that the others load them.
+"""One process at a time compiles each of this package's numba kernels, so that the others load it.
 
 numba compiles a kernel's signature on its first call in every process that lacks it in its
 on-disk cache, and several processes started together (``convbench ab``'s workers, a run's
@@ -8,10 +8,12 @@ also rewrites a kernel's cache index whole on every save (``IndexDataCacheFile.s
 processes saving signatures of one kernel at once can lose one's entry.
 
 ``lock_compiles(module)`` wraps numba's ``Dispatcher.compile`` so that a kernel defined in
-``module`` is compiled (or loaded from the cache) under one file lock shared by every process: the
-first compiles and saves, the others, waiting, then find it in the cache. The lock is an OS lock
-(``filelock``), so a process that dies holding it releases it; where no lock file can be made, a
-process compiles as numba would.
+``module`` is compiled (or loaded from the cache) under a file lock of its own, shared by every
+process: the first compiles and saves, the others, waiting, then find it in the cache. One lock a
+kernel, not one for the module: two processes compile different kernels at once (a kernel's
+callees are compiled inside its lock, under their own locks; the calls form no cycle, so neither
+do the locks). The lock is an OS lock (``filelock``), so a process that dies holding it releases
+it; where no lock file can be made, a process compiles as numba would.
 """
 
 from __future__ import annotations
@@ -24,18 +26,21 @@ from filelock import FileLock
 
 
 def lock_compiles(module: str, source: str) -> None:
-    """Compile the numba kernels of ``module`` (whose file is ``source``) one process at a time."""
+    """Compile each numba kernel of ``module`` (whose file is ``source``) one process at a time."""
     from numba.core.dispatcher import Dispatcher
 
     original = Dispatcher.compile
     if getattr(original, "convbench_locked", None) == module:
         return
     tag = hashlib.sha256(str(Path(source).resolve()).encode()).hexdigest()[:12]
-    lock = FileLock(Path(tempfile.gettempdir()) / f"convbench-numba-{tag}.lock")
+    locks: dict[str, FileLock] = {}
 
     def compile(self, sig):
         if getattr(self.py_func, "__module__", None) != module:
             return original(self, sig)
+        name = self.py_func.__qualname__
+        lock = locks.get(name) or locks.setdefault(
+            name, FileLock(Path(tempfile.gettempdir()) / f"convbench-numba-{tag}-{name}.lock"))
         try:
             lock.acquire()
         except OSError:  # no lock file here: compile as numba would
