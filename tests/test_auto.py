@@ -63,6 +63,7 @@ def test_auto_hands_out_its_picks_own_ctx_and_its_backward_takes_no_other_kind(c
             auto.conv2d_backward(np.ones_like(y), bad)
 
 
+@pytest.mark.subprocess
 def test_a_cached_pick_is_used_without_measuring_again(cache, monkeypatch):
     x, w = conv_call()
     auto.conv2d_forward(x, w)

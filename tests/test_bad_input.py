@@ -220,6 +220,7 @@ def test_a_suite_that_cannot_be_measured_as_written_is_refused_first(tmp_path, c
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.subprocess
 def test_a_fresh_run_held_by_another_process_says_so_without_resuming(tmp_path, capsys, probed):
     hold = ("import sys, time\nfrom filelock import FileLock\nlock = FileLock(sys.argv[1])\nlock.acquire()\n"
             "print('held', flush=True)\ntime.sleep(60)\n")

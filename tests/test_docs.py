@@ -28,6 +28,7 @@ def test_the_front_page_stays_a_front_page():
     assert len((ROOT / "README.md").read_text().splitlines()) <= 160
 
 
+@pytest.mark.subprocess
 def test_the_figures_of_the_pages_are_those_of_results():
     """Every figures part of README.md and docs/ is what scripts/docs_figures.py writes from results/."""
     done = subprocess.run([sys.executable, str(ROOT / "scripts" / "docs_figures.py"), "--check"],

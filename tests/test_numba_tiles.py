@@ -29,6 +29,7 @@ TARGETS = {  # LLVM's tuning for these Intel cores prefers 256-bit vectors when 
 }
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("cpu", TARGETS)
 def test_the_tile_forward_is_one_full_width_fma_per_pixel_and_vector(cpu, tmp_path):
     features, pixels, register = TARGETS[cpu]

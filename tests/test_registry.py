@@ -63,6 +63,7 @@ def test_kernels_imports_and_explains_without_numba():
     assert done.stdout.startswith("unavailable: backend 'numba' is unavailable: import of numba halted")
 
 
+@pytest.mark.subprocess
 def test_every_backend_module_is_an_attribute_after_a_plain_import():
     """`import kernels; kernels.auto.picks()` must work as it reads, for every backend's module."""
     code = ("import kernels, sys\n"

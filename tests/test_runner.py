@@ -217,6 +217,7 @@ HOLD = ("import sys, time\nfrom filelock import FileLock\nlock = FileLock(sys.ar
         "print('held', flush=True)\ntime.sleep(60)\n")
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("command", ["run", "step"])
 def test_a_run_directory_has_one_writer(tmp_path, capsys, command):
     """A --resume started while another process still writes the run is refused at once."""

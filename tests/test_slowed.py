@@ -26,6 +26,7 @@ def test_slow_down_wraps_every_kernel_and_keeps_the_answers():
                for name in slowed.FUNCTIONS)
 
 
+@pytest.mark.subprocess
 def test_write_appends_the_same_wrapper_to_a_backend_module(tmp_path):
     copy = tmp_path / "im2col_slowed.py"
     copy.write_text(Path(kernels.get("im2col").__file__).read_text())
@@ -39,6 +40,7 @@ def test_write_appends_the_same_wrapper_to_a_backend_module(tmp_path):
     np.testing.assert_allclose(module.conv2d_forward(x, w)[0], kernels.reference.conv2d_forward(x, w)[0], rtol=1e-10)
 
 
+@pytest.mark.subprocess
 @pytest.mark.skipif(sys.version_info < (3, 11), reason="slowed.py's script mode needs PYTHONSAFEPATH (3.11)")
 def test_the_worker_processes_of_a_slowed_run_import_the_slowed_backend(tmp_path, monkeypatch):
     """Run from the repository's root, where ``python -m`` would put the real ``kernels`` first:
