@@ -14,7 +14,9 @@ import kernels
 from convbench.bench import timing
 from convbench.bench.results import RunDirectory, load_results
 from convbench.cli import main
-from convbench.cnn.step import run_steps
+from convbench.bench.interleave import timing_fields
+from convbench.bench.results import make_row
+from convbench.cnn.step import PARTS, _merged, run_steps
 
 
 def test_train_writes_json_csv_and_png(tmp_path, capsys):
@@ -126,6 +128,33 @@ def test_step_timing_rows_and_report(tmp_path, monkeypatch):
         cells = [[c.strip() for c in line.strip("|").split("|")] for line in table.splitlines()[2:]]
         for column in list(zip(*cells))[1:]:
             assert set(column) != {"-"}, table
+
+
+@pytest.mark.subprocess
+def test_steps_measured_in_processes_are_one_row_a_part_with_each_process_a_sample(tmp_path):
+    run = RunDirectory(tmp_path / "steps")
+    run.create({"command": "step"})
+    run_steps(run, [("seed002", 4)], ["im2col", "numba"], threads=1, rounds=2, processes=2)
+    rows = run.rows()
+    assert sorted((r["backend"], r["direction"]) for r in rows) == sorted((b, p) for b in ("im2col", "numba") for p in PARTS)
+    for row in rows:
+        assert row["status"] == "ok" and row["processes"] == 2 and len(row["sessions"]) == 2, row
+        assert [len(turns) for turns in row["turn_medians_s"]] == [1, 1]  # the 2 rounds shared out
+    assert all(r["conv_s"] > 0 for r in rows if r["direction"] == "step")
+
+
+def _process_row(median: float, **split) -> dict:
+    return make_row("s", {"direction": "step", "backend": "numba"}, "ok", **timing_fields([[median]], [[median]], [[1]]),
+                    contended=False, others_cores=0.0, load1=0.0, **split)
+
+
+def test_a_step_measured_in_processes_takes_the_median_of_their_splits_and_none_where_one_has_none():
+    split = lambda conv: {"conv_s": conv, "pool_s": 1.0, "dense_s": 2.0, "other_s": None}  # noqa: E731
+    row = _merged([_process_row(m, **split(c)) for m, c in [(3.0, 0.5), (1.0, 0.1), (2.0, 0.3)]])
+    assert row["processes"] == 3 and row["median_s"] == 2.0
+    assert (row["conv_s"], row["pool_s"], row["dense_s"], row["other_s"]) == (0.3, 1.0, 2.0, None)
+    alone = _process_row(1.0, **split(0.2))
+    assert _merged([alone]) is alone
 
 
 def test_step_command(tmp_path, capsys):

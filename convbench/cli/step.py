@@ -29,6 +29,10 @@ def register(sub) -> None:
     add("--rounds", type=whole("--rounds", 1, limits.MAX_ROUNDS), help="exactly N turns of one plain and one instrumented step each instead")
     add("--max-time", type=seconds("--max-time"), metavar="SECONDS",
         help="skip a backend whose step takes longer (naive estimated from steps on fewer images first); default 10")
+    add("--processes", type=whole("--processes", 1, limits.MAX_PROCESSES), metavar="N",
+        help="measure each model's steps in N fresh worker processes, one after another, each with its share of "
+             "the budget and the rounds: a process's own speed (its arrays' layout, its thread pools) becomes a "
+             "sample; default 3, or $CONVBENCH_PROCESSES")
     add("--out", metavar="DIR", help="run directory; default runs/step-DATE-TIME")
     add("--resume", action="store_true", help="finish an interrupted step run in --out")
     add("--quiet", action="store_true", help="no progress bar")
@@ -42,7 +46,7 @@ def _plan(args):
 
     if args.resume:
         return None
-    given = {"backends": args.backends, "threads": args.threads, "max_time": args.max_time}
+    given = {"backends": args.backends, "threads": args.threads, "max_time": args.max_time, "processes": args.processes}
     try:
         return StepPlan(models=args.model, batches=args.batch_size, dtype=args.dtype, budget=args.budget,
                         rounds=args.rounds, **{k: v for k, v in given.items() if v is not None})
@@ -65,7 +69,7 @@ def execute(args) -> int:
         total = len(plan.pairs()) * len(plan.backends) * len(PARTS) * len(plan.threads)
         with progress("convbench step", args.quiet, kept, total=total) as bar:
             run_steps(run, plan.pairs(), plan.backends, plan.threads, plan.dtype, plan.budget, plan.rounds,
-                      lambda row: _row_done(bar, row), plan.max_time)
+                      lambda row: _row_done(bar, row), plan.max_time, plan.processes)
     print(runs.report_hint(run))
     runs.measured_something(run)
     return 0

@@ -12,6 +12,7 @@ Rows go to the same run directory format as ``convbench run`` (suite ``step``, p
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,10 +22,12 @@ import numpy as np
 import kernels
 from convbench.bench import limits, timing
 from convbench.bench.abworker import call_times
+from convbench.bench.child import Child
+from convbench.bench.executors import merge_rows
 from convbench.bench.interleave import Entry, interleave, timing_fields
-from convbench.bench.machine import calibrate, steady_allocator
+from convbench.bench.machine import ALLOCATOR_ENV, calibrate, steady_allocator
 from convbench.bench.results import RunDirectory, machine_metadata, make_row
-from convbench.bench.runner import DTYPES, MAX_TIME, TOLERANCE, all_backends, check_backends
+from convbench.bench.runner import DTYPES, MAX_TIME, TOLERANCE, all_backends, check_backends, default_processes
 from convbench.cnn.data import embedded_digits, prepare
 from convbench.cnn.layers import SGD
 from convbench.cnn.models import MODELS, build_model, model_spec
@@ -48,6 +51,7 @@ class StepPlan:
     budget: float = 2.0
     rounds: int | None = None
     max_time: float = MAX_TIME
+    processes: int = field(default_factory=default_processes)
     command: str = "step"
 
     def __post_init__(self):
@@ -68,6 +72,7 @@ class StepPlan:
         limits.seconds("max-time", self.max_time)
         if self.rounds is not None:
             limits.whole("rounds", self.rounds, 1, limits.MAX_ROUNDS)
+        limits.whole("processes", self.processes, 1, limits.MAX_PROCESSES)
 
     def pairs(self) -> list[tuple[str, int]]:
         """(model, batch size) in the plan's order."""
@@ -302,24 +307,82 @@ def sgd_settings(model: str) -> dict:
 
 def run_steps(run: RunDirectory, models: list[tuple[str, int]], backends: list[str], threads: int | list[int],
               dtype: str = "float32", budget: float = 2.0, rounds: int | None = None,
-              on_row: Callable[[dict], None] | None = None, max_time: float = MAX_TIME) -> None:
+              on_row: Callable[[dict], None] | None = None, max_time: float = MAX_TIME, processes: int = 1) -> None:
     """Measure every thread count x (model, batch) x backend into ``run``, skipping what it
-    already holds. A model's backends are timed interleaved (``measure_steps``) and written when
-    it finishes; each thread count is a session of its own (its peaks)."""
+    already holds. A model's backends are timed interleaved (``measure_steps``), here or in
+    ``processes`` fresh worker processes one after another (each with its share of the budget
+    and the rounds, one sample of a process's own speed), and written when it finishes; each
+    thread count is a session of its own (its peaks)."""
     on_row = on_row or (lambda row: None)
-    for backend in backends:  # import now (torch, numba) so the thread limits below reach them
+    if processes == 1:
+        _import(backends)
+    metadata = {**machine_metadata(), "allocator": steady_allocator()}  # once: the same for every count
+    for count in [threads] if isinstance(threads, int) else threads:
+        _run_steps_on(run, metadata, models, backends, count, dtype, budget, rounds, on_row, max_time, processes)
+
+
+def _import(backends: list[str]) -> None:
+    """Import the backends now (torch, numba), so that the thread limits set next reach them."""
+    for backend in backends:
         try:
             kernels.get(backend)
         except kernels.BackendUnavailable:
             pass
-    metadata = {**machine_metadata(), "allocator": steady_allocator()}  # once: the same for every count
-    for count in [threads] if isinstance(threads, int) else threads:
-        _run_steps_on(run, metadata, models, backends, count, dtype, budget, rounds, on_row, max_time)
+
+
+def measure_parts(backends: list[str], model: str, batch_size: int, dtype: str, budget: float, rounds: int | None,
+                  threads: int, max_time: float, between: Callable[[], None] | None = None) -> dict[str, tuple]:
+    """``measure_steps`` in this process: per backend, its status and the fields of each part's row."""
+    results = measure_steps(backends, model, batch_size, dtype, budget, rounds, between=between, max_time=max_time)
+    return {b: (r["status"], {part: _part_fields(r, part, threads) for part in PARTS}) for b, r in results.items()}
+
+
+def _parts_in_a_process(task: dict) -> tuple[dict, list[dict]]:
+    """``measure_parts(**task)`` in a worker process, at the task's thread count, and the
+    calibrations taken between its turns."""
+    calibrations = []
+    _import(task["backends"])
+    with timing.threads(task["threads"]):
+        parts = measure_parts(**task, between=lambda: calibrations.append(calibrate(task["threads"])))
+    return parts, calibrations
+
+
+def _measured(run: RunDirectory, session: str, processes: int, task: dict) -> list[dict]:
+    """Each process's ``measure_parts(**task)``: this one's, or ``processes`` fresh worker processes'
+    one after another, each with its share of the budget and the rounds."""
+    if processes == 1:
+        return [measure_parts(**task, between=lambda: run.add_calibration(session, calibrate(task["threads"])))]
+    share = {**task, "budget": task["budget"] / processes,
+             "rounds": task["rounds"] and math.ceil(task["rounds"] / processes)}
+    measured = []
+    for _ in range(processes):
+        child = Child(env=ALLOCATOR_ENV)
+        try:
+            parts, calibrations = child.call(_parts_in_a_process, share)
+        finally:
+            child.kill()
+        for calibration in calibrations:
+            run.add_calibration(session, calibration)
+        measured.append(parts)
+    return measured
+
+
+def _merged(rows: list[dict]) -> dict:
+    """The row of one part of a step from each process's (``merge_rows``); a step's split by layer
+    kind is the median of the processes' splits."""
+    if len(rows) == 1:
+        return rows[0]
+    row = merge_rows(rows)
+    if row["status"] == "ok" and row["direction"] == "step":
+        for kind in KINDS:
+            values = [r[f"{kind}_s"] for r in rows]
+            row[f"{kind}_s"] = None if None in values else float(np.median(values))
+    return row
 
 
 def _run_steps_on(run: RunDirectory, metadata: dict, models: list[tuple[str, int]], backends: list[str],
                   threads: int, dtype: str, budget: float, rounds: int | None, on_row: Callable[[dict], None],
-                  max_time: float) -> None:
+                  max_time: float, processes: int) -> None:
     done = {(r["problem"], r["backend"], r["direction"]) for r in run.rows() if r.get("threads", threads) == threads}
     if all((f"{model}-b{batch}", b, part) in done for model, batch in models for b in backends for part in PARTS):
         return
@@ -332,17 +395,18 @@ def _run_steps_on(run: RunDirectory, metadata: dict, models: list[tuple[str, int
             if not pending:
                 continue
             calibration = run.add_calibration(session, calibrate(threads))
-            between = lambda: run.add_calibration(session, calibrate(threads))  # noqa: E731
-            for backend, result in measure_steps(pending, model, batch, dtype, budget, rounds, between=between,
-                                                   max_time=max_time).items():
+            task = {"backends": pending, "model": model, "batch_size": batch, "dtype": dtype, "budget": budget,
+                    "rounds": rounds, "threads": threads, "max_time": max_time}
+            measured = _measured(run, session, processes, task)
+            for backend in pending:
                 base = {"calibration_s": calibration["index_s"], "suite": "step", "problem": problem,
                         "op": "train_step", "N": batch, "repeat": 1, "backend": backend, "dtype": dtype,
                         "threads": threads, "peak_gflops": peak, "bandwidth_gbs": bandwidth}
                 for part in PARTS:
                     if (problem, backend, part) in done:
                         continue  # written before a kill: each row exactly once
-                    row = make_row(session, {**base, "direction": part}, result["status"],
-                                   **_part_fields(result, part, threads))
+                    row = _merged([make_row(session, {**base, "direction": part}, status, **fields[part])
+                                   for status, fields in (parts[backend] for parts in measured)])
                     run.append(row)
                     on_row(row)
         run.add_calibration(session, calibrate(threads))
