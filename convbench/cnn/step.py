@@ -340,31 +340,43 @@ def measure_parts(backends: list[str], model: str, batch_size: int, dtype: str, 
 def _parts_in_a_process(task: dict) -> tuple[dict, list[dict]]:
     """``measure_parts(**task)`` in a worker process, at the task's thread count, and the
     calibrations taken between its turns."""
-    calibrations = []
     _import(task["backends"])
     with timing.threads(task["threads"]):
+        calibrations = [calibrate(task["threads"])]
         parts = measure_parts(**task, between=lambda: calibrations.append(calibrate(task["threads"])))
     return parts, calibrations
 
 
-def _measured(run: RunDirectory, session: str, processes: int, task: dict) -> list[dict]:
-    """Each process's ``measure_parts(**task)``: this one's, or ``processes`` fresh worker processes'
-    one after another, each with its share of the budget and the rounds."""
+def _measured(run: RunDirectory, session: str, processes: int, task: dict) -> list[tuple[str, dict]]:
+    """(session, parts) of each process's ``measure_parts(**task)``: this one's, or ``processes``
+    fresh worker processes' one after another, each with its share of the budget and the rounds
+    and a session of its own, so that ``compare`` reads each one's calibrations as a process's."""
     if processes == 1:
-        return [measure_parts(**task, between=lambda: run.add_calibration(session, calibrate(task["threads"])))]
+        return [(session, measure_parts(**task, between=lambda: run.add_calibration(session, calibrate(task["threads"]))))]
     share = {**task, "budget": task["budget"] / processes,
              "rounds": task["rounds"] and math.ceil(task["rounds"] / processes)}
+    metadata = next(s for s in run.sessions() if s.get("session") == session)
     measured = []
     for _ in range(processes):
+        own = run.start_session({k: v for k, v in metadata.items() if k not in ("schema", "session")})
         child = Child(env=ALLOCATOR_ENV)
         try:
             parts, calibrations = child.call(_parts_in_a_process, share)
         finally:
             child.kill()
         for calibration in calibrations:
-            run.add_calibration(session, calibration)
-        measured.append(parts)
+            run.add_calibration(own, calibration)
+        measured.append((own, parts))
     return measured
+
+
+def _row(measured: list[tuple[str, dict]], backend: str, base: dict) -> dict:
+    """The row of one backend and part (``base["direction"]``) from each process's ``measure_parts``."""
+    rows = []
+    for session, parts in measured:
+        status, fields = parts[backend]
+        rows.append(make_row(session, base, status, **fields[base["direction"]]))
+    return _merged(rows)
 
 
 def _merged(rows: list[dict]) -> dict:
@@ -405,8 +417,7 @@ def _run_steps_on(run: RunDirectory, metadata: dict, models: list[tuple[str, int
                 for part in PARTS:
                     if (problem, backend, part) in done:
                         continue  # written before a kill: each row exactly once
-                    row = _merged([make_row(session, {**base, "direction": part}, status, **fields[part])
-                                   for status, fields in (parts[backend] for parts in measured)])
+                    row = _row(measured, backend, {**base, "direction": part})
                     run.append(row)
                     on_row(row)
         run.add_calibration(session, calibrate(threads))
