@@ -39,8 +39,9 @@ def lock_compiles(module: str, source: str) -> None:
         if getattr(self.py_func, "__module__", None) != module:
             return original(self, sig)
         name = self.py_func.__qualname__
-        lock = locks.get(name) or locks.setdefault(
-            name, FileLock(Path(tempfile.gettempdir()) / f"convbench-numba-{tag}-{name}.lock"))
+        if name not in locks:
+            locks[name] = FileLock(Path(tempfile.gettempdir()) / f"convbench-numba-{tag}-{name}.lock")
+        lock = locks[name]
         try:
             lock.acquire()
         except OSError:  # no lock file here: compile as numba would

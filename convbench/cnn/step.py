@@ -347,18 +347,18 @@ def _parts_in_a_process(task: dict) -> tuple[dict, list[dict]]:
     return parts, calibrations
 
 
-def _measured(run: RunDirectory, session: str, processes: int, task: dict) -> list[tuple[str, dict]]:
-    """(session, parts) of each process's ``measure_parts(**task)``: this one's, or ``processes``
-    fresh worker processes' one after another, each with its share of the budget and the rounds
-    and a session of its own, so that ``compare`` reads each one's calibrations as a process's."""
+def _measured(run: RunDirectory, session: str, record: dict, processes: int, task: dict) -> list[tuple[str, dict]]:
+    """(session, parts) of each process's ``measure_parts(**task)``: this one's (its ``session``),
+    or ``processes`` fresh worker processes' one after another, each with its share of the budget
+    and the rounds and a session of its own (the metadata ``record``), so that ``compare`` reads
+    each one's calibrations as a process's."""
     if processes == 1:
         return [(session, measure_parts(**task, between=lambda: run.add_calibration(session, calibrate(task["threads"]))))]
     share = {**task, "budget": task["budget"] / processes,
              "rounds": task["rounds"] and math.ceil(task["rounds"] / processes)}
-    metadata = next(s for s in run.sessions() if s.get("session") == session)
     measured = []
     for _ in range(processes):
-        own = run.start_session({k: v for k, v in metadata.items() if k not in ("schema", "session")})
+        own = run.start_session(record)
         child = Child(env=ALLOCATOR_ENV)
         try:
             parts, calibrations = child.call(_parts_in_a_process, share)
@@ -400,7 +400,8 @@ def _run_steps_on(run: RunDirectory, metadata: dict, models: list[tuple[str, int
         return
     peak, bandwidth = timing.peaks(threads)
     with timing.threads(threads):
-        session = run.start_session({**metadata, "peaks": {threads: {"sgemm_gflops": peak, "copy_gbs": bandwidth}}})
+        record = {**metadata, "peaks": {threads: {"sgemm_gflops": peak, "copy_gbs": bandwidth}}}
+        session = run.start_session(record)
         for model, batch in models:
             problem = f"{model}-b{batch}"
             pending = [b for b in backends if not all((problem, b, part) in done for part in PARTS)]
@@ -409,7 +410,7 @@ def _run_steps_on(run: RunDirectory, metadata: dict, models: list[tuple[str, int
             calibration = run.add_calibration(session, calibrate(threads))
             task = {"backends": pending, "model": model, "batch_size": batch, "dtype": dtype, "budget": budget,
                     "rounds": rounds, "threads": threads, "max_time": max_time}
-            measured = _measured(run, session, processes, task)
+            measured = _measured(run, session, record, processes, task)
             for backend in pending:
                 base = {"calibration_s": calibration["index_s"], "suite": "step", "problem": problem,
                         "op": "train_step", "N": batch, "repeat": 1, "backend": backend, "dtype": dtype,
