@@ -321,8 +321,10 @@ def _tuned(op: str, key: tuple | None, validate, forward_backward) -> Callable:
     """The pick's forward function for a call that missed ``_calls``: the arguments validated
     (``validate()`` returns the problem), the signature's pick (tuned if need be), and the call
     memoised by ``key`` (the arguments' shapes, dtype and parameters as given, and the thread
-    counts) unless it could not be built (not an array) or does not hash (a list)."""
-    forward = getattr(_backend_for(op, validate(), forward_backward, _threads()), f"{op}_forward")
+    counts last, which the pick is for) unless it could not be built (not an array: the counts
+    are read here) or does not hash (a list)."""
+    threads = _threads() if key is None else key[-2:]
+    forward = getattr(_backend_for(op, validate(), forward_backward, threads), f"{op}_forward")
     try:
         if key is not None:
             _calls[key] = forward
