@@ -12,10 +12,9 @@ from test_data import write_split
 
 import kernels
 from convbench.bench import timing
-from convbench.bench.results import RunDirectory, load_calibration, load_results
-from convbench.cli import main
 from convbench.bench.interleave import timing_fields
-from convbench.bench.results import make_row
+from convbench.bench.results import RunDirectory, load_calibration, load_results, make_row
+from convbench.cli import main
 from convbench.cnn.step import PARTS, _merged, run_steps
 
 
