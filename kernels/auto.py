@@ -2,14 +2,15 @@
 
 Like cuDNN's benchmark mode. The first call with a new signature (the op, every shape and
 parameter, the dtype, numba's and BLAS's thread counts) times forward+backward on each candidate
-backend as the harness times (``_tune``: in turns, each call after the pools of the one before
+backend as the harness times (``tune``: in turns, each call after the pools of the one before
 have gone to sleep) and keeps the winner, in memory and in a small JSON tuning cache on disk;
 later calls, and later processes, go straight to it. The result and the ``ctx`` are the picked
 backend's own, and auto's backward functions pass a ``ctx`` to the backend that made it. Once a
 signature is picked, a call costs a dictionary lookup on its arguments' shapes and the thread
 counts before the pick runs (the pick validates the arguments): on an AMD EPYC, 1 µs in a tight
 loop and 3-6 µs between real kernels, where the two reads of the thread counts (ctypes calls)
-take about half of it.
+take about half of it. A training step avoids that: ``convbench.cnn.tune`` binds each layer to a
+pick made in whole steps, from ``tuning``'s timings of the layer alone.
 
 The cache is ``$CONVBENCH_TUNING_CACHE`` if set, else ``tuning.json`` in the user cache
 directory (``platformdirs``). A pick is tied to what it timed: the machine, the CPU and the
@@ -66,6 +67,8 @@ _memo: dict[tuple, kernels.Backend] = {}
 # the picks' forward functions, by a call's arguments as given (their shapes, dtype and parameters)
 # and the thread counts: the lookup before any other work
 _calls: dict[tuple, Callable] = {}
+# the tuning behind each pick in ``_memo`` (its cache entry), for ``tuning``
+_tunings: dict[tuple, dict] = {}
 
 
 def candidates(p: ConvProblem | PoolProblem) -> list[str]:
@@ -213,8 +216,9 @@ def _store(key: str, entry: dict) -> None:
                       RuntimeWarning, stacklevel=4)
 
 
-def _tune(calls: dict[str, Callable[[], object]], clock: Callable[[], float] = time.perf_counter,
-          settle: Callable[[], object] = quiesce, turn_seconds: float = TURN_SECONDS) -> dict:
+def tune(calls: dict[str, Callable[[], object]], clock: Callable[[], float] = time.perf_counter,
+          settle: Callable[[], object] = quiesce, turn_seconds: float = TURN_SECONDS,
+          budget: float = TUNING_BUDGET) -> dict:
     """Each candidate's median seconds, timed as the harness times: every candidate called once
     to warm up (numba loads or compiles there), then in turns (``_turn``), in an order that
     rotates from turn to turn, each after ``settle`` (the pools of the candidate before have
@@ -223,7 +227,7 @@ def _tune(calls: dict[str, Callable[[], object]], clock: Callable[[], float] = t
     turn a candidate whose fastest turn is over ``PRUNE`` times the best median leaves the turns
     (it cannot win: scipy's FFTs at 0.2 s a call on ResNet-18). From ``MIN_TURNS`` on, the turns
     end when one candidate is left, when the best's slowest turn beats every other's fastest, or
-    when ``TUNING_BUDGET`` is spent; at ``MAX_TURNS`` at most. Returns ``{"seconds": {name:
+    when ``budget`` is spent; at ``MAX_TURNS`` at most. Returns ``{"seconds": {name:
     median}, "turns": turns}``."""
     for call in calls.values():
         call()
@@ -242,7 +246,7 @@ def _tune(calls: dict[str, Callable[[], object]], clock: Callable[[], float] = t
         best = min(medians, key=medians.get)
         live = [name for name in live if min(times[name]) <= PRUNE * medians[best]]
         separated = all(max(times[best]) < min(times[name]) for name in live if name != best)
-        if turn >= MIN_TURNS and (len(live) == 1 or separated or spent >= TUNING_BUDGET):
+        if turn >= MIN_TURNS and (len(live) == 1 or separated or spent >= budget):
             break
     return {"seconds": {name: statistics.median(t) for name, t in times.items()}, "turns": turn}
 
@@ -280,8 +284,9 @@ def _backend_for(op: str, p, forward_backward, threads: tuple[int, int]) -> kern
     key, choices = _key(op, p, threads), candidates(p)
     entry = _read().get(key)
     if not _usable(entry, choices):
-        entry = _entry(_tune({n: functools.partial(forward_backward, kernels.get(n)) for n in choices}))
+        entry = _entry(tune({n: functools.partial(forward_backward, kernels.get(n)) for n in choices}))
         _store(key, entry)
+    _tunings[op, p, threads] = entry
     be = _memo[op, p, threads] = kernels.get(entry["backend"])
     return be
 
@@ -293,10 +298,17 @@ def picks() -> dict[str, dict]:
     return _read()
 
 
+def tuning(ctx: Context) -> dict | None:
+    """The tuning (an entry as ``picks()`` lists it) behind the pick that made ``ctx`` in auto's
+    forward pass, at the current thread counts; None for a ctx auto did not pick for."""
+    return _tunings.get((ctx.op, ctx.problem, _threads()))
+
+
 def _forget() -> None:
     """Forget the picks in memory, not on disk: what a new process knows."""
     _memo.clear()
     _calls.clear()
+    _tunings.clear()
 
 
 def clear() -> None:

@@ -70,7 +70,7 @@ def test_a_cached_pick_is_used_without_measuring_again(cache, monkeypatch):
     entry = next(iter(auto.picks().values()))
     # Another process with the same cache file measures nothing and takes the cached pick
     code = ("import numpy as np, kernels.auto as a\n"
-            "a._tune = lambda *args: (_ for _ in ()).throw(AssertionError('measured again'))\n"
+            "a.tune = lambda *args: (_ for _ in ()).throw(AssertionError('measured again'))\n"
             "x = np.random.default_rng(0).standard_normal((2, 3, 9, 9)).astype(np.float32)\n"
             "w = np.random.default_rng(0).standard_normal((4, 3, 3, 3)).astype(np.float32)\n"
             "print(a.pick_of(a.conv2d_forward(x, w)[1]))")
@@ -81,7 +81,7 @@ def test_a_cached_pick_is_used_without_measuring_again(cache, monkeypatch):
     assert out.strip() == entry["backend"]
     # and in this process, a forgotten memo is refilled from the disk
     auto._forget()
-    monkeypatch.setattr(auto, "_tune", lambda *args: pytest.fail("measured again"))
+    monkeypatch.setattr(auto, "tune", lambda *args: pytest.fail("measured again"))
     assert auto.pick_of(auto.conv2d_forward(x, w)[1]) == entry["backend"]
 
 
@@ -138,7 +138,7 @@ def test_of_two_candidates_whose_times_overlap_the_tuning_picks_the_faster(monke
     a = [1.0e-3, 1.05e-3, 0.95e-3, 1.0e-3, 1.02e-3, 0.98e-3, 1.0e-3, 1.01e-3, 0.99e-3]
     b = [0.8e-3, 1.3e-3, 1.25e-3, 0.85e-3, 1.3e-3, 1.2e-3, 1.3e-3, 1.25e-3, 1.3e-3]
     calls, clock, made = _fake({"A": a, "B": b})
-    tuned = auto._tune(calls, clock=clock, settle=lambda: None, turn_seconds=0)
+    tuned = auto.tune(calls, clock=clock, settle=lambda: None, turn_seconds=0)
     assert auto._entry(tuned)["backend"] == "A"
     assert tuned["turns"] >= auto.MIN_TURNS and tuned["seconds"]["A"] == pytest.approx(1.0e-3)
     assert len(made["A"]) == len(made["B"]) == 1 + 2 * tuned["turns"]  # the warm-up and wake-ups outside the timing
@@ -147,7 +147,7 @@ def test_of_two_candidates_whose_times_overlap_the_tuning_picks_the_faster(monke
 def test_a_candidate_over_3x_the_best_median_leaves_the_turns_and_a_close_one_is_named():
     durations = {"fast": [0.01] * 10, "close": [0.0102] * 10, "slow": [0.05] * 10}
     calls, clock, made = _fake(durations)
-    tuned = auto._tune(calls, clock=clock, settle=lambda: None, turn_seconds=0)
+    tuned = auto.tune(calls, clock=clock, settle=lambda: None, turn_seconds=0)
     entry = auto._entry(tuned)
     assert entry["backend"] == "fast" and entry["close"] == ["close"]
     assert len(made["slow"]) == 3  # the warm-up, a wake-up and one timed call
@@ -172,16 +172,16 @@ def test_a_turn_is_calls_back_to_back_so_a_stall_after_the_wake_up_does_not_deci
             made[name].append("settled")
 
     calls = {name: call(name) for name in made}
-    one_call = auto._tune(calls, clock=lambda: now[0], settle=settle, turn_seconds=0)
+    one_call = auto.tune(calls, clock=lambda: now[0], settle=settle, turn_seconds=0)
     assert auto._entry(one_call)["backend"] == "steady"
-    tuned = auto._tune(calls, clock=lambda: now[0], settle=settle)
+    tuned = auto.tune(calls, clock=lambda: now[0], settle=settle)
     assert auto._entry(tuned)["backend"] == "pooled" and tuned["seconds"]["pooled"] == pytest.approx(0.2e-3)
 
 
 def test_every_timed_call_waits_for_the_pools_of_the_one_before():
     settled = []
     calls, clock, made = _fake({"a": [1e-3] * 10, "b": [2e-3] * 10})
-    tuned = auto._tune(calls, clock=clock, settle=lambda: settled.append(1), turn_seconds=0)
+    tuned = auto.tune(calls, clock=clock, settle=lambda: settled.append(1), turn_seconds=0)
     assert len(settled) == (sum(map(len, made.values())) - 2) // 2  # before every timed call and its waking call
 
 
@@ -194,8 +194,8 @@ def test_a_pick_made_on_other_code_or_another_cpu_is_measured_again(cache, monke
     auto._forget()
     monkeypatch.setattr(auto, changed, lambda: "changed")  # a backend edited, or the cache carried to another CPU
     tuned = []
-    real_tune = auto._tune
-    monkeypatch.setattr(auto, "_tune", lambda calls: tuned.append(1) or real_tune(calls))
+    real_tune = auto.tune
+    monkeypatch.setattr(auto, "tune", lambda calls: tuned.append(1) or real_tune(calls))
     auto.conv2d_forward(x, w)
     assert tuned == [1] and auto.picks()[key][{"code_identity": "code", "_cpu": "cpu"}[changed]] == "changed"
     auto._forget()
@@ -224,7 +224,7 @@ def test_once_picked_a_call_validates_nothing_before_its_pick_which_validates_it
     x, w = conv_call()
     auto.conv2d_forward(x, w, stride=1)
     monkeypatch.setattr(auto, "check_conv2d", lambda *args: pytest.fail("validated before the memo"))
-    monkeypatch.setattr(auto, "_tune", lambda *args: pytest.fail("tuned again"))
+    monkeypatch.setattr(auto, "tune", lambda *args: pytest.fail("tuned again"))
     y, ctx = auto.conv2d_forward(x, w, stride=1)
     assert y.shape == (2, 4, 7, 7) and ctx.backend == auto.pick_of(ctx) != "auto"
     with pytest.raises(kernels.ShapeError, match="stride"):  # hashes as 1: the memo hits, the pick refuses it

@@ -34,6 +34,13 @@ def test_train_writes_json_csv_and_png(tmp_path, capsys):
     assert "test accuracy" in capsys.readouterr().out
 
 
+def test_training_on_auto_binds_each_kernel_layer_to_a_pick_made_in_the_step(tmp_path):
+    assert main(["train", "--model", "seed002", "--backend", "auto", "--iterations", "5", "--quiet", "--out", str(tmp_path)]) == 0
+    picks = json.loads((tmp_path / "train.json").read_text())["picks"]
+    assert set(picks) == {"0", "2"}  # seed002's conv and max-pool
+    assert {kernels.traits(name).contender for name in picks.values()} == {True}
+
+
 def test_the_backend_can_come_from_the_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("CONVBENCH_BACKEND", "stride_tricks")
     assert main(["train", "--model", "seed000", "--classes", "1,7", "--iterations", "20", "--quiet", "--out", str(tmp_path)]) == 0

@@ -60,12 +60,12 @@ class Conv2D(Layer):
             self.params["b"] = np.zeros(out_channels, dtype=dtype)
 
     def forward(self, x):
-        y, self._ctx = self.backend.conv2d_forward(
+        y, self.ctx = self.backend.conv2d_forward(
             x, self.params["w"], self.params.get("b"), stride=self.stride, padding=self.padding)
         return y
 
     def backward(self, dy):
-        dx, self.grads["w"], db = self.backend.conv2d_backward(dy, self._ctx, need_dx=self.need_dx)
+        dx, self.grads["w"], db = self.backend.conv2d_backward(dy, self.ctx, need_dx=self.need_dx)
         if db is not None:
             self.grads["b"] = db
         return dx
@@ -80,12 +80,12 @@ class _Pool2D(Layer):
         self.backend, self.kernel_size, self.stride, self.padding = backend, kernel_size, stride, padding
 
     def forward(self, x):
-        y, self._ctx = getattr(self.backend, f"{self.op}_forward")(
+        y, self.ctx = getattr(self.backend, f"{self.op}_forward")(
             x, self.kernel_size, stride=self.stride, padding=self.padding)
         return y
 
     def backward(self, dy):
-        return getattr(self.backend, f"{self.op}_backward")(dy, self._ctx)
+        return getattr(self.backend, f"{self.op}_backward")(dy, self.ctx)
 
 
 class MaxPool2D(_Pool2D):

@@ -31,6 +31,7 @@ from convbench.bench.runner import DTYPES, MAX_TIME, TOLERANCE, all_backends, ch
 from convbench.cnn.data import embedded_digits, prepare
 from convbench.cnn.layers import SGD
 from convbench.cnn.models import MODELS, build_model, model_spec
+from convbench.cnn.tune import bind, tune_step
 from kernels.quiet import quiesce
 
 PARTS = ("step", "forward", "backward", "update")
@@ -129,16 +130,25 @@ SLICES = 10  # each backend's budget is spent in this many turns, interleaved wi
 
 
 def _step_function(backend: str, model: str, x, y, dtype: str, seed: int) -> Callable[[bool], dict]:
-    """``step(instrumented)``: one training step on ``backend`` (raises BackendUnavailable)."""
+    """``step(instrumented)``: one training step on ``backend`` (raises BackendUnavailable). On a
+    backend that picks among others (auto), the first step tunes the whole step first
+    (``tune_step``): its time counts that, as numba's first counts its compiling."""
     be = kernels.get(backend)
     if backend == "torch":  # the yardstick runs the same network natively in PyTorch
         from convbench.cnn.torch_twin import torch_step
 
         return torch_step(model, x, y, dtype, sgd_settings(model), seed)
-    net = build_model(model, be, seed=seed, dtype=dtype)
-    optimizer = SGD(**sgd_settings(model))
+    def make() -> tuple:
+        return build_model(model, be, seed=seed, dtype=dtype), SGD(**sgd_settings(model))
+
+    net, optimizer = make()
+    untuned = kernels.traits(backend).picks  # auto: its picks for the whole step, in the first one's thread limits
 
     def step(instrumented: bool = True) -> dict:
+        nonlocal untuned
+        if untuned:
+            bind(net, tune_step(make, x, y))
+            untuned = False
         totals = dict.fromkeys(KINDS, 0.0) if instrumented else None
         parts = _one_step(net, optimizer, x, y, totals)
         return {**parts, **({f"{kind}_s": totals[kind] for kind in KINDS} if instrumented else {})}

@@ -30,6 +30,7 @@ from convbench.cnn.data import (
 )
 from convbench.cnn.layers import SGD
 from convbench.cnn.models import build_model, model_spec
+from convbench.cnn.tune import bind, tune_step
 
 EMBEDDED_HOLDOUT = 1000  # test images held out of the 5,000 embedded digits
 
@@ -182,6 +183,7 @@ def train(config: TrainConfig, progress: Callable[[dict], None] | None = None, r
     result.update({"model": config.model, "backend": config.backend, "config": asdict(config), "data": source,
                    "classes": list(data.classes), "iterations": total, "history": history, "curve": curve})
     with timing.one_pool(config.backend):  # numba: BLAS on one thread while it trains
+        _tune(model, config, data.x_train[:config.batch_size], labels[:config.batch_size], result)
         while steps < total:
             epoch += 1
             order = rng.permutation(len(labels))
@@ -203,11 +205,25 @@ def train(config: TrainConfig, progress: Callable[[dict], None] | None = None, r
     return result
 
 
+def _built(config: TrainConfig):
+    """The model ``config`` trains, freshly initialised."""
+    return build_model(config.model, kernels.get(config.backend), seed=config.seed, dtype=config.dtype,
+                       **({"freeze_conv": config.freeze_conv, "freeze_dense": config.freeze_dense}
+                          if config.model == "seed000" else {}))
+
+
+def _tune(model, config: TrainConfig, x, y, result: dict) -> None:
+    """On a backend that picks among others (auto): the picks that make a step on a batch like
+    ``x, y`` fastest, bound to ``model``'s layers and listed in ``result["picks"]`` by layer."""
+    if kernels.traits(config.backend).picks:
+        bound = tune_step(lambda: (_built(config), SGD(config.lr, config.momentum, config.decay)), x, y)
+        bind(model, bound)
+        result["picks"] = {str(i): backend.pick.name for i, backend in bound.items()}
+
+
 def _checked_model(config: TrainConfig, data, y_test, source: str):
     """The model to train, after checking that every label is one of the classes it tells apart."""
-    model = build_model(config.model, kernels.get(config.backend), seed=config.seed, dtype=config.dtype,
-                        **({"freeze_conv": config.freeze_conv, "freeze_dense": config.freeze_dense}
-                           if config.model == "seed000" else {}))
+    model = _built(config)
     outputs = model.forward(data.x_train[:1]).shape[1]
     known = 2 if outputs == 1 else outputs  # one sigmoid output tells two classes apart
     for what, y in (("training", data.y_train), ("validation", data.y_val), ("test", y_test)):

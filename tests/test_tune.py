@@ -1,0 +1,86 @@
+"""Picks in context: a network on auto bound to the picks that make its whole step fastest."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import kernels
+from convbench.cnn import tune
+from convbench.cnn.layers import SGD
+from convbench.cnn.models import build_model
+from convbench.cnn.step import digits_batch, sgd_settings
+from kernels import auto
+
+
+def maker(model="lenet5", dtype="float64"):
+    return lambda: (build_model(model, auto, dtype=dtype), SGD(**sgd_settings(model)))
+
+
+def lenet_batch():
+    """Two digits, and auto's pick for each of LeNet-5's layers alone on them (the session's
+    tuning cache: made once), from which the step tuning starts."""
+    x, y = digits_batch("lenet5", 2, "float64")
+    net, optimizer = maker()()
+    net.train_step(x, y, optimizer)
+    return x, y
+
+
+def kernel_layers(net):
+    return [i for i, layer in enumerate(net.layers) if hasattr(layer, "backend")]
+
+
+def test_a_bound_network_takes_the_same_step_as_the_reference():
+    x, y = lenet_batch()
+    bound = tune.tune_step(maker(), x, y, budget=0.01)
+    assert set(bound) == set(kernel_layers(maker()()[0]))
+    net, optimizer = maker()()
+    tune.bind(net, bound)
+    reference = build_model("lenet5", kernels.reference, dtype="float64")
+    assert net.train_step(x, y, optimizer)[0] == pytest.approx(
+        reference.train_step(x, y, SGD(**sgd_settings("lenet5")))[0], rel=1e-10)
+    for layer, expected in zip(net.layers, reference.layers):
+        for key in layer.grads:
+            np.testing.assert_allclose(layer.grads[key], expected.grads[key], rtol=1e-9, atol=1e-12)
+
+
+def test_each_layer_keeps_the_candidate_whose_steps_were_fastest(monkeypatch):
+    """Every candidate within CONTEXT of the pick alone is timed in whole steps, costliest layer
+    first; whatever the step timing finds fastest is bound, whichever auto picked alone."""
+    alone = {"numba": 1.0, "im2col": 1.2, "scipy": 1.6}  # scipy is over 1.5x: never tried
+    x, y = lenet_batch()
+    monkeypatch.setattr(auto, "tuning", lambda ctx: {"backend": "numba", "seconds": alone})
+    timed = []
+
+    def in_steps(calls, **kw):
+        timed.append(sorted(calls))
+        for call in calls.values():
+            call()  # a whole step with the candidate bound
+        return {"seconds": {"numba": 2.0, "im2col": 1.0}, "turns": 3}
+
+    monkeypatch.setattr(auto, "tune", in_steps)
+    bound = tune.tune_step(maker(), x, y)
+    assert timed == [["im2col", "numba"]] * 4
+    assert {i: b.pick.name for i, b in bound.items()} == dict.fromkeys(kernel_layers(maker()()[0]), "im2col")
+
+
+def test_a_layer_with_no_close_candidate_keeps_autos_pick_without_timing_steps(monkeypatch):
+    x, y = lenet_batch()
+    monkeypatch.setattr(auto, "tuning", lambda ctx: {"backend": "numba", "seconds": {"numba": 1.0, "im2col": 2.0}})
+    monkeypatch.setattr(auto, "tune", lambda *args, **kw: pytest.fail("timed steps"))
+    assert {b.pick.name for b in tune.tune_step(maker(), x, y).values()} == {"numba"}
+
+
+def test_a_bound_layer_asks_auto_for_inputs_of_another_shape(monkeypatch):
+    """An evaluation batch of another size gets auto's pick for it, not the one tuned for training."""
+    im2col = kernels.get("im2col")
+    x = np.ones((2, 1, 8, 8), np.float32)
+    w = np.ones((1, 1, 3, 3), np.float32)
+    bound = tune.Bound(im2col, x.shape)
+    assert bound.conv2d_forward(x, w)[1].backend == "im2col"
+    asked = []
+    monkeypatch.setattr(auto, "conv2d_forward", lambda *args, **kw: asked.append(args[0].shape) or im2col.conv2d_forward(*args, **kw))
+    y, ctx = bound.conv2d_forward(x[:1], w)
+    assert asked == [(1, 1, 8, 8)]
+    dx, dw, _ = bound.conv2d_backward(np.ones_like(y), ctx)
+    assert dx.shape == (1, 1, 8, 8) and dw.shape == w.shape
