@@ -35,8 +35,11 @@ def test_train_writes_json_csv_and_png(tmp_path, capsys):
 
 
 def test_training_on_auto_binds_each_kernel_layer_to_a_pick_made_in_the_step(tmp_path):
-    assert main(["train", "--model", "seed002", "--backend", "auto", "--iterations", "5", "--quiet", "--out", str(tmp_path)]) == 0
-    picks = json.loads((tmp_path / "train.json").read_text())["picks"]
+    write_split(tmp_path, "train", n=40)  # few images: auto tunes the evaluation's shapes too
+    write_split(tmp_path, "t10k", n=20)
+    assert main(["train", "--model", "seed002", "--backend", "auto", "--data-dir", str(tmp_path), "--iterations", "3",
+                 "--quiet", "--out", str(tmp_path / "run")]) == 0
+    picks = json.loads((tmp_path / "run" / "train.json").read_text())["picks"]
     assert set(picks) == {"0", "2"}  # seed002's conv and max-pool
     assert {kernels.traits(name).contender for name in picks.values()} == {True}
 

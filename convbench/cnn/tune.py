@@ -20,7 +20,7 @@ from convbench.cnn.models import Model
 from kernels import Backend, auto, get
 
 CONTEXT = 1.5  # a candidate within 1.5x of the pick, timed alone, may win inside the step
-STEP_BUDGET = 0.5  # seconds of timed steps to settle one layer's pick, all its candidates together
+STEP_BUDGET = 0.3  # seconds of timed steps to settle one layer's pick, all its candidates together
 STEP_TURN = 0.005  # a candidate's turn: steps back to back for this long (three at least)
 
 
