@@ -31,7 +31,7 @@ from convbench.bench.runner import DTYPES, MAX_TIME, TOLERANCE, all_backends, ch
 from convbench.cnn.data import embedded_digits, prepare
 from convbench.cnn.layers import SGD
 from convbench.cnn.models import MODELS, build_model, model_spec
-from convbench.cnn.tune import bind, tune_step
+from convbench.cnn.tune import bind, describe, tune_step
 from kernels.quiet import quiesce
 
 PARTS = ("step", "forward", "backward", "update")
@@ -132,7 +132,8 @@ SLICES = 10  # each backend's budget is spent in this many turns, interleaved wi
 def _step_function(backend: str, model: str, x, y, dtype: str, seed: int) -> Callable[[bool], dict]:
     """``step(instrumented)``: one training step on ``backend`` (raises BackendUnavailable). On a
     backend that picks among others (auto), the first step tunes the whole step first
-    (``tune_step``): its time counts that, as numba's first counts its compiling."""
+    (``tune_step``; its time counts that, as numba's first counts its compiling) and its parts
+    hold the ``picks`` (``describe``)."""
     be = kernels.get(backend)
     if backend == "torch":  # the yardstick runs the same network natively in PyTorch
         from convbench.cnn.torch_twin import torch_step
@@ -146,12 +147,14 @@ def _step_function(backend: str, model: str, x, y, dtype: str, seed: int) -> Cal
 
     def step(instrumented: bool = True) -> dict:
         nonlocal untuned
+        picks = {}
         if untuned:
-            bind(net, tune_step(make, x, y))
-            untuned = False
+            bound = tune_step(make, x, y)
+            bind(net, bound)
+            untuned, picks = False, {"picks": describe(bound)}
         totals = dict.fromkeys(KINDS, 0.0) if instrumented else None
         parts = _one_step(net, optimizer, x, y, totals)
-        return {**parts, **({f"{kind}_s": totals[kind] for kind in KINDS} if instrumented else {})}
+        return {**parts, **({f"{kind}_s": totals[kind] for kind in KINDS} if instrumented else {}), **picks}
 
     return step
 
@@ -256,7 +259,8 @@ def _first_step(backend: str, model: str, batch_size: int, x, y, dtype: str, see
     if not error <= TOLERANCE[dtype]:
         return {"status": "wrong", "max_rel_err": error,
                 "reason": f"first-step loss {warm_up['loss']:.6g} vs the reference's {expected:.6g}"}
-    return {"status": "ok", "step": step, "first_call_s": warm_up["step"], "max_rel_err": error, "estimate_s": estimate}
+    return {"status": "ok", "step": step, "first_call_s": warm_up["step"], "max_rel_err": error, "estimate_s": estimate,
+            "picks": warm_up.get("picks")}
 
 
 def _step_fields(entry: Entry, turns: list[list[dict]]) -> dict:
@@ -277,7 +281,7 @@ def _part_fields(result: dict, part: str, threads: int) -> dict:
               **result["meter"].record(threads)}
     if part == "step":  # PyTorch's step is not split by layer kind: None there
         fields.update({f"{k}_s": result["fields"].get(f"{k}_s", {}).get("median_s") for k in KINDS},
-                      first_call_s=result["first_call_s"])
+                      first_call_s=result["first_call_s"], picks=result["picks"])
     return fields
 
 
@@ -391,7 +395,7 @@ def _row(measured: list[tuple[str, dict]], backend: str, base: dict) -> dict:
 
 def _merged(rows: list[dict]) -> dict:
     """The row of one part of a step from each process's (``merge_rows``); a step's split by layer
-    kind is the median of the processes' splits."""
+    kind is the median of the processes' splits, its ``picks`` each process's that differ, by ``|``."""
     if len(rows) == 1:
         return rows[0]
     row = merge_rows(rows)
@@ -399,6 +403,8 @@ def _merged(rows: list[dict]) -> dict:
         for kind in KINDS:
             values = [r[f"{kind}_s"] for r in rows]
             row[f"{kind}_s"] = None if None in values else float(np.median(values))
+        picks = [r["picks"] for r in rows if r.get("picks")]
+        row["picks"] = " | ".join(dict.fromkeys(picks)) or None
     return row
 
 

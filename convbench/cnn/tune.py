@@ -4,10 +4,13 @@ auto picks each layer's backend by timing that layer's forward+backward alone
 (``kernels.auto``). Inside a step the layers share the caches and the thread pools the step
 really uses, and every auto call reads the thread counts and looks its arguments up (3-6 µs
 between real kernels on an AMD EPYC, 2-4 % of seed002's 0.5 ms step). ``tune_step`` starts from
-auto's per-layer picks and, costliest layer first, times whole steps with each candidate that
-timed within ``CONTEXT`` of the pick alone, in interleaved turns with auto's statistics
-(``kernels.auto.tune``), keeping the fastest. ``bind`` then hands each layer its pick as a
-``Bound`` backend, which dispatches by one comparison of the input's shape.
+auto's per-layer picks and, costliest layer first, times whole steps with each candidate auto
+timed alone (the loop-bound ones only within ``CONTEXT`` of the best: naive's calls take 100-1000x
+the others'), in interleaved turns with auto's statistics (``kernels.auto.tune``, which drops a
+candidate over 3x the best after a turn), keeping the fastest. Not only the close ones: a layer
+timed alone can be misread (a stall of the host made numba's 2-thread max-pool read 1.7 ms
+against 0.08 ms, and auto picked im2col). ``bind`` then hands each layer its pick as a ``Bound``
+backend, which dispatches by one comparison of the input's shape.
 """
 
 from __future__ import annotations
@@ -15,11 +18,12 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 
+import kernels
 from convbench.cnn.layers import SGD
 from convbench.cnn.models import Model
 from kernels import Backend, auto, get
 
-CONTEXT = 1.5  # a candidate within 1.5x of the pick, timed alone, may win inside the step
+CONTEXT = 1.5  # a loop-bound candidate (naive) within 1.5x of the pick alone is timed in steps too
 STEP_BUDGET = 0.3  # seconds of timed steps to settle one layer's pick, all its candidates together
 STEP_TURN = 0.005  # a candidate's turn: steps back to back for this long (three at least)
 
@@ -62,7 +66,7 @@ def tune_step(make: Callable[[], tuple[Model, SGD]], x, y, budget: float = STEP_
     bind(net, bound)
     for i in sorted(bound, key=lambda i: -min(tunings[i][1]["seconds"].values())):
         seconds, shape = tunings[i][1]["seconds"], bound[i].shape
-        choices = [n for n in seconds if seconds[n] <= CONTEXT * min(seconds.values())]
+        choices = [n for n in seconds if kernels.traits(n).work is None or seconds[n] <= CONTEXT * min(seconds.values())]
         if len(choices) > 1:
             calls = {n: functools.partial(_step_with, net, optimizer, x, y, i, Bound(get(n), shape)) for n in choices}
             medians = auto.tune(calls, budget=budget, turn_seconds=STEP_TURN)["seconds"]
@@ -78,6 +82,11 @@ def _input_shape(ctx) -> tuple[int, int, int, int]:
 def _step_with(net: Model, optimizer: SGD, x, y, index: int, backend: Bound) -> None:
     net.layers[index].backend = backend
     net.train_step(x, y, optimizer)
+
+
+def describe(bound: dict[int, Bound]) -> str:
+    """The picks as a row records them: ``0:numba 2:im2col`` (layer index: backend)."""
+    return " ".join(f"{i}:{backend.pick.name}" for i, backend in sorted(bound.items()))
 
 
 def bind(net: Model, bound: dict[int, Bound]) -> None:
