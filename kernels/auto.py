@@ -228,7 +228,7 @@ def tune(calls: dict[str, Callable[[], object]], clock: Callable[[], float] = ti
     (it cannot win: scipy's FFTs at 0.2 s a call on ResNet-18). From ``MIN_TURNS`` on, the turns
     end when one candidate is left, when the best's slowest turn beats every other's fastest, or
     when ``budget`` is spent; at ``MAX_TURNS`` at most. Returns ``{"seconds": {name:
-    median}, "turns": turns}``."""
+    median}, "turns": turns, "samples": {name: [each turn's seconds]}}``."""
     for call in calls.values():
         call()
     times: dict[str, list[float]] = {name: [] for name in calls}
@@ -248,7 +248,7 @@ def tune(calls: dict[str, Callable[[], object]], clock: Callable[[], float] = ti
         separated = all(max(times[best]) < min(times[name]) for name in live if name != best)
         if turn >= MIN_TURNS and (len(live) == 1 or separated or spent >= budget):
             break
-    return {"seconds": {name: statistics.median(t) for name, t in times.items()}, "turns": turn}
+    return {"seconds": {name: statistics.median(t) for name, t in times.items()}, "turns": turn, "samples": times}
 
 
 def _turn(call: Callable[[], object], clock: Callable[[], float], seconds: float) -> tuple[float, float]:

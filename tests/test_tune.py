@@ -48,7 +48,7 @@ def test_a_bound_network_takes_the_same_step_as_the_reference():
 def test_each_layer_keeps_the_candidate_whose_steps_were_fastest(monkeypatch):
     """Every candidate auto timed alone is timed in whole steps, costliest layer first (the
     loop-bound ones only within CONTEXT of the best): a layer timed alone can be misread by a
-    stall. Whatever the step timing finds fastest is bound, whichever auto picked alone."""
+    stall. What the step timing finds clearly fastest is bound, whichever auto picked alone."""
     x, y = lenet_batch()
     alone = {"numba": 1.0, "im2col": 1.2, "scipy": 20.0, "naive": 1.6}  # naive is loop-bound, over 1.5x
     monkeypatch.setattr(auto, "tuning", lambda ctx: {"backend": "numba", "seconds": alone})
@@ -58,12 +58,21 @@ def test_each_layer_keeps_the_candidate_whose_steps_were_fastest(monkeypatch):
         timed.append(sorted(calls))
         for call in calls.values():
             call()  # a whole step with the candidate bound
-        return {"seconds": {"numba": 2.0, "im2col": 3.0, "scipy": 1.0}, "turns": 3}
+        return {"samples": {"numba": [2.0, 2.1, 2.2], "im2col": [3.0, 3.0, 3.0], "scipy": [1.0, 1.9, 1.1]}}
 
     monkeypatch.setattr(auto, "tune", in_steps)
     bound = tune.tune_step(maker(), x, y)
     assert timed == [["im2col", "numba", "scipy"]] * 4
     assert tune.describe(bound) == " ".join(f"{i}:scipy" for i in kernel_layers(maker()()[0]))
+
+
+@pytest.mark.parametrize(("numba", "scipy", "bound"), [
+    ([2.0, 2.1, 2.2], [1.0, 1.9, 1.1], "scipy"),  # every turn of scipy's beat every one of the pick's
+    ([2.0, 2.5, 3.0], [1.0, 2.2, 1.1], "numba"),  # a faster median, but the turns overlap: the pick stays
+    ([2.0, 2.1, 2.2], [2.1, 2.1, 2.1], "numba"),
+])
+def test_the_fastest_in_steps_replaces_the_pick_only_where_its_turns_all_beat_the_picks(numba, scipy, bound):
+    assert tune._beats({"numba": numba, "scipy": scipy}, "numba") == bound
 
 
 def test_a_layer_whose_other_candidates_are_far_loop_bound_ones_keeps_autos_pick_without_timing_steps(monkeypatch):

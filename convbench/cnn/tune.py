@@ -7,15 +7,17 @@ between real kernels on an AMD EPYC, 2-4 % of seed002's 0.5 ms step). ``tune_ste
 auto's per-layer picks and, costliest layer first, times whole steps with each candidate auto
 timed alone (the loop-bound ones only within ``CONTEXT`` of the best: naive's calls take 100-1000x
 the others'), in interleaved turns with auto's statistics (``kernels.auto.tune``, which drops a
-candidate over 3x the best after a turn), keeping the fastest. Not only the close ones: a layer
-timed alone can be misread (a stall of the host made numba's 2-thread max-pool read 1.7 ms
-against 0.08 ms, and auto picked im2col). ``bind`` then hands each layer its pick as a ``Bound``
+candidate over 3x the best after a turn). Not only the close ones: a layer timed alone can be
+misread (a stall of the host made numba's 2-thread max-pool read 1.7 ms against 0.08 ms, and
+auto picked im2col). The fastest in steps replaces the pick only where every one of its turns
+beat every one of the pick's (``_beats``). ``bind`` then hands each layer its pick as a ``Bound``
 backend, which dispatches by one comparison of the input's shape.
 """
 
 from __future__ import annotations
 
 import functools
+import statistics
 from collections.abc import Callable
 
 import kernels
@@ -24,7 +26,7 @@ from convbench.cnn.models import Model
 from kernels import Backend, auto, get
 
 CONTEXT = 1.5  # a loop-bound candidate (naive) within 1.5x of the pick alone is timed in steps too
-STEP_BUDGET = 0.3  # seconds of timed steps to settle one layer's pick, all its candidates together
+STEP_BUDGET = 0.5  # seconds of timed steps to settle one layer's pick, all its candidates together
 STEP_TURN = 0.005  # a candidate's turn: steps back to back for this long (three at least)
 
 
@@ -69,9 +71,18 @@ def tune_step(make: Callable[[], tuple[Model, SGD]], x, y, budget: float = STEP_
         choices = [n for n in seconds if kernels.traits(n).work is None or seconds[n] <= CONTEXT * min(seconds.values())]
         if len(choices) > 1:
             calls = {n: functools.partial(_step_with, net, optimizer, x, y, i, Bound(get(n), shape)) for n in choices}
-            medians = auto.tune(calls, budget=budget, turn_seconds=STEP_TURN)["seconds"]
-            bound[i] = net.layers[i].backend = Bound(get(min(medians, key=medians.get)), shape)
+            best = _beats(auto.tune(calls, budget=budget, turn_seconds=STEP_TURN)["samples"], bound[i].pick.name)
+            bound[i] = net.layers[i].backend = Bound(get(best), shape)
     return bound
+
+
+def _beats(samples: dict[str, list[float]], pick: str) -> str:
+    """The candidate whose steps were fastest, where every one of its turns beat every one of
+    ``pick``'s; else ``pick``. A step's noise (10-20 % on a shared host) is larger than many a
+    layer's share of it: switching on medians alone bound conv1 of LeNet-5 to im2col (2.6 ms a
+    step slower) in one process of four."""
+    best = min(samples, key=lambda name: statistics.median(samples[name]))
+    return best if max(samples[best]) < min(samples[pick]) else pick
 
 
 def _input_shape(ctx) -> tuple[int, int, int, int]:
