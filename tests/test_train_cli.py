@@ -116,7 +116,9 @@ def test_step_timing_rows_and_report(tmp_path, monkeypatch):
     monkeypatch.setitem(kernels._REGISTRY, "broken", "broken_backends")
     run = RunDirectory(tmp_path / "steps")
     run.create({"command": "step"})
-    run_steps(run, [("lenet5", 4)], ["im2col", "numba", "broken"], threads=1, rounds=3)
+    stages = []
+    run_steps(run, [("lenet5", 4)], ["im2col", "numba", "broken"], threads=1, rounds=3, on_stage=stages.append)
+    assert stages == ["lenet5-b4 on 1 thread(s)"]
     frame = load_results(run.path)
     assert len(frame) == 12 and set(frame.direction) == {"step", "forward", "backward", "update"}
     step = frame[(frame.direction == "step") & (frame.backend == "numba")].iloc[0]
@@ -143,7 +145,9 @@ def test_step_timing_rows_and_report(tmp_path, monkeypatch):
 def test_steps_measured_in_processes_are_one_row_a_part_with_each_process_a_sample(tmp_path):
     run = RunDirectory(tmp_path / "steps")
     run.create({"command": "step"})
-    run_steps(run, [("seed002", 4)], ["im2col", "numba"], threads=1, rounds=2, processes=2)
+    stages = []
+    run_steps(run, [("seed002", 4)], ["im2col", "numba"], threads=1, rounds=2, processes=2, on_stage=stages.append)
+    assert stages == [f"seed002-b4 on 1 thread(s): process {k} of 2" for k in (1, 2)]
     rows = run.rows()
     assert sorted((r["backend"], r["direction"]) for r in rows) == sorted((b, p) for b in ("im2col", "numba") for p in PARTS)
     for row in rows:

@@ -69,7 +69,7 @@ def execute(args) -> int:
         total = len(plan.pairs()) * len(plan.backends) * len(PARTS) * len(plan.threads)
         with progress("convbench step", args.quiet, kept, total=total) as bar:
             run_steps(run, plan.pairs(), plan.backends, plan.threads, plan.dtype, plan.budget, plan.rounds,
-                      lambda row: _row_done(bar, row), plan.max_time, plan.processes)
+                      lambda row: _row_done(bar, row), plan.max_time, plan.processes, bar.set_postfix_str)
     print(runs.report_hint(run))
     runs.measured_something(run)
     return 0

@@ -321,18 +321,22 @@ def sgd_settings(model: str) -> dict:
 
 def run_steps(run: RunDirectory, models: list[tuple[str, int]], backends: list[str], threads: int | list[int],
               dtype: str = "float32", budget: float = 2.0, rounds: int | None = None,
-              on_row: Callable[[dict], None] | None = None, max_time: float = MAX_TIME, processes: int = 1) -> None:
+              on_row: Callable[[dict], None] | None = None, max_time: float = MAX_TIME, processes: int = 1,
+              on_stage: Callable[[str], None] | None = None) -> None:
     """Measure every thread count x (model, batch) x backend into ``run``, skipping what it
     already holds. A model's backends are timed interleaved (``measure_steps``), here or in
     ``processes`` fresh worker processes one after another (each with its share of the budget
     and the rounds, one sample of a process's own speed), and written when it finishes; each
-    thread count is a session of its own (its peaks)."""
-    on_row = on_row or (lambda row: None)
+    thread count is a session of its own (its peaks). ``on_row`` hears each row as it is written,
+    ``on_stage`` what is measured as it starts (model, thread count and process: a progress bar's
+    postfix, which moves while a model's rows wait for every process)."""
+    on_row, on_stage = on_row or (lambda row: None), on_stage or (lambda what: None)
     if processes == 1:
         _import(backends)
     metadata = {**machine_metadata(), "allocator": steady_allocator()}  # once: the same for every count
     for count in [threads] if isinstance(threads, int) else threads:
-        _run_steps_on(run, metadata, models, backends, count, dtype, budget, rounds, on_row, max_time, processes)
+        _run_steps_on(run, metadata, models, backends, count, dtype, budget, rounds, on_row, max_time, processes,
+                      on_stage)
 
 
 def _import(backends: list[str]) -> None:
@@ -361,17 +365,21 @@ def _parts_in_a_process(task: dict) -> tuple[dict, list[dict]]:
     return parts, calibrations
 
 
-def _measured(run: RunDirectory, session: str, record: dict, processes: int, task: dict) -> list[tuple[str, dict]]:
+def _measured(run: RunDirectory, session: str, record: dict, processes: int, task: dict,
+              on_stage: Callable[[str], None]) -> list[tuple[str, dict]]:
     """(session, parts) of each process's ``measure_parts(**task)``: this one's (its ``session``),
     or ``processes`` fresh worker processes' one after another, each with its share of the budget
     and the rounds and a session of its own (the metadata ``record``), so that ``compare`` reads
     each one's calibrations as a process's."""
+    what = f"{task['model']}-b{task['batch_size']} on {task['threads']} thread(s)"
     if processes == 1:
+        on_stage(what)
         return [(session, measure_parts(**task, between=lambda: run.add_calibration(session, calibrate(task["threads"]))))]
     share = {**task, "budget": task["budget"] / processes,
              "rounds": task["rounds"] and math.ceil(task["rounds"] / processes)}
     measured = []
-    for _ in range(processes):
+    for k in range(processes):
+        on_stage(f"{what}: process {k + 1} of {processes}")
         own = run.start_session(record)
         child = Child(env=ALLOCATOR_ENV)
         try:
@@ -410,7 +418,7 @@ def _merged(rows: list[dict]) -> dict:
 
 def _run_steps_on(run: RunDirectory, metadata: dict, models: list[tuple[str, int]], backends: list[str],
                   threads: int, dtype: str, budget: float, rounds: int | None, on_row: Callable[[dict], None],
-                  max_time: float, processes: int) -> None:
+                  max_time: float, processes: int, on_stage: Callable[[str], None]) -> None:
     done = {(r["problem"], r["backend"], r["direction"]) for r in run.rows() if r.get("threads", threads) == threads}
     if all((f"{model}-b{batch}", b, part) in done for model, batch in models for b in backends for part in PARTS):
         return
@@ -426,7 +434,7 @@ def _run_steps_on(run: RunDirectory, metadata: dict, models: list[tuple[str, int
             calibration = run.add_calibration(session, calibrate(threads))
             task = {"backends": pending, "model": model, "batch_size": batch, "dtype": dtype, "budget": budget,
                     "rounds": rounds, "threads": threads, "max_time": max_time}
-            measured = _measured(run, session, record, processes, task)
+            measured = _measured(run, session, record, processes, task, on_stage)
             for backend in pending:
                 base = {"calibration_s": calibration["index_s"], "suite": "step", "problem": problem,
                         "op": "train_step", "N": batch, "repeat": 1, "backend": backend, "dtype": dtype,
