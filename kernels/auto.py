@@ -217,8 +217,8 @@ def _store(key: str, entry: dict) -> None:
 
 
 def tune(calls: dict[str, Callable[[], object]], clock: Callable[[], float] = time.perf_counter,
-          settle: Callable[[], object] = quiesce, turn_seconds: float = TURN_SECONDS,
-          budget: float = TUNING_BUDGET) -> dict:
+         settle: Callable[[], object] = quiesce, turn_seconds: float = TURN_SECONDS,
+         budget: float = TUNING_BUDGET) -> dict:
     """Each candidate's median seconds, timed as the harness times: every candidate called once
     to warm up (numba loads or compiles there), then in turns (``_turn``), in an order that
     rotates from turn to turn, each after ``settle`` (the pools of the candidate before have

@@ -67,8 +67,7 @@ def tune_step(make: Callable[[], tuple[Model, SGD]], x, y, budget: float = STEP_
     bound = {i: Bound(get(t["backend"]), _input_shape(ctx)) for i, (ctx, t) in tunings.items() if t is not None}
     bind(net, bound)
     for i in sorted(bound, key=lambda i: -min(tunings[i][1]["seconds"].values())):
-        seconds, shape = tunings[i][1]["seconds"], bound[i].shape
-        choices = [n for n in seconds if kernels.traits(n).work is None or seconds[n] <= CONTEXT * min(seconds.values())]
+        choices, shape = _choices(tunings[i][1]["seconds"]), bound[i].shape
         if len(choices) > 1:
             calls = {n: functools.partial(_step_with, net, optimizer, x, y, i, Bound(get(n), shape)) for n in choices}
             best = _beats(auto.tune(calls, budget=budget, turn_seconds=STEP_TURN)["samples"], bound[i].pick.name)
@@ -76,11 +75,18 @@ def tune_step(make: Callable[[], tuple[Model, SGD]], x, y, budget: float = STEP_
     return bound
 
 
+def _choices(seconds: dict[str, float]) -> list[str]:
+    """The candidates to time in steps, from their seconds alone: all but loop-bound ones over
+    ``CONTEXT`` times the best."""
+    best = min(seconds.values())
+    return [name for name, t in seconds.items() if kernels.traits(name).work is None or t <= CONTEXT * best]
+
+
 def _beats(samples: dict[str, list[float]], pick: str) -> str:
     """The candidate whose steps were fastest, where every one of its turns beat every one of
     ``pick``'s; else ``pick``. A step's noise (10-20 % on a shared host) is larger than many a
-    layer's share of it: switching on medians alone bound conv1 of LeNet-5 to im2col (2.6 ms a
-    step slower) in one process of four."""
+    layer's share of it: switching on medians alone bound LeNet-5's conv1 to im2col (2.6 ms a
+    step slower, alone) in some processes of each of three runs."""
     best = min(samples, key=lambda name: statistics.median(samples[name]))
     return best if max(samples[best]) < min(samples[pick]) else pick
 
