@@ -6,6 +6,7 @@ import json
 import shutil
 from dataclasses import asdict
 
+import pandas as pd
 import pytest
 
 from convbench.bench import stats
@@ -14,6 +15,7 @@ from hypothesis import strategies as st
 from untimed import not_timed
 
 from convbench.bench.machine import CALIBRATION_VERSION
+from convbench.bench.report import _shown_pick, picks_table
 from convbench.bench.results import MEASUREMENTS, RunDirectory
 from convbench.bench.runner import Plan, Runner
 from convbench.cli import main
@@ -296,3 +298,26 @@ def test_report_draws_a_run_where_only_some_or_no_backends_were_timed(small_run,
     run = _with_statuses(small_run, tmp_path / "run", statuses)
     assert main(["report", str(run)]) == 0
     assert "skipped" in (run / "report.md").read_text()
+
+
+@pytest.mark.parametrize(("row", "shown"), [
+    ({"pick": "im2col"}, ("im2col", "im2col")),  # a suite's row: one pick
+    ({"picks": "0:numba 2:numba"}, ("0:numba 2:numba", "numba")),  # a step bound to one backend throughout
+    ({"picks": "0:im2col 2:numba"}, ("0:im2col 2:numba", None)),  # no single backend's row is its pick's
+    ({"picks": "0:numba 2:numba | 0:im2col 2:numba"}, ("0:numba 2:numba | 0:im2col 2:numba", None)),
+    ({"pick": float("nan"), "picks": None}, ("-", None)),
+    ({}, ("-", None)),
+])
+def test_the_picks_table_shows_a_suite_rows_pick_and_a_steps_picks_by_layer(row, shown):
+    assert _shown_pick(row) == shown
+
+
+def test_a_step_on_auto_bound_to_one_backend_is_compared_with_that_backends_step():
+    rows = pd.DataFrame([
+        {"status": "ok", "backend": "numba", "problem": "seed002-b4", "median_s": 0.0005},
+        {"status": "ok", "backend": "im2col", "problem": "seed002-b4", "median_s": 0.0009},
+        {"status": "ok", "backend": "auto", "problem": "seed002-b4", "median_s": 0.00051, "picks": "0:numba 2:numba"},
+    ])
+    table = picks_table(rows, "auto")
+    assert table.loc["seed002-b4", "pick"] == "0:numba 2:numba"
+    assert table.loc["seed002-b4", "auto / pick"] == table.loc["seed002-b4", "auto / fastest"] == "1.02x"

@@ -114,18 +114,18 @@ def picks_table(rows: pd.DataFrame, picker: str) -> pd.DataFrame | None:
     with its row's marks (``formats.marks``), a ratio with the marks of both its times."""
     ok = rows[rows.status == "ok"]
     mine = ok[ok.backend == picker]
-    if mine.empty or len(ok.backend.unique()) < 2 or "pick" not in mine or not mine["pick"].map(
-            lambda p: isinstance(p, str)).any():  # no pick recorded (a training step picks per layer)
+    shown = [_shown_pick(r) for r in mine.to_dict("records")]
+    if len(ok.backend.unique()) < 2 or all(pick == "-" for pick, _ in shown):  # no pick recorded
         return None
     contenders = ok[ok.backend.isin(backends.ours(ok.backend.unique()))].set_index(["problem", "backend"])
     out = []
-    for r in mine.itertuples():
-        pick, others = getattr(r, "pick", None), contenders.loc[r.problem] if r.problem in contenders.index else None
-        alone = others.loc[pick] if isinstance(pick, str) and others is not None and pick in others.index else None
+    for r, (shown_as, pick) in zip(mine.itertuples(), shown):
+        others = contenders.loc[r.problem] if r.problem in contenders.index else None
+        alone = others.loc[pick] if pick is not None and others is not None and pick in others.index else None
         best = others.loc[others.median_s.idxmin()] if others is not None and len(others) else None
         me = marks(r._asdict())
         out.append({
-            "problem": r.problem, "pick": pick if isinstance(pick, str) else "-",
+            "problem": r.problem, "pick": shown_as,
             picker: duration(r.median_s) + me,
             "pick alone": duration(alone.median_s) + marks(alone) if alone is not None else "-",
             f"{picker} / pick": ratio(r.median_s / alone.median_s) + _joint(me, alone) if alone is not None else "-",
@@ -133,6 +133,20 @@ def picks_table(rows: pd.DataFrame, picker: str) -> pd.DataFrame | None:
             f"{picker} / fastest": ratio(r.median_s / best.median_s) + _joint(me, best) if best is not None else "-",
         })
     return pd.DataFrame(out).set_index("problem")
+
+
+def _shown_pick(row: dict) -> tuple[str, str | None]:
+    """(what the pick column shows, the backend whose own row is the pick's) of a picking
+    backend's row: a suite row's ``pick``; a training step's ``picks`` by layer (``0:numba
+    2:im2col``, processes that differ joined by ``|``), whose own row is the one backend bound to
+    every layer, if there is one. ("-", None) where nothing was recorded."""
+    pick, picks = row.get("pick"), row.get("picks")
+    if isinstance(pick, str):
+        return pick, pick
+    if not isinstance(picks, str):
+        return "-", None
+    bound = {layer.split(":", 1)[-1] for layer in picks.replace("|", " ").split()}
+    return picks, bound.pop() if len(bound) == 1 else None
 
 
 PICKS_CONTENDED = (
