@@ -62,13 +62,12 @@ TURN_SECONDS = 0.002  # a candidate's turn: calls back to back for this long (``
 PRUNE = 3  # a candidate whose fastest turn is over 3x the best median leaves the turns: it cannot win
 CLOSE = 0.03  # candidates whose medians are within 3 % of the pick's are recorded as close to it
 
-# picked backends, by (op, problem, (threads, BLAS threads))
-_memo: dict[tuple, kernels.Backend] = {}
+# the tunings behind the picks (cache entries, as ``picks()`` lists them), by (op, problem,
+# (threads, BLAS threads))
+_memo: dict[tuple, dict] = {}
 # the picks' forward functions, by a call's arguments as given (their shapes, dtype and parameters)
 # and the thread counts: the lookup before any other work
 _calls: dict[tuple, Callable] = {}
-# the tuning behind each pick in ``_memo`` (its cache entry), for ``tuning``
-_tunings: dict[tuple, dict] = {}
 
 
 def candidates(p: ConvProblem | PoolProblem) -> list[str]:
@@ -278,17 +277,15 @@ def _entry(tuned: dict) -> dict:
 
 def _backend_for(op: str, p, forward_backward, threads: tuple[int, int]) -> kernels.Backend:
     """The memoised pick for this signature; measured (and cached on disk) the first time."""
-    be = _memo.get((op, p, threads))
-    if be is not None:
-        return be
-    key, choices = _key(op, p, threads), candidates(p)
-    entry = _read().get(key)
-    if not _usable(entry, choices):
-        entry = _entry(tune({n: functools.partial(forward_backward, kernels.get(n)) for n in choices}))
-        _store(key, entry)
-    _tunings[op, p, threads] = entry
-    be = _memo[op, p, threads] = kernels.get(entry["backend"])
-    return be
+    entry = _memo.get((op, p, threads))
+    if entry is None:
+        key, choices = _key(op, p, threads), candidates(p)
+        entry = _read().get(key)
+        if not _usable(entry, choices):
+            entry = _entry(tune({n: functools.partial(forward_backward, kernels.get(n)) for n in choices}))
+            _store(key, entry)
+        _memo[op, p, threads] = entry
+    return kernels.get(entry["backend"])
 
 
 def picks() -> dict[str, dict]:
@@ -301,14 +298,13 @@ def picks() -> dict[str, dict]:
 def tuning(ctx: Context) -> dict | None:
     """The tuning (an entry as ``picks()`` lists it) behind the pick that made ``ctx`` in auto's
     forward pass, at the current thread counts; None for a ctx auto did not pick for."""
-    return _tunings.get((ctx.op, ctx.problem, _threads()))
+    return _memo.get((ctx.op, ctx.problem, _threads()))
 
 
 def _forget() -> None:
     """Forget the picks in memory, not on disk: what a new process knows."""
     _memo.clear()
     _calls.clear()
-    _tunings.clear()
 
 
 def clear() -> None:
