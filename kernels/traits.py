@@ -53,7 +53,12 @@ class Traits:
     own_threads: bool = False
     exact: bool = True
 
+    @property
+    def loop_bound(self) -> bool:
+        """Its calls are loop-bound (it declares a cost hint, ``work``): naive's take 100-1000x the others'."""
+        return self.work is not None
+
     def worth_timing(self, op: str, N: int, C: int, K: int, out_h: int, out_w: int, groups: int,
                      taps: int) -> bool:
         """False where one call is too slow to time repeatedly (see ``work``)."""
-        return self.work is None or self.work(op, N, C, K, out_h, out_w, groups, taps) <= self.work_limit
+        return not self.loop_bound or self.work(op, N, C, K, out_h, out_w, groups, taps) <= self.work_limit

@@ -239,7 +239,7 @@ def _first_step(backend: str, model: str, batch_size: int, x, y, dtype: str, see
         # a loop-bound backend (naive) is estimated from fewer images before any whole step;
         # the others' first step is the bound, and where it passes the limit (compiling
         # counts in it) their second step decides
-        loop_bound = kernels.traits(backend).work is not None
+        loop_bound = kernels.traits(backend).loop_bound
         estimate = estimate_step_seconds(backend, model, batch_size, dtype, seed, max_time) if loop_bound else None
         if estimate is None or estimate <= max_time:
             step = _step_function(backend, model, x, y, dtype, seed)

@@ -79,7 +79,7 @@ def _choices(seconds: dict[str, float]) -> list[str]:
     """The candidates to time in steps, from their seconds alone: all but loop-bound ones over
     ``CONTEXT`` times the best."""
     best = min(seconds.values())
-    return [name for name, t in seconds.items() if kernels.traits(name).work is None or t <= CONTEXT * best]
+    return [name for name, t in seconds.items() if not kernels.traits(name).loop_bound or t <= CONTEXT * best]
 
 
 def _beats(samples: dict[str, list[float]], pick: str) -> str:
