@@ -62,12 +62,12 @@ def tune_step(make: Callable[[], tuple[Model, SGD]], x, y, budget: float = STEP_
     with the thread limits the steps will run with; ``bind`` gives the picks to a network."""
     net, optimizer = make()
     net.train_step(x, y, optimizer)  # auto tunes each layer alone here
-    tunings = {i: (layer.ctx, auto.tuning(layer.ctx)) for i, layer in enumerate(net.layers)
-               if getattr(layer, "ctx", None) is not None}
-    bound = {i: Bound(get(t["backend"]), _input_shape(ctx)) for i, (ctx, t) in tunings.items() if t is not None}
+    ctxs = {i: layer.ctx for i, layer in enumerate(net.layers) if getattr(layer, "ctx", None) is not None}
+    alone = {i: t for i, ctx in ctxs.items() if (t := auto.tuning(ctx)) is not None}  # each layer timed alone
+    bound = {i: Bound(get(t["backend"]), _input_shape(ctxs[i])) for i, t in alone.items()}
     bind(net, bound)
-    for i in sorted(bound, key=lambda i: -min(tunings[i][1]["seconds"].values())):
-        choices, shape = _choices(tunings[i][1]["seconds"]), bound[i].shape
+    for i in sorted(bound, key=lambda i: -min(alone[i]["seconds"].values())):
+        choices, shape = _choices(alone[i]["seconds"]), bound[i].shape
         if len(choices) > 1:
             calls = {n: functools.partial(_step_with, net, optimizer, x, y, i, Bound(get(n), shape)) for n in choices}
             best = _beats(auto.tune(calls, budget=budget, turn_seconds=STEP_TURN)["samples"], bound[i].pick.name)
