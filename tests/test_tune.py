@@ -90,7 +90,7 @@ def test_a_step_row_on_auto_names_each_layers_pick(tmp_path):
     layers = rows.pop("step")["picks"].split()
     assert [layer.split(":")[0] for layer in layers] == ["0", "2"]  # seed002's conv and max-pool
     assert {kernels.traits(layer.split(":")[1]).contender for layer in layers} == {True}
-    assert {r.get("picks") for r in rows.values()} == {None}  # the parts' rows: the step's picks
+    assert {r.get("picks") for r in rows.values()} == {None}  # forward, backward, update: only the step row names them
 
 
 def test_a_bound_layer_asks_auto_for_inputs_of_another_shape(monkeypatch):
