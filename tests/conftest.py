@@ -2,6 +2,7 @@
 draws many more problems (minutes). Benchmarks run once as tests unless asked for, and auto's
 tuning cache lives in a temporary directory for the session."""
 
+import functools
 import os
 import shutil
 import sys
@@ -75,6 +76,17 @@ def _numba_threads_left_as_found():
         after = numba.get_num_threads()
         expected = numba.config.NUMBA_NUM_THREADS if before is None else before
         assert after == expected, f"the test left numba on {after} threads, not {expected}"
+
+
+@pytest.fixture
+def one_turn_tuning(monkeypatch):
+    """auto tunes each new signature in one turn of one call per candidate: for the tests that check
+    what auto's calls return, not which backend it picks (tests/test_auto.py and test_tune.py check
+    the tuning). Over test_backends and test_properties, the full tuning was half their time."""
+    from kernels import auto
+
+    monkeypatch.setattr(auto, "MIN_TURNS", 1)
+    monkeypatch.setattr(auto, "tune", functools.partial(auto.tune, turn_seconds=0, budget=0))
 
 
 def pytest_unconfigure(config):

@@ -20,6 +20,8 @@ from cases import (
 
 import kernels
 
+pytestmark = pytest.mark.usefixtures("one_turn_tuning")  # auto's picks are not what these check
+
 POOL_OPS = ("maxpool2d", "avgpool2d")
 
 backends = pytest.mark.parametrize("backend", kernels.names())

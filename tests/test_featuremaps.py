@@ -9,6 +9,8 @@ import kernels
 from convbench.cli import main
 from convbench.cnn.featuremaps import read_grey, stages
 
+pytestmark = pytest.mark.usefixtures("one_turn_tuning")  # auto's picks are not what these check
+
 
 def test_default_image_works_offline(tmp_path, capsys):
     assert main(["featuremaps", "--backend", "im2col", "--out", str(tmp_path)]) == 0

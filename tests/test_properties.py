@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 
 import kernels
 
+pytestmark = pytest.mark.usefixtures("one_turn_tuning")  # auto's picks are not what these check
+
 backends = pytest.mark.parametrize("backend", kernels.names())
 
 pairs = st.tuples(st.integers(1, 3), st.integers(1, 3))
