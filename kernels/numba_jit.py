@@ -494,7 +494,7 @@ def _packed(a, groups, shape, at=(0, 0), step=(1, 1), block=TILE_PIXELS, split=1
     channels padded to whole blocks."""
     blocks = -(-a.shape[1] // groups // block)
     out = np.zeros((shape[0], groups, shape[1], blocks, split * shape[2], block), dtype=a.dtype)
-    _pack(a, out, *at, *step, split)
+    _pack(_loop_input(a), out, *at, *step, split)
     return out
 
 
@@ -846,9 +846,9 @@ def _avgpool_backward(dy, dxpad, R, S, sh, sw):
 
 def _loop_input(a):
     """``a`` as the compiled loops take it: C-contiguous and writeable, copied only where it is
-    not. numba compiles a read-only array as a signature of its own (about 2 s each: 30 compiled
-    signatures instead of 18 where tests pass read-only inputs), and types it in Python on every
-    call, several microseconds that a tiny layer's call would show."""
+    not. numba compiles a read-only array as a signature of its own (2-5 CPU-s each: ``_pack``
+    took four signatures where tests passed read-only inputs, not two), and types it in Python on
+    every call, several microseconds that a tiny layer's call would show."""
     return a if a.flags.c_contiguous and a.flags.writeable else np.array(a, order="C")
 
 
