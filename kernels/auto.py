@@ -7,10 +7,11 @@ have gone to sleep) and keeps the winner, in memory and in a small JSON tuning c
 later calls, and later processes, go straight to it. The result and the ``ctx`` are the picked
 backend's own, and auto's backward functions pass a ``ctx`` to the backend that made it. Once a
 signature is picked, a call costs a dictionary lookup on its arguments' shapes and the thread
-counts before the pick runs (the pick validates the arguments): on an AMD EPYC, 1 µs in a tight
-loop and 3-6 µs between real kernels, where the two reads of the thread counts (ctypes calls)
-take about half of it. A training step avoids that: ``convbench.cnn.tune`` binds each layer to a
-pick made in whole steps, from ``tuning``'s timings of the layer alone.
+counts before the pick runs (the pick validates the arguments): on an AMD EPYC, 2.3 µs in a
+tight loop (1 µs of it the Python wrapper itself, 0.5 µs the two reads of the thread counts) and
+2-5 µs more than the pick's forward call between real kernels (a suite's rows, unbound). ``bind`` avoids that: it hands a caller the pick itself, whose functions
+it then calls directly, as the harness does on auto's rows; ``convbench.cnn.tune`` binds each
+layer of a training step to a pick made in whole steps, from ``tuning``'s timings of the layer alone.
 
 The cache is ``$CONVBENCH_TUNING_CACHE`` if set, else ``tuning.json`` in the user cache
 directory (``platformdirs``). A pick is tied to what it timed: the machine, the CPU and the
@@ -28,6 +29,7 @@ import json
 import os
 import platform
 import statistics
+import sys
 import tempfile
 import time
 import warnings
@@ -60,6 +62,7 @@ TUNING_BUDGET = 0.1  # seconds of timed calls, all candidates together, after th
 MIN_TURNS, MAX_TURNS = 3, 9
 TURN_SECONDS = 0.002  # a candidate's turn: calls back to back for this long (``_turn``), their median its sample
 PRUNE = 3  # a candidate whose fastest turn is over 3x the best median leaves the turns: it cannot win
+FORWARD_BACKWARD, FORWARD = "forward+backward", "forward"  # what a pick is timed on: a training step's calls, or inference's
 CLOSE = 0.03  # candidates whose medians are within 3 % of the pick's are recorded as close to it
 
 # the tunings behind the picks (cache entries, as ``picks()`` lists them), by (op, problem,
@@ -141,10 +144,12 @@ def _threads() -> tuple[int, int]:
     return _read_numba(), _read_blas()
 
 
-def _key(op: str, p, threads: tuple[int, int]) -> str:
-    """The tuning cache's key: ``conv2d N=4 C=1 ... dtype=float32 ... threads=2 blas=2``."""
+def _key(op: str, p, threads: tuple[int, int], timed: str = FORWARD_BACKWARD) -> str:
+    """The tuning cache's key: ``conv2d N=4 C=1 ... dtype=float32 ... threads=2 blas=2``, and
+    ``conv2d forward N=4 ...`` for a pick timed on the forward pass alone (``bind``)."""
     values = " ".join(f"{f.name}={getattr(p, f.name)}" for f in fields(p))
-    return f"{op} {values} threads={threads[0]} blas={threads[1]}"
+    what = "" if timed == FORWARD_BACKWARD else f" {timed}"
+    return f"{op}{what} {values} threads={threads[0]} blas={threads[1]}"
 
 
 def _read() -> dict:
@@ -275,17 +280,36 @@ def _entry(tuned: dict) -> dict:
             "measured": time.strftime("%Y-%m-%dT%H:%M:%S"), "cpu": _cpu(), "code": code_identity()}
 
 
-def _backend_for(op: str, p, forward_backward, threads: tuple[int, int]) -> kernels.Backend:
-    """The memoised pick for this signature; measured (and cached on disk) the first time."""
-    entry = _memo.get((op, p, threads))
+def _backend_for(op: str, p, call, threads: tuple[int, int], timed: str = FORWARD_BACKWARD) -> kernels.Backend:
+    """The memoised pick for this signature, timed on ``call(backend)`` (``timed`` says what it
+    runs); measured (and cached on disk) the first time."""
+    memo = (op, p, threads) if timed == FORWARD_BACKWARD else (op, p, threads, timed)
+    entry = _memo.get(memo)
     if entry is None:
-        key, choices = _key(op, p, threads), candidates(p)
+        key, choices = _key(op, p, threads, timed), candidates(p)
         entry = _read().get(key)
         if not _usable(entry, choices):
-            entry = _entry(tune({n: functools.partial(forward_backward, kernels.get(n)) for n in choices}))
+            entry = _entry(tune({n: functools.partial(call, kernels.get(n)) for n in choices}))
             _store(key, entry)
-        _memo[op, p, threads] = entry
+        _memo[memo] = entry
     return kernels.get(entry["backend"])
+
+
+def bind(forward: Callable[[kernels.Backend], tuple], timed: str = FORWARD_BACKWARD) -> kernels.Backend:
+    """The backend auto picks for a forward call, for a caller that makes it many times and calls
+    the pick's own functions: no dispatch at all, where a call through auto costs its wrapper, key
+    and lookup (2-5 µs a call on an AMD EPYC; the wrapper alone, 1 µs, is 5 % of a 20 µs layer).
+    ``forward(backend)`` makes the call on a backend and returns its (y, ctx). The pick is
+    auto's own for the signature (timed on forward+backward, as a training step calls it), or,
+    with ``timed="forward"``, the fastest forward pass (inference, a forward-only row), timed
+    and cached apart. ``convbench.cnn.tune`` binds a network's layers; the harness binds auto's
+    rows (``convbench.bench.runner``)."""
+    if timed not in (FORWARD_BACKWARD, FORWARD):
+        raise ValueError(f"timed must be {FORWARD_BACKWARD!r} or {FORWARD!r}; got {timed!r}")
+    _, ctx = forward(sys.modules[__name__])  # validated, and tuned on forward+backward if new
+    if timed == FORWARD_BACKWARD:
+        return _contenders()[ctx.backend]
+    return _backend_for(ctx.op, ctx.problem, forward, _threads(), timed)
 
 
 def picks() -> dict[str, dict]:

@@ -33,6 +33,34 @@ def conv_backend(name, monkeypatch):
     return be
 
 
+def rig_auto(monkeypatch, picks: dict[str, str]) -> list:
+    """auto's tuning rigged: im2col and numba its only candidates, each called once, and the pick
+    ``picks["forward+backward"]`` where the calls ran a backward pass, else ``picks["forward"]``.
+    Returns the list that grows by one per backward pass of a candidate."""
+    from kernels import auto
+
+    backwards: list = []
+    for name in ("im2col", "numba"):
+        be = kernels.get(name)
+        monkeypatch.setattr(be, "conv2d_backward", functools.partial(counted, be.conv2d_backward, backwards))
+
+    def tune(calls, **_):
+        before = len(backwards)
+        for call in calls.values():
+            call()
+        pick = picks["forward+backward" if len(backwards) > before else "forward"]
+        return {"seconds": {n: 1e-3 if n == pick else 2e-3 for n in calls}, "turns": 1, "samples": {}}
+
+    monkeypatch.setattr(auto, "candidates", lambda p: ["im2col", "numba"])
+    monkeypatch.setattr(auto, "tune", tune)
+    return backwards
+
+
+def counted(function, calls: list, *args, **kwargs):
+    calls.append(1)
+    return function(*args, **kwargs)
+
+
 def exact(backend: str) -> bool:
     """Whether float32 conv2d must match exactly: direct sums do, FFTs (kernels.traits) need not."""
     name, _, variant = backend.partition(":")

@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 import pytest
+from cases import rig_auto
 from threadpoolctl import threadpool_limits
 
 import kernels
@@ -340,3 +341,19 @@ def test_a_cache_that_cannot_be_replaced_leaves_no_temporary_file(cache):
     with pytest.warns(RuntimeWarning, match="cannot write the tuning cache"):
         auto.conv2d_forward(x, w)
     assert list(cache.parent.glob("*.tmp")) == []
+
+
+
+def test_bind_hands_out_the_pick_timed_on_forward_backward_or_on_the_forward_alone(cache, monkeypatch):
+    """A forward-only caller (inference, a forward row) gets the fastest forward pass, timed and
+    cached apart from the signature's pick, and its tuning runs no backward pass."""
+    x, w = conv_call()
+    backwards = rig_auto(monkeypatch, {"forward+backward": "numba", "forward": "im2col"})
+    forward = lambda be: be.conv2d_forward(x, w, padding=1)  # noqa: E731
+    assert auto.bind(forward).name == "numba" and len(backwards) == 2  # auto's own pick, on forward+backward
+    assert auto.bind(forward, "forward").name == "im2col" and len(backwards) == 2
+    keys = sorted(auto.picks())
+    assert [k.split(" N=")[0] for k in keys] == ["conv2d", "conv2d forward"]
+    assert auto.picks()[keys[1]]["backend"] == "im2col" and auto.bind(forward, "forward").name == "im2col"
+    with pytest.raises(ValueError, match="timed must be .*'backward'"):
+        auto.bind(forward, "backward")
