@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import sys
@@ -9,6 +10,7 @@ import warnings
 from dataclasses import asdict
 
 import pytest
+from cases import counted, rig_auto
 from killing import kill_when, lines
 
 import convbench
@@ -333,3 +335,22 @@ def test_step_needs_no_out_but_resume_does(tmp_path, monkeypatch, capsys):
     assert len(made) == 1 and made[0].name.startswith("step-") and (made[0] / "measurements.jsonl").exists()
     assert main(["step", "--resume"]) == 2
     assert "--resume needs --out DIR" in capsys.readouterr().err
+
+
+def test_autos_rows_time_its_picks_own_calls_and_a_forward_row_the_fastest_forward(tmp_path, monkeypatch):
+    """auto is bound once per row (``kernels.auto.bind``): its timed calls never go through its
+    dispatch, and a forward row runs the pick timed on the forward pass alone."""
+    from kernels import auto
+
+    dispatched = []
+    monkeypatch.setattr(auto, "conv2d_forward", functools.partial(counted, auto.conv2d_forward, dispatched))
+    rig_auto(monkeypatch, {"forward+backward": "numba", "forward": "im2col"})
+    monkeypatch.setenv("CONVBENCH_TUNING_CACHE", str(tmp_path / "tuning.json"))
+    auto._forget()
+    rows = execute(tmp_path, suites=["lenet5"], match="conv1", backends=["auto"], rounds=50)
+    auto._forget()
+    assert {r["direction"]: (r["status"], r["pick"]) for r in rows} == {
+        "forward": ("ok", "im2col"), "backward": ("ok", "numba"), "forward+backward": ("ok", "numba")}
+    # the probe's, the check's and the binds' calls, not the 3 x 50 timed ones
+    assert len(dispatched) < 50 == min(r["calls"] for r in rows)
+

@@ -237,12 +237,23 @@ def row_key(row: dict) -> tuple:
     return (row["suite"], row["problem"], row["backend"], row["dtype"], row["threads"], row["direction"])
 
 
-def _calls(problem: Problem, be, arrays: dict, ctx) -> dict[str, Callable[[], object]]:
-    return {
-        "forward": lambda: problem.forward(be, arrays),
-        "backward": lambda: problem.backward(be, arrays, ctx),
-        "forward+backward": lambda: problem.backward(be, arrays, problem.forward(be, arrays)[1]),
-    }
+def _call(problem: Problem, be, arrays: dict, ctx, direction: str) -> Callable[[], object]:
+    """One direction's call on ``be`` (the backward on ``ctx``, which ``be``'s forward made)."""
+    if direction == "forward":
+        return lambda: problem.forward(be, arrays)
+    if direction == "backward":
+        return lambda: problem.backward(be, arrays, ctx)
+    return lambda: problem.backward(be, arrays, problem.forward(be, arrays)[1])
+
+
+def _bound(problem: Problem, backend: str, be, arrays: dict, directions: list[str]) -> dict:
+    """The backend each direction's calls run on: ``be`` itself, or, where ``be`` picks (auto),
+    its pick, bound once (``kernels.auto.bind``), so that the row times the pick's own calls as a
+    bound layer makes them, with no dispatch; a forward row, the fastest forward pass."""
+    if not kernels.traits(backend).picks:
+        return dict.fromkeys(directions, be)
+    forward = lambda b: problem.forward(b, arrays)  # noqa: E731
+    return {d: be.bind(forward, "forward" if d == "forward" else "forward+backward") for d in directions}
 
 
 @dataclass
@@ -250,7 +261,7 @@ class _Contender:
     """One backend made ready for one problem: its calls, verified, warmed up, and what its rows share."""
 
     backend: str
-    be: object
+    bound: dict  # by direction, the backend its calls run on (``_bound``)
     problem: Problem
     arrays: dict
     base: dict
@@ -265,11 +276,11 @@ class _Contender:
         """One turn's calls. Unless a forward call is too slow to repeat, they run on fresh copies
         of the inputs at random offsets (``abworker.fresh_inputs``; and a fresh forward pass for
         the backward)."""
-        fn = self.calls[direction]
+        fn, be = self.calls[direction], self.bound[direction]
         if self.first["forward"] < seconds / 4:
             arrays = fresh_inputs(self.arrays)
-            ctx = self.problem.forward(self.be, arrays)[1] if direction == "backward" else None
-            fn = _calls(self.problem, self.be, arrays, ctx)[direction]
+            ctx = self.problem.forward(be, arrays)[1] if direction == "backward" else None
+            fn = _call(self.problem, be, arrays, ctx, direction)
         return call_times(fn, seconds, exact)
 
 
@@ -440,6 +451,10 @@ class Runner:
                                      if needs_backward else (0.0, ()))
             y_ref, grads_ref = self._reference_outputs(problem, dtype, arrays)
             error = max_relative_error((y, *grads), (y_ref, *grads_ref[: len(grads)]))
+            stage = "bind"
+            bound = _bound(problem, base["backend"], be, arrays, runnable)
+            if bound.get("forward", be) is not be and bound["forward"].name != ctx.backend:  # a pick of its own
+                error = max(error, max_relative_error(problem.forward(bound["forward"], arrays)[:1], (y_ref,)))
             if not error <= TOLERANCE[dtype]:  # NaN counts as wrong
                 for d in runnable:
                     self._emit(base, d, "wrong", max_rel_err=error, **extras[d], reason=(
@@ -450,11 +465,10 @@ class Runner:
                 self._emit(base, d, "error", reason=f"{type(exc).__name__} in {stage}: {exc}",
                            traceback=traceback.format_exc(limit=-3), **extras[d])
             return None
-        calls = _calls(problem, be, arrays, ctx)
         first = {"forward": first_forward, "backward": first_backward,
                  "forward+backward": first_forward + first_backward}
-        return _Contender(base["backend"], be, problem, arrays, base, {d: extras[d] for d in runnable},
-                          {d: calls[d] for d in runnable}, first, estimates, error, ctx)
+        return _Contender(base["backend"], bound, problem, arrays, base, {d: extras[d] for d in runnable},
+                          {d: _call(problem, bound[d], arrays, ctx, d) for d in runnable}, first, estimates, error, ctx)
 
     def _finish(self, entry: Entry, threads: int) -> None:
         c, d = entry.key
@@ -471,7 +485,7 @@ class Runner:
         try:
             traits = kernels.traits(c.base["backend"])
             if traits.picks:  # which backend it chose for this problem
-                measured["pick"] = c.be.pick_of(c.ctx)
+                measured["pick"] = c.bound[d].name
             if measured["median_s"] < SLOW_EXTRAS:
                 measured["peak_mem_bytes"] = timing.peak_memory(c.calls[d])
                 if traits.phases:
