@@ -9,9 +9,10 @@ backend's own, and auto's backward functions pass a ``ctx`` to the backend that 
 signature is picked, a call costs a dictionary lookup on its arguments' shapes and the thread
 counts before the pick runs (the pick validates the arguments): on an AMD EPYC, 2.3 µs in a
 tight loop (1 µs of it the Python wrapper itself, 0.5 µs the two reads of the thread counts) and
-2-5 µs more than the pick's forward call between real kernels (a suite's rows, unbound). ``bind`` avoids that: it hands a caller the pick itself, whose functions
-it then calls directly, as the harness does on auto's rows; ``convbench.cnn.tune`` binds each
-layer of a training step to a pick made in whole steps, from ``tuning``'s timings of the layer alone.
+2-5 µs more than the pick's forward call between real kernels (a suite's rows, unbound).
+``bind`` avoids that: it hands a caller the pick itself, whose functions it then calls directly,
+as the harness does on auto's rows; ``convbench.cnn.tune`` binds each layer of a training step
+to a pick made in whole steps, from ``tuning``'s timings of the layer alone.
 
 The cache is ``$CONVBENCH_TUNING_CACHE`` if set, else ``tuning.json`` in the user cache
 directory (``platformdirs``). A pick is tied to what it timed: the machine, the CPU and the
@@ -66,7 +67,7 @@ FORWARD_BACKWARD, FORWARD = "forward+backward", "forward"  # what a pick is time
 CLOSE = 0.03  # candidates whose medians are within 3 % of the pick's are recorded as close to it
 
 # the tunings behind the picks (cache entries, as ``picks()`` lists them), by (op, problem,
-# (threads, BLAS threads))
+# (threads, BLAS threads), what they were timed on: FORWARD_BACKWARD or FORWARD)
 _memo: dict[tuple, dict] = {}
 # the picks' forward functions, by a call's arguments as given (their shapes, dtype and parameters)
 # and the thread counts: the lookup before any other work
@@ -283,15 +284,14 @@ def _entry(tuned: dict) -> dict:
 def _backend_for(op: str, p, call, threads: tuple[int, int], timed: str = FORWARD_BACKWARD) -> kernels.Backend:
     """The memoised pick for this signature, timed on ``call(backend)`` (``timed`` says what it
     runs); measured (and cached on disk) the first time."""
-    memo = (op, p, threads) if timed == FORWARD_BACKWARD else (op, p, threads, timed)
-    entry = _memo.get(memo)
+    entry = _memo.get((op, p, threads, timed))
     if entry is None:
         key, choices = _key(op, p, threads, timed), candidates(p)
         entry = _read().get(key)
         if not _usable(entry, choices):
             entry = _entry(tune({n: functools.partial(call, kernels.get(n)) for n in choices}))
             _store(key, entry)
-        _memo[memo] = entry
+        _memo[op, p, threads, timed] = entry
     return kernels.get(entry["backend"])
 
 
@@ -322,7 +322,7 @@ def picks() -> dict[str, dict]:
 def tuning(ctx: Context) -> dict | None:
     """The tuning (an entry as ``picks()`` lists it) behind the pick that made ``ctx`` in auto's
     forward pass, at the current thread counts; None for a ctx auto did not pick for."""
-    return _memo.get((ctx.op, ctx.problem, _threads()))
+    return _memo.get((ctx.op, ctx.problem, _threads(), FORWARD_BACKWARD))
 
 
 def _forget() -> None:
