@@ -253,7 +253,9 @@ def _bound(problem: Problem, backend: str, be, arrays: dict, directions: list[st
     if not kernels.traits(backend).picks:
         return dict.fromkeys(directions, be)
     forward = lambda b: problem.forward(b, arrays)  # noqa: E731
-    return {d: be.bind(forward, "forward" if d == "forward" else "forward+backward") for d in directions}
+    timed = {d: "forward" if d == "forward" else "forward+backward" for d in directions}
+    picks = {t: be.bind(forward, t) for t in set(timed.values())}  # a bind makes a forward call: once each
+    return {d: picks[t] for d, t in timed.items()}
 
 
 @dataclass
@@ -270,7 +272,6 @@ class _Contender:
     first: dict
     estimates: dict
     error: float
-    ctx: object = None
 
     def slice(self, direction: str, seconds: float, exact: bool) -> list[float]:
         """One turn's calls. Unless a forward call is too slow to repeat, they run on fresh copies
@@ -468,7 +469,7 @@ class Runner:
         first = {"forward": first_forward, "backward": first_backward,
                  "forward+backward": first_forward + first_backward}
         return _Contender(base["backend"], bound, problem, arrays, base, {d: extras[d] for d in runnable},
-                          {d: _call(problem, bound[d], arrays, ctx, d) for d in runnable}, first, estimates, error, ctx)
+                          {d: _call(problem, bound[d], arrays, ctx, d) for d in runnable}, first, estimates, error)
 
     def _finish(self, entry: Entry, threads: int) -> None:
         c, d = entry.key
