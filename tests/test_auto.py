@@ -343,7 +343,6 @@ def test_a_cache_that_cannot_be_replaced_leaves_no_temporary_file(cache):
     assert list(cache.parent.glob("*.tmp")) == []
 
 
-
 def test_bind_hands_out_the_pick_timed_on_forward_backward_or_on_the_forward_alone(cache, monkeypatch):
     """A forward-only caller (inference, a forward row) gets the fastest forward pass, timed and
     cached apart from the signature's pick, and its tuning runs no backward pass."""

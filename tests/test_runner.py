@@ -353,4 +353,3 @@ def test_autos_rows_time_its_picks_own_calls_and_a_forward_row_the_fastest_forwa
         "forward": ("ok", "im2col"), "backward": ("ok", "numba"), "forward+backward": ("ok", "numba")}
     # the probe's, the check's and the binds' calls, not the 3 x 50 timed ones
     assert len(dispatched) < 50 == min(r["calls"] for r in rows)
-
